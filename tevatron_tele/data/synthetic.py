@@ -1,0 +1,230 @@
+"""A small deterministic retrieval collection where hard negatives matter, and a tiny random BERT for it.
+
+Layout per topic (all words are made-up two-syllable tokens, so a word-level vocab covers them):
+  - a few queries, each asking for one *key term* plus some topic and facet words;
+  - for each query a cluster: its positive passage (contains the key term) and near-duplicates
+    of that passage whose key term is swapped for a decoy word (the hardest negatives);
+  - distractors that reuse the topic's words and a query's facet words but no key term;
+plus random passages made of filler and words of other topics.
+A lexical or random ranker is easily fooled by the near-duplicates and distractors, so training
+on mined negatives shows a clear gain over in-batch/random negatives.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import random
+from collections import Counter
+from pathlib import Path
+
+from ..utils import PathLike, atomic_path
+
+logger = logging.getLogger(__name__)
+
+SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+_CONSONANTS = "bdfgklmnprstvz"
+_VOWELS = "aeiou"
+_PARAMS_FILE = "synthetic.json"
+_FORMAT_VERSION = 1
+
+# Sizes per topic (kept small so the default collection is a few hundred short passages).
+_QUERIES_PER_TOPIC = 4
+_TEST_QUERIES_PER_TOPIC = 1
+_NEAR_DUPLICATES = 2
+_DISTRACTORS_PER_TOPIC = 3
+_TOPIC_WORDS = 8
+_FACET_WORDS = 2
+_FILLER_WORDS = 120
+_RANDOM_PASSAGES_PER_TOPIC = 3
+
+
+def vocabulary() -> list[str]:
+    """Every word the generator can emit (fixed, independent of seed and size): CVCV tokens."""
+    syllables = [c + v for c in _CONSONANTS for v in _VOWELS]
+    return [a + b for a in syllables for b in syllables]
+
+
+def _pad_with(rng: random.Random, words: list[str], pool: list[str], lo: int, hi: int) -> list[str]:
+    """Shuffle `words` among filler from `pool` so the text has between lo and hi words."""
+    target = max(len(words), rng.randint(lo, hi))
+    out = list(words) + [rng.choice(pool) for _ in range(target - len(words))]
+    rng.shuffle(out)
+    return out
+
+
+def generate(n_topics: int = 40, seed: int = 0) -> dict:
+    """Build the collection in memory: {"corpus": [...], "queries": [...], "qrels": {"train": [...], "test": [...]}}."""
+    if n_topics < 1:
+        raise ValueError(f"n_topics must be >= 1, got {n_topics}")
+    rng = random.Random(seed)
+    words = vocabulary()
+    per_topic = _TOPIC_WORDS + _QUERIES_PER_TOPIC * (1 + _FACET_WORDS + 1)  # + key + facets + decoy
+    needed = _FILLER_WORDS + n_topics * per_topic
+    if needed > len(words):
+        raise ValueError(f"n_topics={n_topics} needs {needed} distinct words, the generator has {len(words)}")
+    rng.shuffle(words)
+    filler, rest = words[:_FILLER_WORDS], words[_FILLER_WORDS:]
+
+    corpus: list[dict] = []
+    queries: list[dict] = []
+    qrels: dict[str, list[tuple[str, str, int]]] = {"train": [], "test": []}
+    all_topic_words: list[str] = []
+
+    def add_passage(title: list[str], text: list[str]) -> str:
+        docid = f"d{len(corpus)}"
+        corpus.append({"_id": docid, "title": " ".join(title), "text": " ".join(text)})
+        return docid
+
+    for t in range(n_topics):
+        block = rest[t * per_topic:(t + 1) * per_topic]
+        topic_words, block = block[:_TOPIC_WORDS], block[_TOPIC_WORDS:]
+        all_topic_words.extend(topic_words)
+        title = topic_words[:2]
+        facets_all: list[list[str]] = []
+        for q in range(_QUERIES_PER_TOPIC):
+            key, decoy = block[0], block[1]
+            facets = block[2:2 + _FACET_WORDS]
+            block = block[2 + _FACET_WORDS:]
+            facets_all.append(facets)
+            qid = f"q{t}_{q}"
+            q_topic = rng.sample(topic_words, 2)
+            q_words = [key] + facets + q_topic
+            rng.shuffle(q_words)
+            queries.append({"_id": qid, "text": " ".join(q_words)})
+            # The positive: key term, facets and topic words among filler.
+            body = [key] + facets + q_topic + rng.sample([w for w in topic_words if w not in q_topic], 2)
+            positive = _pad_with(rng, body, filler, 10, 30)
+            pos_id = add_passage(title, positive)
+            split = "test" if q >= _QUERIES_PER_TOPIC - _TEST_QUERIES_PER_TOPIC else "train"
+            qrels[split].append((qid, pos_id, 1))
+            # Near-duplicates: same text, key term replaced by the decoy, one filler word changed.
+            for _ in range(_NEAR_DUPLICATES):
+                dup = [decoy if w == key else w for w in positive]
+                fill_pos = [i for i, w in enumerate(dup) if w in filler]
+                if fill_pos:
+                    dup[rng.choice(fill_pos)] = rng.choice(filler)
+                add_passage(title, dup)
+        for _ in range(_DISTRACTORS_PER_TOPIC):
+            facets = rng.choice(facets_all)
+            body = facets + rng.sample(topic_words, 5)
+            add_passage(title, _pad_with(rng, body, filler, 10, 30))
+
+    for _ in range(n_topics * _RANDOM_PASSAGES_PER_TOPIC):
+        body = rng.sample(all_topic_words, 3)
+        add_passage(rng.sample(filler, 2), _pad_with(rng, body, filler, 10, 30))
+
+    # Shuffle passage order so position carries no signal, keeping ids stable.
+    order = list(range(len(corpus)))
+    rng.shuffle(order)
+    corpus = [corpus[i] for i in order]
+    return {"corpus": corpus, "queries": queries, "qrels": qrels}
+
+
+def _params(n_topics: int, seed: int) -> dict:
+    return {"format_version": _FORMAT_VERSION, "n_topics": n_topics, "seed": seed}
+
+
+def make_synthetic_collection(out_dir: PathLike, *, n_topics: int = 40, seed: int = 0) -> Path:
+    """Write the collection as a BEIR folder (corpus.jsonl, queries.jsonl, qrels/{train,test}.tsv).
+
+    Deterministic in (n_topics, seed). A folder already complete with the same parameters is
+    reused as is; any other existing folder is replaced atomically.
+    """
+    out_dir = Path(out_dir)
+    params = _params(n_topics, seed)
+    marker = out_dir / _PARAMS_FILE
+    if marker.exists():
+        try:
+            if json.loads(marker.read_text(encoding="utf-8")) == params:
+                return out_dir
+        except json.JSONDecodeError:
+            pass
+    data = generate(n_topics=n_topics, seed=seed)
+    with atomic_path(out_dir) as tmp:
+        (tmp / "qrels").mkdir(parents=True)
+        with open(tmp / "corpus.jsonl", "w", encoding="utf-8") as f:
+            for doc in data["corpus"]:
+                f.write(json.dumps(doc) + "\n")
+        with open(tmp / "queries.jsonl", "w", encoding="utf-8") as f:
+            for q in data["queries"]:
+                f.write(json.dumps(q) + "\n")
+        for split, rows in data["qrels"].items():
+            with open(tmp / "qrels" / f"{split}.tsv", "w", encoding="utf-8") as f:
+                f.write("query-id\tcorpus-id\tscore\n")
+                for qid, docid, grade in rows:
+                    f.write(f"{qid}\t{docid}\t{grade}\n")
+        # Written last: its presence means the folder is complete.
+        (tmp / _PARAMS_FILE).write_text(json.dumps(params) + "\n", encoding="utf-8")
+    logger.info("synthetic collection: %d passages, %d queries -> %s",
+                len(data["corpus"]), len(data["queries"]), out_dir)
+    return out_dir
+
+
+def _collection_words(folder: Path, max_words: int) -> list[str]:
+    """Words of a BEIR folder's corpus and queries, split as BERT's basic tokenizer does, most frequent first."""
+    from tokenizers.normalizers import BertNormalizer
+    from tokenizers.pre_tokenizers import BertPreTokenizer
+
+    normalizer, splitter = BertNormalizer(lowercase=True), BertPreTokenizer()
+    counts: Counter[str] = Counter()
+    for name, fields in (("corpus.jsonl", ("title", "text")), ("queries.jsonl", ("text",))):
+        path = folder / name
+        if not path.exists():
+            continue
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                if not line.strip():
+                    continue
+                row = json.loads(line)
+                for field in fields:
+                    text = normalizer.normalize_str(row.get(field) or "")
+                    counts.update(w for w, _ in splitter.pre_tokenize_str(text))
+    # Sort by (-count, word) so the vocab is deterministic.
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    return [w for w, _ in ranked[:max_words]]
+
+
+def build_tiny_model(
+    out_dir: PathLike,
+    *,
+    vocab_source: PathLike | None = None,
+    hidden_size: int = 32,
+    num_layers: int = 2,
+    seed: int = 0,
+    max_words: int = 30000,
+) -> Path:
+    """Save a randomly initialised BERT and a word-level BertTokenizer, loadable by AutoModel/AutoTokenizer.
+
+    The vocab is the generator's full word list, or the words of the BEIR folder `vocab_source`
+    (at most `max_words`, most frequent first). Deterministic in its arguments.
+    """
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    out_dir = Path(out_dir)
+    words = vocabulary() if vocab_source is None else _collection_words(Path(vocab_source), max_words)
+    special = set(SPECIAL_TOKENS)
+    vocab = SPECIAL_TOKENS + [w for w in dict.fromkeys(words) if w not in special]
+    heads = max(1, hidden_size // 16)
+    while hidden_size % heads:
+        heads -= 1
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=heads,
+        intermediate_size=hidden_size * 2,
+        max_position_embeddings=512,
+    )
+    with atomic_path(out_dir) as tmp:
+        tmp.mkdir(parents=True)
+        vocab_file = tmp / "vocab.txt"
+        vocab_file.write_text("\n".join(vocab) + "\n", encoding="utf-8")
+        # BertTokenizer (not BertTokenizerFast(vocab_file=...), which ignores the file under transformers 5).
+        tokenizer = BertTokenizer(str(vocab_file), do_lower_case=True)
+        tokenizer.save_pretrained(tmp)
+        torch.manual_seed(seed)
+        model = BertModel(config)
+        model.save_pretrained(tmp)
+    logger.info("tiny BERT (vocab %d, hidden %d, %d layers) -> %s", len(vocab), hidden_size, num_layers, out_dir)
+    return out_dir
