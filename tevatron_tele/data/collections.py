@@ -1,0 +1,436 @@
+"""Load retrieval collections (BEIR, MS MARCO TSV, DPR QA, Tevatron jsonl) into one in-memory form, with validation.
+
+Every problem in the input is reported as "<file>:<line>: field '<name>': <problem>", so a bad
+line can be found and fixed without reading this code. Structural problems (malformed JSON,
+missing fields, duplicate ids) always raise; qrels pointing at ids that do not exist are dropped
+with a warning, or raise when strict=True.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..utils import PathLike
+
+logger = logging.getLogger(__name__)
+
+FORMATS = ("beir", "msmarco", "dpr", "tevatron")
+
+
+class CollectionError(ValueError):
+    """Bad collection input; the message names file, line and field."""
+
+
+def _error(path: PathLike, line: int | str, field_name: str, problem: str) -> CollectionError:
+    return CollectionError(f"{path}:{line}: field '{field_name}': {problem}")
+
+
+@dataclass
+class Corpus:
+    ids: list[str]
+    titles: list[str]
+    texts: list[str]
+    _index: dict[str, int] | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def position(self, docid: str) -> int:
+        if self._index is None:
+            self._index = {d: i for i, d in enumerate(self.ids)}
+        try:
+            return self._index[docid]
+        except KeyError:
+            raise KeyError(f"document id {docid!r} is not in the corpus ({len(self.ids)} documents)") from None
+
+    def __contains__(self, docid: str) -> bool:
+        try:
+            self.position(docid)
+        except KeyError:
+            return False
+        return True
+
+    def passage_text(self, i: int, sep: str) -> str:
+        """Title and text joined by `sep` (the tokenizer's separator), or just the text when untitled."""
+        title = self.titles[i]
+        return f"{title} {sep} {self.texts[i]}" if title else self.texts[i]
+
+
+@dataclass
+class Collection:
+    name: str
+    corpus: Corpus
+    queries: dict[str, str]
+    qrels: dict[str, dict[str, int]]
+    answers: dict[str, list[str]] | None = None
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    def positives(self, qid: str) -> list[str]:
+        return [d for d, grade in self.qrels.get(qid, {}).items() if grade > 0]
+
+
+# ---------------------------------------------------------------- low-level readers
+
+def _jsonl(path: Path) -> Iterator[tuple[int, dict]]:
+    """(line number, object) for each non-blank line; malformed JSON or a non-object raises."""
+    with open(path, encoding="utf-8") as f:
+        for line_no, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise _error(path, line_no, "<json>", f"malformed JSON ({e.msg} at column {e.colno})") from None
+            if not isinstance(obj, dict):
+                raise _error(path, line_no, "<json>", f"expected an object, got {type(obj).__name__}")
+            yield line_no, obj
+
+
+def _tsv(path: Path) -> Iterator[tuple[int, list[str]]]:
+    with open(path, encoding="utf-8") as f:
+        for line_no, line in enumerate(f, start=1):
+            line = line.rstrip("\r\n")
+            if line.strip():
+                yield line_no, line.split("\t")
+
+
+def _str_field(path: Path, line: int | str, obj: dict, name: str, *, required: bool = True,
+               allow_empty: bool = False) -> str:
+    value = obj.get(name)
+    if value is None:
+        if required:
+            raise _error(path, line, name, "missing")
+        return ""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise _error(path, line, name, f"expected a string, got {type(value).__name__}")
+    value = str(value)
+    if required and not allow_empty and not value.strip():
+        raise _error(path, line, name, "empty")
+    return value
+
+
+class _CorpusBuilder:
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+        self.titles: list[str] = []
+        self.texts: list[str] = []
+        self.seen: dict[str, tuple[str, int | str, int]] = {}  # docid -> (file, line, position)
+
+    def add(self, docid: str, title: str, text: str, path: Path, line: int | str, id_field: str) -> None:
+        if docid in self.seen:
+            first_path, first_line, _ = self.seen[docid]
+            raise _error(path, line, id_field, f"duplicate document id {docid!r} (first at {first_path}:{first_line})")
+        self.seen[docid] = (str(path), line, len(self.ids))
+        self.ids.append(docid)
+        self.titles.append(title)
+        self.texts.append(text)
+
+    def build(self) -> Corpus:
+        return Corpus(self.ids, self.titles, self.texts)
+
+
+def _parse_grade(path: Path, line: int, raw: str) -> int:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise _error(path, line, "score", f"not a number: {raw!r}") from None
+    if value != int(value):
+        raise _error(path, line, "score", f"not an integer grade: {raw!r}")
+    return int(value)
+
+
+def _read_qrels(path: Path, *, header: bool) -> dict[str, dict[str, int]]:
+    """BEIR (`query-id corpus-id score` with header) or TREC/MS MARCO (`qid 0 docid grade` / `qid docid grade`)."""
+    qrels: dict[str, dict[str, int]] = {}
+    with open(path, encoding="utf-8") as f:
+        for line_no, line in enumerate(f, start=1):
+            parts = line.split()
+            if not parts:
+                continue
+            if header and line_no == 1 and not _is_number(parts[-1]):
+                continue  # header line such as "query-id corpus-id score"
+            if len(parts) == 4:
+                qid, _, docid, grade = parts
+            elif len(parts) == 3:
+                qid, docid, grade = parts
+            else:
+                raise _error(path, line_no, "<columns>", f"expected 3 or 4 columns, got {len(parts)}")
+            grades = qrels.setdefault(qid, {})
+            if docid in grades:
+                raise _error(path, line_no, "corpus-id", f"duplicate judgement for query {qid!r}, document {docid!r}")
+            grades[docid] = _parse_grade(path, line_no, grade)
+    return qrels
+
+
+def _is_number(s: str) -> bool:
+    try:
+        float(s)
+    except ValueError:
+        return False
+    return True
+
+
+# ---------------------------------------------------------------- corpus readers
+
+def _beir_corpus(path: Path) -> Corpus:
+    builder = _CorpusBuilder()
+    for line_no, obj in _jsonl(path):
+        id_field = "_id" if "_id" in obj else "docid"
+        docid = _str_field(path, line_no, obj, id_field)
+        title = _str_field(path, line_no, obj, "title", required=False)
+        text = _str_field(path, line_no, obj, "text", allow_empty=True)
+        builder.add(docid, title, text, path, line_no, id_field)
+    return builder.build()
+
+
+def _tsv_corpus(path: Path, *, dpr: bool = False) -> Corpus:
+    """MS MARCO `id<TAB>text` or `id<TAB>title<TAB>text`; DPR `id<TAB>text<TAB>title` with a header."""
+    builder = _CorpusBuilder()
+    for line_no, parts in _tsv(path):
+        if dpr and line_no == 1 and parts[0] == "id":
+            continue
+        if len(parts) == 2 and not dpr:
+            docid, title, text = parts[0], "", parts[1]
+        elif len(parts) == 3:
+            docid, text, title = parts if dpr else (parts[0], parts[2], parts[1])
+        else:
+            expected = "3 (id, text, title)" if dpr else "2 (id, text) or 3 (id, title, text)"
+            raise _error(path, line_no, "<columns>", f"expected {expected} tab-separated columns, got {len(parts)}")
+        if not docid.strip():
+            raise _error(path, line_no, "id", "empty")
+        if dpr and len(text) >= 2 and text[0] == text[-1] == '"':
+            text = text[1:-1].replace('""', '"')  # DPR's psgs_w100.tsv quotes texts CSV-style
+        builder.add(docid, title, text, path, line_no, "id")
+    return builder.build()
+
+
+# ---------------------------------------------------------------- format loaders
+
+def _finish(name: str, corpus: Corpus, queries: dict[str, str], qrels: dict[str, dict[str, int]],
+            qrels_path: PathLike, strict: bool, answers: dict[str, list[str]] | None = None,
+            split_queries_from_qrels: bool = False) -> Collection:
+    """Check qrels against queries and corpus, drop (or refuse) unknown ids, count queries without positives."""
+    unknown_q: list[str] = []
+    unknown_d: list[tuple[str, str]] = []
+    clean: dict[str, dict[str, int]] = {}
+    for qid, grades in qrels.items():
+        if qid not in queries:
+            unknown_q.append(qid)
+            continue
+        kept = {}
+        for docid, grade in grades.items():
+            if docid in corpus:
+                kept[docid] = grade
+            else:
+                unknown_d.append((qid, docid))
+        clean[qid] = kept
+    if unknown_q or unknown_d:
+        examples = ", ".join([f"query {q!r}" for q in unknown_q[:3]] + [f"document {d!r}" for _, d in unknown_d[:3]])
+        msg = (f"{qrels_path}: {len(unknown_q)} qrels queries and {len(unknown_d)} judged documents are unknown "
+               f"(e.g. {examples})")
+        if strict:
+            raise CollectionError(msg)
+        logger.warning("%s; dropped", msg)
+    if split_queries_from_qrels:
+        queries = {qid: queries[qid] for qid in clean}
+    no_positive = [q for q in queries if not any(g > 0 for g in clean.get(q, {}).values())]
+    if no_positive:
+        logger.info("%s: %d of %d queries have no positive judgement", name, len(no_positive), len(queries))
+    stats = {
+        "documents": len(corpus), "queries": len(queries),
+        "judgements": sum(len(g) for g in clean.values()),
+        "unknown_query_ids": len(unknown_q), "unknown_doc_ids": len(unknown_d),
+        "queries_without_positives": len(no_positive),
+    }
+    logger.info("loaded %s: %d documents, %d queries, %d judgements", name, len(corpus), len(queries),
+                stats["judgements"])
+    return Collection(name, corpus, queries, clean, answers, stats)
+
+
+def _load_beir(folder: Path, split: str, strict: bool) -> Collection:
+    qrels_path = folder / "qrels" / f"{split}.tsv"
+    if not qrels_path.exists():
+        splits = sorted(p.stem for p in (folder / "qrels").glob("*.tsv"))
+        raise FileNotFoundError(f"{qrels_path} not found (splits here: {splits})")
+    corpus = _beir_corpus(folder / "corpus.jsonl")
+    qpath = folder / "queries.jsonl"
+    queries: dict[str, str] = {}
+    for line_no, obj in _jsonl(qpath):
+        qid = _str_field(qpath, line_no, obj, "_id")
+        if qid in queries:
+            raise _error(qpath, line_no, "_id", f"duplicate query id {qid!r}")
+        queries[qid] = _str_field(qpath, line_no, obj, "text")
+    qrels = _read_qrels(qrels_path, header=True)
+    return _finish(f"{folder.name}/{split}", corpus, queries, qrels, qrels_path, strict, split_queries_from_qrels=True)
+
+
+def _msmarco_file(folder: Path, candidates: list[str]) -> Path:
+    for name in candidates:
+        if (folder / name).exists():
+            return folder / name
+    raise FileNotFoundError(f"none of {candidates} found in {folder}")
+
+
+def _load_msmarco(folder: Path, split: str, strict: bool) -> Collection:
+    corpus = _tsv_corpus(_msmarco_file(folder, ["collection.tsv", "corpus.tsv"]))
+    qpath = _msmarco_file(folder, [f"queries.{split}.tsv"])
+    queries: dict[str, str] = {}
+    for line_no, parts in _tsv(qpath):
+        if len(parts) != 2:
+            raise _error(qpath, line_no, "<columns>", f"expected 2 tab-separated columns (qid, text), got {len(parts)}")
+        if parts[0] in queries:
+            raise _error(qpath, line_no, "qid", f"duplicate query id {parts[0]!r}")
+        queries[parts[0]] = parts[1]
+    qrels_path = _msmarco_file(folder, [f"qrels.{split}.tsv", f"qrels.{split}.txt"])
+    qrels = _read_qrels(qrels_path, header=False)
+    return _finish(f"{folder.name}/{split}", corpus, queries, qrels, qrels_path, strict)
+
+
+def _dpr_ctx_id(path: Path, where: str, ctx: Any) -> str:
+    if not isinstance(ctx, dict):
+        raise _error(path, where, "positive_ctxs", f"expected objects, got {type(ctx).__name__}")
+    for key in ("passage_id", "psg_id", "id"):
+        if ctx.get(key) is not None:
+            return str(ctx[key])
+    raise _error(path, where, "positive_ctxs.passage_id", "missing (also no 'psg_id')")
+
+
+def _load_dpr(path: Path, passages: PathLike | None, strict: bool) -> Collection:
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except json.JSONDecodeError as e:
+        raise _error(path, e.lineno, "<json>", f"malformed JSON ({e.msg} at column {e.colno})") from None
+    if not isinstance(data, list):
+        raise _error(path, 1, "<json>", f"expected a list of questions, got {type(data).__name__}")
+    builder = _CorpusBuilder() if passages is None else None
+    queries: dict[str, str] = {}
+    answers: dict[str, list[str]] = {}
+    qrels: dict[str, dict[str, int]] = {}
+    for i, item in enumerate(data):
+        where = f"item {i}"
+        if not isinstance(item, dict):
+            raise _error(path, where, "<json>", f"expected an object, got {type(item).__name__}")
+        qid = str(item.get("qid", item.get("id", i)))
+        if qid in queries:
+            raise _error(path, where, "qid", f"duplicate question id {qid!r}")
+        queries[qid] = _str_field(path, where, item, "question")
+        ans = item.get("answers")
+        if not isinstance(ans, list) or not all(isinstance(a, str) for a in ans):
+            raise _error(path, where, "answers", "missing or not a list of strings")
+        answers[qid] = ans
+        pos = item.get("positive_ctxs", [])
+        if not isinstance(pos, list):
+            raise _error(path, where, "positive_ctxs", "not a list")
+        qrels[qid] = {}
+        for ctx in pos:
+            qrels[qid][_dpr_ctx_id(path, where, ctx)] = 1
+        if builder is not None:  # no passages file: the corpus is every context the file mentions
+            for key in ("positive_ctxs", "negative_ctxs", "hard_negative_ctxs"):
+                for ctx in item.get(key) or []:
+                    docid = _dpr_ctx_id(path, where, ctx)
+                    if docid not in builder.seen:
+                        builder.add(docid, str(ctx.get("title") or ""), _str_field(path, where, ctx, "text"),
+                                    path, where, key)
+    corpus = builder.build() if builder is not None else _tsv_corpus(Path(passages), dpr=True)
+    return _finish(path.stem, corpus, queries, qrels, path, strict, answers=answers)
+
+
+def _load_tevatron(path: Path, strict: bool) -> Collection:
+    builder = _CorpusBuilder()
+    queries: dict[str, str] = {}
+    qrels: dict[str, dict[str, int]] = {}
+    for line_no, obj in _jsonl(path):
+        qid = _str_field(path, line_no, obj, "query_id")
+        if qid in queries:
+            raise _error(path, line_no, "query_id", f"duplicate query id {qid!r}")
+        queries[qid] = _str_field(path, line_no, obj, "query" if "query" in obj else "query_text")
+        qrels[qid] = {}
+        for key in ("positive_passages", "negative_passages"):
+            psgs = obj.get(key, [])
+            if key == "positive_passages" and key not in obj:
+                raise _error(path, line_no, key, "missing")
+            if not isinstance(psgs, list):
+                raise _error(path, line_no, key, "not a list")
+            for p in psgs:
+                if not isinstance(p, dict):
+                    raise _error(path, line_no, key, f"expected objects, got {type(p).__name__}")
+                docid = _str_field(path, line_no, p, "docid")
+                text = _str_field(path, line_no, p, "text", allow_empty=True)
+                title = _str_field(path, line_no, p, "title", required=False)
+                if docid in builder.seen:
+                    if builder.texts[builder.seen[docid][2]] != text:
+                        raise _error(path, line_no, f"{key}.text", f"document {docid!r} differs from its first copy")
+                else:
+                    builder.add(docid, title, text, path, line_no, f"{key}.docid")
+                if key == "positive_passages":
+                    qrels[qid][docid] = 1
+    return _finish(path.stem, builder.build(), queries, qrels, path, strict)
+
+
+# ---------------------------------------------------------------- detection and entry points
+
+def detect_format(path: PathLike) -> str:
+    """Guess the format from what is on disk."""
+    path = Path(path)
+    if path.is_dir():
+        if (path / "corpus.jsonl").exists():
+            return "beir"
+        if (path / "collection.tsv").exists() or (path / "corpus.tsv").exists():
+            return "msmarco"
+        raise CollectionError(f"{path}: no corpus.jsonl (BEIR) or collection.tsv (MS MARCO) in this folder")
+    if path.suffix == ".json":
+        return "dpr"
+    if path.suffix == ".jsonl":
+        return "tevatron"
+    raise CollectionError(f"{path}: cannot tell the format; pass fmt= one of {FORMATS}")
+
+
+def load_collection(path: PathLike, split: str = "train", *, fmt: str = "auto", passages: PathLike | None = None,
+                    strict: bool = False) -> Collection:
+    """Load one split of a collection. `passages` is the DPR passages TSV (DPR format only)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found")
+    fmt = detect_format(path) if fmt == "auto" else fmt
+    if fmt == "beir":
+        return _load_beir(path, split, strict)
+    if fmt == "msmarco":
+        return _load_msmarco(path, split, strict)
+    if fmt == "dpr":
+        return _load_dpr(path, passages, strict)
+    if fmt == "tevatron":
+        if path.is_dir():
+            path = path / f"{split}.jsonl"
+        return _load_tevatron(path, strict)
+    raise ValueError(f"unknown format {fmt!r}; expected one of {FORMATS} or 'auto'")
+
+
+def load_corpus(path: PathLike, fmt: str = "auto") -> Corpus:
+    """Load only the corpus: a collection folder, a corpus file (.jsonl with _id/docid, .tsv), or a DPR passages TSV."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found")
+    if path.is_dir():
+        fmt = detect_format(path) if fmt == "auto" else fmt
+        if fmt == "beir":
+            return _beir_corpus(path / "corpus.jsonl")
+        if fmt == "msmarco":
+            return _tsv_corpus(_msmarco_file(path, ["collection.tsv", "corpus.tsv"]))
+        raise CollectionError(f"{path}: a {fmt} corpus must be given as a file")
+    if path.suffix == ".tsv":
+        with open(path, encoding="utf-8") as f:
+            first = f.readline().rstrip("\r\n").split("\t")
+        return _tsv_corpus(path, dpr=fmt == "dpr" or first == ["id", "text", "title"])
+    if fmt in ("dpr", "tevatron") or (fmt == "auto" and path.suffix == ".json"):
+        return load_collection(path, fmt=fmt).corpus
+    if path.suffix == ".jsonl" and fmt == "auto":
+        with open(path, encoding="utf-8") as f:
+            first_line = f.readline()
+        if '"query_id"' in first_line:
+            return load_collection(path, fmt="tevatron").corpus
+    return _beir_corpus(path)
