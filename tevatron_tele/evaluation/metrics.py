@@ -185,9 +185,11 @@ def evaluate_with_trec_eval(
         write_qrels(qrels_file, judged)
         plain = [m for m in parsed if m.kind != "rr"]
         if plain:
-            args = []
+            # one -m per measure with all its cutoffs: trec_eval keeps only the last `-m recall.k` given
+            cutoffs: dict[str, list[str]] = {}
             for m in plain:
-                args += ["-m", f"{_TREC_NAMES[m.kind].split('_{')[0]}.{m.cutoff}"]
+                cutoffs.setdefault(_TREC_NAMES[m.kind].split("_{")[0], []).append(str(m.cutoff))
+            args = [arg for name, ks in cutoffs.items() for arg in ("-m", f"{name}.{','.join(ks)}")]
             out = _trec_eval(args, qrels_file, Path(run_path), timeout)
             for m in plain:
                 results[m.name] = out[_TREC_NAMES[m.kind].format(k=m.cutoff)]
@@ -205,7 +207,7 @@ def default_has_answer() -> Callable[[str, Sequence[str]], bool]:
     try:
         from ..mining.answers import has_answer
 
-        return lambda text, answers: bool(has_answer(text, answers))
+        return lambda text, answers: bool(has_answer(answers, text))
     except ImportError:
         pass
     from pyserini.eval.evaluate_dpr_retrieval import SimpleTokenizer, has_answers
@@ -258,7 +260,9 @@ def write_dpr_retrieval(
         contexts = []
         for docid, score in run.get(qid, [])[:depth]:
             i = corpus.position(docid)
-            contexts.append({"docid": docid, "score": float(score), "text": corpus.texts[i]})
+            # Pyserini reads "title\ntext" and checks the part after the first newline.
+            title, text = (corpus.titles[i] or "").replace("\n", " "), corpus.texts[i].replace("\n", " ")
+            contexts.append({"docid": docid, "score": float(score), "text": f"{title}\n{text}"})
         out[qid] = {"question": questions.get(qid, ""), "answers": list(answers[qid]), "contexts": contexts}
     write_json(path, out)
 
