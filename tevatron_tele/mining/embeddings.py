@@ -1,0 +1,96 @@
+"""Embedding files: `<prefix>.npy` (float16/float32, rows = items) beside `<prefix>.ids` (one id per line).
+
+A sharded output is a family of prefixes `<prefix>.shard-<i>-of-<n>`; `shard_prefixes` finds them in order.
+The `.ids` file is written first and the `.npy` last, each atomically, so a prefix whose `.npy`
+exists is complete and a rerun can skip it.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..utils import PathLike, atomic_path
+
+
+def npy_path(prefix: PathLike) -> Path:
+    return Path(f"{prefix}.npy")
+
+
+def ids_path(prefix: PathLike) -> Path:
+    return Path(f"{prefix}.ids")
+
+
+def shard_prefix(prefix: PathLike, shard_index: int, num_shards: int) -> Path:
+    """Prefix of one shard; a single shard keeps the plain prefix."""
+    if num_shards == 1:
+        return Path(prefix)
+    return Path(f"{prefix}.shard-{shard_index:03d}-of-{num_shards:03d}")
+
+
+def is_complete(prefix: PathLike) -> bool:
+    return npy_path(prefix).exists() and ids_path(prefix).exists()
+
+
+def save_embeddings(prefix: PathLike, array: np.ndarray, ids: Sequence[str]) -> None:
+    """Write `<prefix>.ids` then `<prefix>.npy`, each atomically."""
+    if array.ndim != 2 or array.shape[0] != len(ids):
+        raise ValueError(f"{prefix}: array of shape {array.shape} for {len(ids)} ids")
+    for i in ids:
+        if not i or any(c.isspace() for c in i):
+            raise ValueError(f"{prefix}: id {i!r} is empty or holds whitespace")
+    with atomic_path(ids_path(prefix)) as tmp:
+        tmp.write_text("".join(f"{i}\n" for i in ids), encoding="utf-8")
+    with atomic_path(npy_path(prefix)) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, np.ascontiguousarray(array))
+
+
+def read_ids(prefix: PathLike) -> list[str]:
+    with open(ids_path(prefix), encoding="utf-8") as f:
+        return [line.rstrip("\n") for line in f]
+
+
+def load_embeddings(prefix: PathLike, mmap: bool = True) -> tuple[np.ndarray, list[str]]:
+    """Return (array, ids); the array is memory-mapped read-only unless mmap=False."""
+    array = np.load(npy_path(prefix), mmap_mode="r" if mmap else None)
+    ids = read_ids(prefix)
+    if array.ndim != 2 or array.shape[0] != len(ids):
+        raise ValueError(f"{npy_path(prefix)}: shape {array.shape} does not match {len(ids)} ids in {ids_path(prefix)}")
+    return array, ids
+
+
+def shard_prefixes(prefix: PathLike) -> list[Path]:
+    """The prefixes holding `prefix`'s embeddings: itself if `<prefix>.npy` exists, else its complete shard set."""
+    prefix = Path(prefix)
+    if npy_path(prefix).exists():
+        return [prefix]
+    pattern = re.compile(re.escape(prefix.name) + r"\.shard-(\d+)-of-(\d+)\.npy$")
+    found: dict[int, dict[int, Path]] = {}
+    for p in prefix.parent.glob(prefix.name + ".shard-*.npy"):
+        m = pattern.match(p.name)
+        if m:
+            found.setdefault(int(m.group(2)), {})[int(m.group(1))] = Path(str(p)[: -len(".npy")])
+    if not found:
+        raise FileNotFoundError(f"no embeddings at {npy_path(prefix)} nor shards {prefix}.shard-*-of-*.npy")
+    if len(found) > 1:
+        raise ValueError(f"{prefix}: shards from several shard counts {sorted(found)}; remove the stale ones")
+    (total, shards), = found.items()
+    missing = [i for i in range(total) if i not in shards]
+    if missing:
+        raise FileNotFoundError(f"{prefix}: shards {missing} of {total} are missing")
+    return [shards[i] for i in range(total)]
+
+
+def load_all(prefixes: Sequence[PathLike] | PathLike) -> tuple[np.ndarray, list[str]]:
+    """Concatenate the embeddings of several prefixes (or of one prefix's shards) in memory."""
+    if isinstance(prefixes, (str, Path)):
+        prefixes = shard_prefixes(prefixes)
+    arrays, ids = [], []
+    for p in prefixes:
+        a, i = load_embeddings(p, mmap=True)
+        arrays.append(np.asarray(a))
+        ids.extend(i)
+    return np.concatenate(arrays, axis=0), ids
