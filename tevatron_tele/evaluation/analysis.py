@@ -1,0 +1,282 @@
+"""Forgetting analysis of an episode workspace: score what each episode's model makes of the pools and
+a probe, then apply the measures of `forgetting.py`.
+
+Workspace read (written by the episode runner):
+    RUN/manifest.json                     config: model_name_or_path, collection, q_max_len, p_max_len
+                                          (and passages, for a DPR json collection)
+    RUN/episode-<i>/model/                episode i's model (episode 0 is the base model of the config)
+    RUN/episode-<i>/pool.jsonl            the pool episode i trained on (i >= 1)
+    RUN/episode-<i>/rankings/queries.trec episode i's ranking of the training queries
+    RUN/episode-<i>/eval.json             retrieval quality after episode i
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..data.trec import read_run
+from ..utils import PathLike, read_json
+from .forgetting import (
+    above_positive,
+    as_pair_set,
+    consecutive_overlap,
+    convergence,
+    forgetting_by_episode,
+    source_contribution,
+    top_k_negatives,
+)
+from .scoring import score_pairs, with_positives
+
+logger = logging.getLogger(__name__)
+
+Probe = dict[str, list[str]]
+_EPISODE_RE = re.compile(r"^episode-(\d+)$")
+
+
+@dataclass
+class RunWorkspace:
+    """What analysis needs from one run folder."""
+
+    path: Path
+    config: dict
+    episodes: list[int]                       # every episode-<i> folder, ascending
+    pools: dict[int, list] = field(default_factory=dict)   # i -> PoolEntry list (i >= 1)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def episode_dir(self, i: int) -> Path:
+        return self.path / f"episode-{i}"
+
+    def model_dir(self, i: int) -> Path | None:
+        """Episode i's model folder; the base model for episode 0; None when it is missing."""
+        if i == 0:
+            base = self.config.get("model_name_or_path")
+            return Path(base) if base else None
+        path = self.episode_dir(i) / "model"
+        return path if path.is_dir() else None
+
+    def ranking_path(self, i: int) -> Path:
+        return self.episode_dir(i) / "rankings" / "queries.trec"
+
+    def eval_path(self, i: int) -> Path:
+        return self.episode_dir(i) / "eval.json"
+
+    def positives(self) -> dict[str, list[str]]:
+        """Each training query's positives, as listed in the pools."""
+        out: dict[str, list[str]] = {}
+        for entries in self.pools.values():
+            for e in entries:
+                out.setdefault(e.query_id, list(e.positive_document_ids))
+        return out
+
+    def query_texts(self) -> dict[str, str]:
+        return {e.query_id: e.query_text for entries in self.pools.values() for e in entries}
+
+
+def open_run(run_dir: PathLike) -> RunWorkspace:
+    """Read the manifest and the pools of a run folder."""
+    from ..data.pools import read_pool
+
+    path = Path(run_dir)
+    manifest_path = path / "manifest.json"
+    if not manifest_path.exists():
+        raise FileNotFoundError(f"{manifest_path} not found: not an episode run folder")
+    manifest = read_json(manifest_path)
+    config = manifest.get("config")
+    if not isinstance(config, dict):
+        raise ValueError(f"{manifest_path}: field 'config': missing or not an object")
+    episodes = sorted(int(m.group(1)) for p in path.iterdir() if p.is_dir() and (m := _EPISODE_RE.match(p.name)))
+    ws = RunWorkspace(path, config, episodes)
+    for i in episodes:
+        pool_path = ws.episode_dir(i) / "pool.jsonl"
+        if i >= 1 and pool_path.exists():
+            ws.pools[i] = read_pool(pool_path)
+    logger.info("run %s: episodes %s, pools for %s", path, episodes, sorted(ws.pools))
+    return ws
+
+
+def sample_queries(qids: Sequence[str], max_queries: int | None) -> list[str]:
+    """A deterministic subset that is the same for every run holding the same queries (hash order)."""
+    ordered = sorted(set(qids), key=lambda q: (hashlib.md5(q.encode()).hexdigest(), q))
+    return sorted(ordered if max_queries is None else ordered[:max_queries])
+
+
+def build_probe(ranking: Mapping[str, Sequence[tuple[str, float]]], positives: Mapping[str, Sequence[str]],
+                k: int, queries: Sequence[str] | None = None) -> Probe:
+    """The probe: each training query's top-k passages in `ranking` (the base model's) minus its positives."""
+    wanted = set(queries) if queries is not None else set(positives)
+    return {q: docs for q, docs in top_k_negatives(ranking, positives, k).items() if q in wanted and docs}
+
+
+def probe_from_run(ws: RunWorkspace, k: int = 20, max_queries: int | None = None) -> Probe:
+    """The probe of a run: its episode-0 ranking of the training queries (the base model's)."""
+    path = ws.ranking_path(0)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: the probe is built from the base model's ranking")
+    positives = ws.positives()
+    queries = sample_queries([q for q in positives if positives[q]], max_queries)
+    return build_probe(read_run(path), positives, k, queries)
+
+
+def _token_caches(ws: RunWorkspace, tokenizer, qids: Sequence[str], docids: Sequence[str], cache_dir: Path):
+    """Token caches of just the queries and passages to score, with the corpus cache's text template."""
+    from ..data.collections import load_corpus
+    from ..data.token_cache import build_token_cache
+
+    texts = ws.query_texts()
+    missing = [q for q in qids if q not in texts]
+    if missing:
+        raise KeyError(f"{ws.path}: no query text in the pools for {len(missing)} queries, e.g. {missing[:3]}")
+    corpus_path = ws.config.get("passages") or ws.config.get("collection")
+    if not corpus_path:
+        raise ValueError(f"{ws.path / 'manifest.json'}: field 'config.collection': missing")
+    corpus = load_corpus(corpus_path)
+    q_cache = build_token_cache(cache_dir / "queries", list(qids), [texts[q] for q in qids], tokenizer,
+                                int(ws.config.get("q_max_len", 32)))
+    p_texts = [corpus.passage_text(corpus.position(d), tokenizer.sep_token) for d in docids]
+    p_cache = build_token_cache(cache_dir / "passages", list(docids), p_texts, tokenizer,
+                                int(ws.config.get("p_max_len", 128)))
+    return q_cache, p_cache
+
+
+def score_episodes(ws: RunWorkspace, pairs: Mapping[str, Sequence[str]], cache_dir: PathLike, *,
+                   episodes: Sequence[int] | None = None, device: str = "cpu", batch_size: int = 64,
+                   progress: bool = True) -> dict[int, dict]:
+    """Score table of each episode (all trained ones by default) whose model exists, on the same `pairs`
+    (positives included)."""
+    from ..modeling import load_encoder
+
+    cache_dir = Path(cache_dir)
+    docids = sorted({d for ds in pairs.values() for d in ds})
+    tables: dict[int, dict] = {}
+    caches = None
+    for i in episodes if episodes is not None else [i for i in ws.episodes if i >= 1]:
+        model_dir = ws.model_dir(i)
+        if model_dir is None or not model_dir.exists():
+            logger.warning("%s: episode %d has no model; it is left out of the forgetting analysis", ws.path, i)
+            continue
+        model, tokenizer = load_encoder(model_dir, device)
+        if caches is None:  # every episode starts from the same base model, hence the same tokenizer
+            caches = _token_caches(ws, tokenizer, sorted(pairs), docids, cache_dir)
+        tables[i] = score_pairs(model_dir, *caches, pairs, q_max_len=int(ws.config.get("q_max_len", 32)),
+                                p_max_len=int(ws.config.get("p_max_len", 128)), batch_size=batch_size,
+                                model=model, tokenizer=tokenizer, progress=progress)
+    return tables
+
+
+def analyze_run(
+    run_dir: PathLike | RunWorkspace,
+    probe: Mapping[str, Sequence[str]] | None = None,
+    *,
+    probe_k: int = 20,
+    overlap_k: int = 100,
+    max_queries: int | None = None,
+    cache_dir: PathLike | None = None,
+    device: str = "cpu",
+    batch_size: int = 64,
+    progress: bool = True,
+) -> dict:
+    """Forgetting (own pools and probe), negative overlap, pool composition and convergence of one run.
+
+    `probe` (qid -> negatives) should be shared by all runs compared; by default it is this run's own
+    (`probe_from_run`). `max_queries` limits the analysis to a deterministic sample of training queries.
+    """
+    import tempfile
+
+    ws = run_dir if isinstance(run_dir, RunWorkspace) else open_run(run_dir)
+    positives = ws.positives()
+    queries = set(sample_queries([q for q in positives if positives[q]], max_queries))
+    if probe is None and ws.ranking_path(0).exists():
+        probe = probe_from_run(ws, probe_k, max_queries)
+    probe = {q: list(d) for q, d in (probe or {}).items() if q in positives and positives[q]}
+    dropped = len(probe) - len({q for q in probe if q in queries})
+    probe = {q: d for q, d in probe.items() if q in queries}
+    if dropped:
+        logger.info("%s: %d probe queries are outside the sampled training queries", ws.path, dropped)
+
+    pool_negatives = {i: {e.query_id: list(e.negative_document_ids) for e in entries if e.query_id in queries}
+                      for i, entries in ws.pools.items()}
+    pairs: dict[str, set[str]] = {}
+    for negs in [*pool_negatives.values(), probe]:
+        for q, ds in negs.items():
+            pairs.setdefault(q, set()).update(ds)
+    pairs = with_positives({q: sorted(ds) for q, ds in pairs.items()}, positives)
+
+    with tempfile.TemporaryDirectory(prefix="tele-analysis-") as tmp:
+        tables = score_episodes(ws, pairs, Path(cache_dir) if cache_dir else Path(tmp), device=device,
+                                batch_size=batch_size, progress=progress)
+
+    rankings = {}
+    for i in ws.episodes:
+        if ws.ranking_path(i).exists():
+            run = read_run(ws.ranking_path(i))
+            rankings[i] = {q: r for q, r in run.items() if q in queries}
+    sources = {i: {e.query_id: e.sources for e in entries if e.query_id in queries} for i, entries in ws.pools.items()}
+    evals = {i: read_json(ws.eval_path(i)) for i in ws.episodes if ws.eval_path(i).exists()}
+    summary = summarize_run(ws.name, ws.episodes, tables, positives, pool_negatives, sources, probe,
+                            rankings, evals, overlap_k=overlap_k)
+    return {"run": str(ws.path), **summary, "queries": len(queries)}
+
+
+def summarize_run(
+    name: str,
+    episodes: Sequence[int],
+    tables: Mapping[int, Mapping[str, Mapping[str, float]]],
+    positives: Mapping[str, Sequence[str]],
+    pool_negatives: Mapping[int, Mapping[str, Sequence[str]]],
+    pool_sources: Mapping[int, Mapping[str, Mapping[str, Sequence[str]]]],
+    probe: Mapping[str, Sequence[str]] | None,
+    rankings: Mapping[int, Mapping[str, Sequence[tuple[str, float]]]],
+    evals: Mapping[int, Mapping],
+    *,
+    overlap_k: int = 100,
+) -> dict:
+    """Every measure of one run from in-memory inputs: score tables of the trained episodes (i >= 1),
+    pools (negatives and per-source lists), the probe, rankings of the training queries and eval.json
+    contents, all keyed by episode."""
+    trained = [i for i in sorted(tables) if i >= 1]
+    own = forgetting_by_episode({i: pool_negatives[i] for i in trained if i in pool_negatives}, tables, positives)
+    probe = probe or {}
+    on_probe = forgetting_by_episode({i: probe for i in trained}, tables, positives) if probe else None
+    probe_pairs = as_pair_set(probe, positives)
+    probe_above = []
+    for i in trained:
+        n = len(above_positive(probe_pairs, tables[i], positives))
+        fraction = n / len(probe_pairs) if probe_pairs else None
+        probe_above.append({"episode": i, "above_positive": n, "fraction": fraction})
+    ann = {i: top_k_negatives(r, positives, overlap_k) for i, r in rankings.items()}
+    sources = {str(i): source_contribution(pool_sources[i], tables[i], positives) for i in trained if i in pool_sources}
+    return {
+        "name": name,
+        "episodes": sorted(episodes),
+        "scored_episodes": trained,
+        "probe": {"queries": len(probe), "pairs": len(probe_pairs), "above_positive": probe_above},
+        "forgetting": {"own_pool": own, "probe": on_probe},
+        "ann_overlap": consecutive_overlap(ann) if len(ann) > 1 else [],
+        "ann_overlap_k": overlap_k,
+        "pool_overlap": consecutive_overlap(pool_negatives) if len(pool_negatives) > 1 else [],
+        "sources": sources,
+        "convergence": convergence(evals) if evals else None,
+    }
+
+
+def analyze_runs(run_dirs: Sequence[PathLike], *, probe: Mapping[str, Sequence[str]] | None = None,
+                 probe_k: int = 20, max_queries: int | None = None, **kwargs) -> dict:
+    """Several runs on one shared probe (by default built from the first run's base-model ranking)."""
+    if not run_dirs:
+        raise ValueError("no run folders given")
+    workspaces = [open_run(r) for r in run_dirs]
+    if probe is None:
+        probe = probe_from_run(workspaces[0], probe_k, max_queries)
+    collections = {str(ws.config.get("collection")) for ws in workspaces}
+    if len(collections) > 1:
+        logger.warning("runs use different collections %s: the shared probe may not fit them all", collections)
+    runs = [analyze_run(ws, probe, probe_k=probe_k, max_queries=max_queries, **kwargs) for ws in workspaces]
+    return {"probe": {"queries": len(probe), "pairs": sum(len(d) for d in probe.values()), "k": probe_k,
+                      "from": str(run_dirs[0])}, "runs": runs}

@@ -1,0 +1,252 @@
+"""Several runs side by side: a markdown report, a JSON file and PNG plots from `analyze_runs` output."""
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from ..utils import PathLike, atomic_path, write_json
+
+logger = logging.getLogger(__name__)
+
+PREFERRED_METRICS = ("nDCG@10", "MRR@10", "Top20", "R@100", "R@1000", "R@20", "Top5", "Top100")
+SOURCE_ORDER = ("ann", "lookahead", "momentum", "bm25")
+
+
+# ---- reading the analysis dict -------------------------------------------------------------------------
+
+def metric_names(runs: Sequence[Mapping]) -> list[str]:
+    """Metrics found in every run's convergence table, the usual retrieval measures first."""
+    sets = []
+    for run in runs:
+        conv = run.get("convergence") or {}
+        sets.append({k for row in conv.get("episodes", []) for k in row if k != "episode"})
+    common = set.intersection(*sets) if sets else set()
+
+    def rank(name: str) -> tuple[int, str]:
+        tail = name.rsplit("/", 1)[-1]
+        return (PREFERRED_METRICS.index(tail) if tail in PREFERRED_METRICS else len(PREFERRED_METRICS), name)
+
+    return sorted(common, key=rank)
+
+
+def _by_episode(rows: Sequence[Mapping] | None, key: str, episode_key: str = "episode") -> dict[int, float]:
+    return {int(r[episode_key]): r[key] for r in rows or [] if r.get(key) is not None}
+
+
+def run_series(run: Mapping) -> dict:
+    """Per-episode series of one analysed run, keyed by episode."""
+    forgetting = run.get("forgetting") or {}
+    conv = run.get("convergence") or {}
+    metrics: dict[str, dict[int, float]] = {}
+    for row in conv.get("episodes", []):
+        for k, v in row.items():
+            if k != "episode":
+                metrics.setdefault(k, {})[int(row["episode"])] = v
+    composition = {int(i): {s: v["per_query"] for s, v in src["sources"].items()}
+                   for i, src in (run.get("sources") or {}).items()}
+    return {
+        "own_pool": _by_episode((forgetting.get("own_pool") or {}).get("rates"), "rate"),
+        "probe": _by_episode((forgetting.get("probe") or {}).get("rates"), "rate"),
+        "probe_above": _by_episode((run.get("probe") or {}).get("above_positive"), "fraction"),
+        "ann_jaccard": _by_episode(run.get("ann_overlap"), "jaccard", "to"),
+        "pool_per_query": {int(i): src["per_query"] for i, src in (run.get("sources") or {}).items()},
+        "composition": composition,
+        "metrics": metrics,
+    }
+
+
+def _fmt(value, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _mean(values) -> float | None:
+    values = [v for v in values if v is not None]
+    return sum(values) / len(values) if values else None
+
+
+# ---- markdown -------------------------------------------------------------------------------------------
+
+def markdown_report(analysis: Mapping, main_metric: str | None = None) -> str:
+    runs = analysis["runs"]
+    names = metric_names(runs)
+    main = main_metric or (names[0] if names else None)
+    probe = analysis.get("probe") or {}
+    lines = ["# Forgetting analysis", ""]
+    if probe:
+        lines += [f"Probe: {probe.get('pairs', 0)} negatives of {probe.get('queries', 0)} training queries "
+                  f"(top {probe.get('k', '?')} of the base model's ranking in {probe.get('from', '?')}), "
+                  "shared by all runs.", ""]
+    lines += [
+        "Forgetting rate at episode j: of the negatives learned (scored below the query's best positive) in "
+        "any earlier episode, the share scored above it again by episode j's model. Own-pool rates use each "
+        "run's training pools; probe rates use the shared probe and are comparable across runs. "
+        "ANN Jaccard at episode j: mean per-query Jaccard overlap of the top-k negatives retrieved by episode "
+        "j's model and by episode j-1's model (1 = the hard negatives did not move).",
+        "",
+        "## Summary",
+        "",
+    ]
+    header = ["run", "episodes"]
+    if main:
+        header += [f"final {main}", f"best {main} (episode)", "first episode within 1% of best"]
+    header += ["own-pool forgetting (last)", "probe forgetting (last)", "probe forgetting (mean)",
+               "ANN Jaccard (mean)"]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for run in runs:
+        s = run_series(run)
+        row = [run["name"], str(len(run.get("episodes", [])))]
+        if main:
+            series = s["metrics"].get(main, {})
+            best = ((run.get("convergence") or {}).get("best") or {}).get(main, {})
+            final = series[max(series)] if series else None
+            row += [_fmt(final), f"{_fmt(best.get('best'))} ({best.get('best_episode', '-')})",
+                    _fmt(best.get("first_within_tol"))]
+        last = lambda d: d[max(d)] if d else None  # noqa: E731
+        row += [_fmt(last(s["own_pool"])), _fmt(last(s["probe"])), _fmt(_mean(s["probe"].values())),
+                _fmt(_mean(s["ann_jaccard"].values()))]
+        lines.append("| " + " | ".join(row) + " |")
+
+    lines += ["", "## Per episode", ""]
+    compositions = [c for r in runs for c in run_series(r)["composition"].values()]
+    sources = [src for src in SOURCE_ORDER if any(src in c for c in compositions)]
+    header = ["run", "episode", *names, "own-pool forgetting", "probe forgetting", "probe above positive",
+              "ANN Jaccard with previous", "negatives per query", *[f"{src} per query" for src in sources]]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for run in runs:
+        s = run_series(run)
+        for ep in run.get("episodes", []):
+            comp = s["composition"].get(ep, {})
+            row = [run["name"], str(ep), *[_fmt(s["metrics"].get(m, {}).get(ep)) for m in names],
+                   _fmt(s["own_pool"].get(ep)), _fmt(s["probe"].get(ep)), _fmt(s["probe_above"].get(ep)),
+                   _fmt(s["ann_jaccard"].get(ep)), _fmt(s["pool_per_query"].get(ep), 1),
+                   *[_fmt(comp.get(src), 1) for src in sources]]
+            lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+# ---- plots ----------------------------------------------------------------------------------------------
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> Path:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+    _pyplot().close(fig)
+    return path
+
+
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X")
+_STYLES = ("-", "--", "-.", ":")
+
+
+def _lines(ax, runs: Sequence[Mapping], key_fn, *, ylabel: str, title: str, ylim=None, first_episode: int = 0) -> bool:
+    drawn = False
+    for n, run in enumerate(runs):
+        series = key_fn(run_series(run))
+        if series:
+            eps = sorted(series)
+            # distinct markers and dashes keep runs with equal values visible
+            ax.plot(eps, [series[e] for e in eps], marker=_MARKERS[n % len(_MARKERS)],
+                    linestyle=_STYLES[n % len(_STYLES)], markersize=8 - min(n, 4), alpha=0.85, label=run["name"])
+            drawn = True
+    ax.set_title(title)
+    ax.set_xlabel("episode")
+    ax.set_ylabel(ylabel)
+    ax.grid(True, alpha=0.3)
+    if ylim:
+        ax.set_ylim(*ylim)
+    all_eps = sorted({e for r in runs for e in r.get("episodes", []) if e >= first_episode})
+    if all_eps:
+        ax.set_xticks(all_eps)
+    if drawn:
+        ax.legend(fontsize="small")
+    else:
+        ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
+    return drawn
+
+
+def plot_forgetting(runs: Sequence[Mapping], path: Path) -> Path:
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True, layout="constrained")
+    _lines(axes[0], runs, lambda s: s["own_pool"], ylabel="forgetting rate (forgotten / learned)",
+           title="On each run's own training pools", ylim=(0, 1.02), first_episode=1)
+    _lines(axes[1], runs, lambda s: s["probe"], ylabel="forgetting rate (forgotten / learned)",
+           title="On the shared probe (comparable across runs)", ylim=(0, 1.02), first_episode=1)
+    fig.suptitle("Forgetting rate by episode: earlier-learned negatives ranked above the positive again")
+    return _save(fig, path)
+
+
+def plot_metrics(runs: Sequence[Mapping], path: Path, names: Sequence[str] | None = None) -> Path:
+    plt = _pyplot()
+    names = list(names or metric_names(runs))[:4] or ["(none)"]
+    fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 4.2), squeeze=False, layout="constrained")
+    for ax, name in zip(axes[0], names):
+        _lines(ax, runs, lambda s, n=name: s["metrics"].get(n, {}), ylabel=name, title=name)
+    fig.suptitle("Retrieval quality after each episode (episode 0 = base model)")
+    return _save(fig, path)
+
+
+def plot_overlap(runs: Sequence[Mapping], path: Path, k: int | None = None) -> Path:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4.2), layout="constrained")
+    _lines(ax, runs, lambda s: s["ann_jaccard"], ylabel="mean Jaccard with previous episode",
+           title=f"Top-{k or 'k'} ANN negatives: overlap with the previous episode's model", ylim=(0, 1.05),
+           first_episode=1)
+    return _save(fig, path)
+
+
+def plot_composition(runs: Sequence[Mapping], path: Path) -> Path:
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(runs), figsize=(4.5 * len(runs), 4.2), squeeze=False, sharey=True,
+                             layout="constrained")
+    colors = {"ann": "tab:blue", "lookahead": "tab:orange", "momentum": "tab:green", "bm25": "tab:gray"}
+    for ax, run in zip(axes[0], runs):
+        comp = run_series(run)["composition"]
+        eps = sorted(comp)
+        sources = [s for s in SOURCE_ORDER if any(s in comp[e] for e in eps)]
+        sources += sorted({s for e in eps for s in comp[e]} - set(sources))
+        bottom = [0.0] * len(eps)
+        for src in sources:
+            values = [comp[e].get(src, 0.0) for e in eps]
+            ax.bar(eps, values, bottom=bottom, label=src, color=colors.get(src))
+            bottom = [b + v for b, v in zip(bottom, values)]
+        ax.set_title(run["name"])
+        ax.set_xlabel("episode")
+        ax.set_ylabel("negatives per query, by source")
+        if eps:
+            ax.set_xticks(eps)
+            ax.legend(fontsize="small")
+        else:
+            ax.text(0.5, 0.5, "no pools", ha="center", va="center", transform=ax.transAxes)
+    fig.suptitle("Pool composition by episode (a negative found by two sources counts in both)")
+    return _save(fig, path)
+
+
+def write_report(analysis: Mapping, out_dir: PathLike, main_metric: str | None = None) -> dict[str, Path]:
+    """Write report.md, analysis.json and the PNG plots into `out_dir`; return their paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    runs = analysis["runs"]
+    paths = {"json": out / "analysis.json", "markdown": out / "report.md"}
+    write_json(paths["json"], analysis)
+    with atomic_path(paths["markdown"]) as tmp:
+        tmp.write_text(markdown_report(analysis, main_metric), encoding="utf-8")
+    k = runs[0].get("ann_overlap_k") if runs else None
+    paths["forgetting_png"] = plot_forgetting(runs, out / "forgetting.png")
+    paths["metrics_png"] = plot_metrics(runs, out / "metrics.png")
+    paths["overlap_png"] = plot_overlap(runs, out / "ann_overlap.png", k)
+    paths["composition_png"] = plot_composition(runs, out / "pool_composition.png")
+    logger.info("report written to %s", out)
+    return paths
