@@ -1,0 +1,65 @@
+"""Compare episode runs: forgetting rates (own pools and a shared probe), ANN-negative overlap, pool
+composition and retrieval quality per episode, as report.md, analysis.json and PNG plots.
+
+    python -m tevatron_tele.driver.analyze runs/ance runs/tele --out reports/scifact
+
+The probe (the base model's top-k negatives of the training queries, from the first run's episode-0
+ranking) is saved as OUT/probe.json; pass it with --probe to analyse later runs on the same probe.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass, field
+
+from transformers import HfArgumentParser
+
+from ..evaluation.analysis import analyze_runs, open_run, probe_from_run
+from ..evaluation.report import write_report
+from ..utils import read_json, setup_logging, write_json
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class AnalyzeArguments:
+    out: str = field(metadata={"help": "output folder for report.md, analysis.json, probe.json and plots"})
+    probe: str | None = field(default=None, metadata={"help": "probe.json ({qid: [docid, ...]}) to reuse"})
+    probe_k: int = field(default=20, metadata={"help": "probe: top k of the base model's ranking"})
+    overlap_k: int = field(default=100, metadata={"help": "depth of the ANN negatives compared across episodes"})
+    max_queries: int | None = field(default=2000, metadata={"help": "training queries analysed (hash sample)"})
+    main_metric: str | None = field(default=None, metadata={"help": "metric of the summary (default nDCG@10)"})
+    device: str = field(default="cpu")
+    batch_size: int = field(default=64)
+    cache_dir: str | None = field(default=None, metadata={"help": "keep token caches here (default: temporary)"})
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[AnalyzeArguments, list[str]]:
+    parser = HfArgumentParser(AnalyzeArguments, description=__doc__.split("\n\n")[0])
+    parser.add_argument("runs", nargs="+", help="run folders (each with manifest.json and episode-<i>/)")
+    args, extra = parser.parse_args_into_dataclasses(args=sys.argv[1:] if argv is None else argv)
+    return args, list(extra.runs)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    setup_logging()
+    args, runs = parse_args(argv)
+    if args.probe:
+        probe = {str(q): [str(d) for d in ds] for q, ds in read_json(args.probe).items()}
+        logger.info("probe from %s: %d queries", args.probe, len(probe))
+    else:
+        probe = probe_from_run(open_run(runs[0]), args.probe_k, args.max_queries)
+        logger.info("probe from %s's base-model ranking: %d queries", runs[0], len(probe))
+    write_json(f"{args.out}/probe.json", probe)
+    analysis = analyze_runs(runs, probe=probe, probe_k=args.probe_k, max_queries=args.max_queries,
+                            overlap_k=args.overlap_k, cache_dir=args.cache_dir, device=args.device,
+                            batch_size=args.batch_size)
+    if args.probe:
+        analysis["probe"]["from"] = args.probe
+    paths = write_report(analysis, args.out, args.main_metric)
+    print(paths["markdown"].read_text(encoding="utf-8"))
+    return analysis
+
+
+if __name__ == "__main__":
+    main()

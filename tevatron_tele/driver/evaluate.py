@@ -1,0 +1,93 @@
+"""Evaluate a TREC run: MRR@10, nDCG@10, Recall@k from qrels (ir-measures, optionally checked against
+Pyserini's trec_eval), and top-k answer accuracy for QA collections.
+
+    python -m tevatron_tele.driver.evaluate --run run.trec --qrels qrels/test.tsv
+    python -m tevatron_tele.driver.evaluate --run run.trec --collection data/scifact --split test --trec_eval
+"""
+from __future__ import annotations
+
+import logging
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from transformers import HfArgumentParser
+
+from ..data.trec import read_run, write_qrels
+from ..evaluation.metrics import (
+    DEFAULT_MEASURES,
+    DEFAULT_QA_KS,
+    evaluate_collection,
+    evaluate_run,
+    evaluate_with_trec_eval,
+    read_qrels,
+    relevant_qrels,
+)
+from ..utils import setup_logging, write_json
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class EvaluateArguments:
+    run: str = field(metadata={"help": "TREC run file (qid Q0 docid rank score tag)"})
+    qrels: str | None = field(default=None, metadata={"help": "qrels file (TREC 4-column or BEIR tsv)"})
+    collection: str | None = field(default=None, metadata={"help": "collection folder/file instead of --qrels"})
+    split: str = field(default="test", metadata={"help": "split of --collection to evaluate on"})
+    passages: str | None = field(default=None, metadata={"help": "DPR passages tsv, for a DPR json collection"})
+    measures: str = field(default=",".join(DEFAULT_MEASURES), metadata={"help": "comma-separated measures"})
+    qa_ks: str = field(default=",".join(map(str, DEFAULT_QA_KS)), metadata={"help": "top-k accuracy depths (QA)"})
+    trec_eval: bool = field(default=False, metadata={"help": "also compute with Pyserini's trec_eval (Java)"})
+    output: str | None = field(default=None, metadata={"help": "JSON output (default: RUN with .eval.json)"})
+
+
+def _table(results: dict, check: dict | None) -> str:
+    rows = [(k, v) for k, v in results.items() if isinstance(v, float)]
+    width = max((len(k) for k, _ in rows), default=8)
+    head = f"{'measure':<{width}}  {'value':>8}" + ("  trec_eval" if check else "")
+    lines = [head, "-" * len(head)]
+    for k, v in rows:
+        extra = f"  {check[k]:>9.4f}" if check and k in check else ""
+        lines.append(f"{k:<{width}}  {v:>8.4f}{extra}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    setup_logging()
+    (args,) = HfArgumentParser(EvaluateArguments, description=__doc__.split("\n\n")[0]).parse_args_into_dataclasses(
+        args=sys.argv[1:] if argv is None else argv)
+    if (args.qrels is None) == (args.collection is None):
+        raise SystemExit("give exactly one of --qrels or --collection")
+    measures = [m.strip() for m in args.measures.split(",") if m.strip()]
+    run = read_run(args.run)
+    logger.info("evaluating %s (%d queries)", args.run, len(run))
+    with tempfile.TemporaryDirectory(prefix="tele-eval-") as tmp:
+        if args.qrels:
+            qrels_path = Path(args.qrels)
+            results = {"run": args.run, "qrels": args.qrels, **evaluate_run(run, read_qrels(qrels_path), measures)}
+        else:
+            from ..data.collections import load_collection
+
+            collection = load_collection(args.collection, split=args.split, passages=args.passages)
+            ks = [int(k) for k in args.qa_ks.split(",") if k.strip()]
+            results = {"run": args.run, "split": args.split, **evaluate_collection(run, collection, measures, ks)}
+            qrels_path = Path(tmp) / "qrels.txt"
+            write_qrels(qrels_path, relevant_qrels(collection.qrels))
+        check = None
+        if args.trec_eval:
+            check = evaluate_with_trec_eval(args.run, qrels_path, measures)
+            diff = max(abs(check[m] - results[m]) for m in measures)
+            results["trec_eval"] = check
+            results["trec_eval_max_abs_diff"] = diff
+            if diff > 1e-4:  # trec_eval prints 4 decimals
+                logger.warning("ir-measures and trec_eval differ by %.6f", diff)
+    print(_table(results, check))
+    output = Path(args.output) if args.output else Path(args.run).with_suffix(".eval.json")
+    write_json(output, results)
+    logger.info("wrote %s", output)
+    return results
+
+
+if __name__ == "__main__":
+    main()
