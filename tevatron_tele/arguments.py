@@ -48,6 +48,10 @@ class TeleModelArguments(ModelArguments):
         default=1.0,
         metadata={"help": "Training scores are divided by this before the softmax (e.g. 0.05 with --normalize)."},
     )
+    # Tevatron's fields without a help text, redeclared with one (same defaults).
+    add_pooler: bool = field(default=False, metadata={"help": "Add Tevatron's linear projection after pooling."})
+    projection_in_dim: int = field(default=768, metadata={"help": "Input size of the --add_pooler projection."})
+    projection_out_dim: int = field(default=768, metadata={"help": "Output size of the --add_pooler projection."})
 
     def __post_init__(self):
         if self.pooling not in POOLINGS:
@@ -58,6 +62,14 @@ class TeleModelArguments(ModelArguments):
 
 @dataclass
 class TeleDataArguments(DataArguments):
+    # Tevatron's fields without a help text, redeclared with one (same defaults).
+    passage_field_separator: str = field(default=" ", metadata={"help": "Text between a passage's title and body."})
+    train_n_passages: int = field(
+        default=8, metadata={"help": "Passages per query in a step: 1 positive + (this - 1) negatives."})
+    encode_is_qry: bool = field(default=False, metadata={"help": "Encoding only: the input holds queries."})
+    encode_num_shard: int = field(default=1, metadata={"help": "Encoding only: number of corpus shards."})
+    encode_shard_index: int = field(default=0, metadata={"help": "Encoding only: which shard to encode."})
+
     pool: str = field(
         default=None,
         metadata={"help": "Training pool: a pool.jsonl of query/positive/negative document ids, or a reference "
@@ -108,6 +120,11 @@ class TeleDataArguments(DataArguments):
 
 @dataclass
 class TeleTrainingArguments(CompatTrainingArguments):
+    warmup_ratio: float = field(
+        default=0.1, metadata={"help": "Linear warm-up over this fraction of all steps (used when --warmup_steps "
+                                       "is 0); the schedule is computed for the full run even with --early_stop_step."})
+    gc_q_chunk_size: int = field(default=4, metadata={"help": "Unused: --grad_cache is not supported."})
+    gc_p_chunk_size: int = field(default=32, metadata={"help": "Unused: --grad_cache is not supported."})
     early_stop_step: int = field(
         default=0,
         metadata={"help": "Stop after this many optimizer steps while the learning-rate schedule stays the one "
