@@ -1,0 +1,209 @@
+"""Negative pools on disk: `pool.jsonl` (one training query per line, ids only) and `pool.stats.json` beside it.
+
+A line is a superset of upstream Tevatron's id format, so `tevatron.retriever` can train on it:
+  {"query_id", "query_text", "positive_document_ids": [...], "negative_document_ids": [...],
+   "sources": {"ann": [...], "lookahead": [...], "momentum": [...], "bm25": [...]}}
+`negative_document_ids` is the mixed list used for training; `sources` keeps where each came from.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from collections.abc import Collection as AbstractCollection
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..utils import PathLike, atomic_path, write_json
+
+logger = logging.getLogger(__name__)
+
+SOURCES = ("ann", "lookahead", "momentum", "bm25")
+
+
+class PoolError(ValueError):
+    """Bad pool input; the message names file, line and field."""
+
+
+@dataclass
+class PoolEntry:
+    query_id: str
+    query_text: str
+    positive_document_ids: list[str]
+    negative_document_ids: list[str]
+    sources: dict[str, list[str]] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False)
+
+
+def pool_stats_path(path: PathLike) -> Path:
+    """`pool.jsonl` -> `pool.stats.json` (any other name gets `.stats.json` appended)."""
+    path = Path(path)
+    name = path.name[: -len(".jsonl")] if path.name.endswith(".jsonl") else path.name
+    return path.with_name(name + ".stats.json")
+
+
+def summarize_pool(entries: list[PoolEntry]) -> dict[str, Any]:
+    """Counts that describe a pool: sizes, negatives per source, overlap between sources."""
+    n = len(entries)
+    per_source = Counter()
+    overlap = Counter()
+    for e in entries:
+        for name, ids in e.sources.items():
+            per_source[name] += len(ids)
+        names = sorted(e.sources)
+        for i, a in enumerate(names):
+            for b in names[i + 1:]:
+                overlap[f"{a}&{b}"] += len(set(e.sources[a]) & set(e.sources[b]))
+    negatives = sum(len(e.negative_document_ids) for e in entries)
+    return {
+        "queries": n,
+        "positives": sum(len(e.positive_document_ids) for e in entries),
+        "negatives": negatives,
+        "negatives_per_query": negatives / n if n else 0.0,
+        "queries_without_negatives": sum(1 for e in entries if not e.negative_document_ids),
+        "source_negatives": dict(per_source),
+        "source_overlap": dict(overlap),
+    }
+
+
+def write_pool(path: PathLike, entries: Iterable[PoolEntry], stats: dict | None = None) -> None:
+    """Write the pool atomically, and its stats file beside it (the given stats over a computed summary)."""
+    entries = list(entries)
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8") as f:
+            for e in entries:
+                f.write(e.to_json() + "\n")
+    write_json(pool_stats_path(path), {**summarize_pool(entries), **(stats or {})})
+    logger.info("wrote pool of %d queries -> %s", len(entries), path)
+
+
+# ---------------------------------------------------------------- reading and validation
+
+def _fail(path: PathLike, line: int, field_name: str, problem: str) -> PoolError:
+    return PoolError(f"{path}:{line}: field '{field_name}': {problem}")
+
+
+def _id_list(path: PathLike, line: int, name: str, value: Any) -> list[str]:
+    if not isinstance(value, list):
+        raise _fail(path, line, name, f"expected a list of id strings, got {type(value).__name__}")
+    for x in value:
+        if not isinstance(x, str):
+            raise _fail(path, line, name, f"expected id strings, got {type(x).__name__} {x!r}")
+    dup = next((x for x, c in Counter(value).items() if c > 1), None)
+    if dup is not None:
+        raise _fail(path, line, name, f"duplicate id {dup!r}")
+    return value
+
+
+def _parse_entry(path: PathLike, line: int, obj: Any, known_doc_ids: AbstractCollection[str] | None) -> PoolEntry:
+    if not isinstance(obj, dict):
+        raise _fail(path, line, "<json>", f"expected an object, got {type(obj).__name__}")
+    for name in ("query_id", "query_text", "positive_document_ids", "negative_document_ids"):
+        if name not in obj:
+            raise _fail(path, line, name, "missing")
+    for name in ("query_id", "query_text"):
+        if not isinstance(obj[name], str):
+            raise _fail(path, line, name, f"expected a string, got {type(obj[name]).__name__}")
+    positives = _id_list(path, line, "positive_document_ids", obj["positive_document_ids"])
+    if not positives:
+        raise _fail(path, line, "positive_document_ids", "empty: a training query needs a positive")
+    negatives = _id_list(path, line, "negative_document_ids", obj["negative_document_ids"])
+    raw_sources = obj.get("sources", {})
+    if not isinstance(raw_sources, dict):
+        raise _fail(path, line, "sources", f"expected an object of source -> ids, got {type(raw_sources).__name__}")
+    sources = {name: _id_list(path, line, f"sources.{name}", ids) for name, ids in raw_sources.items()}
+    pos_set = set(positives)
+    for name, ids in [("negative_document_ids", negatives)] + [(f"sources.{k}", v) for k, v in sources.items()]:
+        clash = next((d for d in ids if d in pos_set), None)
+        if clash is not None:
+            raise _fail(path, line, name, f"negative {clash!r} is a positive of query {obj['query_id']!r}")
+        if known_doc_ids is not None:
+            unknown = next((d for d in ids if d not in known_doc_ids), None)
+            if unknown is not None:
+                raise _fail(path, line, name, f"unknown document id {unknown!r}")
+    if known_doc_ids is not None:
+        unknown = next((d for d in positives if d not in known_doc_ids), None)
+        if unknown is not None:
+            raise _fail(path, line, "positive_document_ids", f"unknown document id {unknown!r}")
+    return PoolEntry(obj["query_id"], obj["query_text"], positives, negatives, sources)
+
+
+def read_pool(path: PathLike, *, known_doc_ids: AbstractCollection[str] | None = None) -> list[PoolEntry]:
+    """Read and validate a pool; `known_doc_ids` (e.g. a set of corpus ids) also checks every id exists."""
+    if known_doc_ids is not None and not isinstance(known_doc_ids, (set, frozenset, dict)):
+        known_doc_ids = set(known_doc_ids)
+    entries: list[PoolEntry] = []
+    seen: dict[str, int] = {}
+    other_sources: set[str] = set()
+    with open(path, encoding="utf-8") as f:
+        for line_no, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise _fail(path, line_no, "<json>", f"malformed JSON ({e.msg} at column {e.colno})") from None
+            entry = _parse_entry(path, line_no, obj, known_doc_ids)
+            if entry.query_id in seen:
+                raise _fail(path, line_no, "query_id",
+                            f"duplicate query id {entry.query_id!r} (first at line {seen[entry.query_id]})")
+            seen[entry.query_id] = line_no
+            other_sources.update(set(entry.sources) - set(SOURCES))
+            entries.append(entry)
+    if other_sources:
+        logger.warning("%s: sources other than %s: %s", path, SOURCES, sorted(other_sources))
+    return entries
+
+
+def read_pool_stats(path: PathLike) -> dict:
+    """The stats written beside a pool."""
+    with open(pool_stats_path(path), encoding="utf-8") as f:
+        return json.load(f)
+
+
+# ---------------------------------------------------------------- reference (tokenized) training files
+
+def _token_ids(path: Path, line: int, name: str, value: Any) -> list[int]:
+    if not isinstance(value, list) or not all(isinstance(t, int) and not isinstance(t, bool) for t in value):
+        raise _fail(path, line, name, "expected a list of token ids (integers)")
+    return value
+
+
+def read_reference_pool(path: PathLike) -> list[dict]:
+    """Read reference ANCE-Tele training files: {"query": [ids], "positives": [[ids]], "negatives": [[ids]]} lines.
+
+    `path` is one file or a folder of them (`*.json`/`*.jsonl`, read in name order, e.g. split00.hn.json).
+    """
+    path = Path(path)
+    files = sorted(p for p in path.iterdir() if p.suffix in (".json", ".jsonl")) if path.is_dir() else [path]
+    if not files:
+        raise FileNotFoundError(f"no .json/.jsonl files in {path}")
+    out: list[dict] = []
+    for file in files:
+        with open(file, encoding="utf-8") as f:
+            for line_no, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise _fail(file, line_no, "<json>", f"malformed JSON ({e.msg} at column {e.colno})") from None
+                if not isinstance(obj, dict):
+                    raise _fail(file, line_no, "<json>", f"expected an object, got {type(obj).__name__}")
+                if "query" not in obj:
+                    raise _fail(file, line_no, "query", "missing")
+                query = _token_ids(file, line_no, "query", obj["query"])
+                groups = {}
+                for name in ("positives", "negatives"):
+                    value = obj.get(name, [] if name == "negatives" else None)
+                    if value is None:
+                        raise _fail(file, line_no, name, "missing")
+                    if not isinstance(value, list):
+                        raise _fail(file, line_no, name, "expected a list of token-id lists")
+                    groups[name] = [_token_ids(file, line_no, name, p) for p in value]
+                out.append({"query": query, **groups})
+    return out
