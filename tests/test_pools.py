@@ -75,8 +75,8 @@ def test_known_doc_ids(tmp_path):
         (_good_line(query_id="q2", positive_document_ids="d1"), r":2: field 'positive_document_ids': expected a list"),
         (_good_line(query_id="q2", negative_document_ids=["d2", 3]), r":2: field 'negative_document_ids': expected id"),
         (_good_line(query_id="q2", positive_document_ids=[]), r":2: field 'positive_document_ids': empty"),
-        (_good_line(query_id="q2", negative_document_ids=["d2", "d2"]),
-         r":2: field 'negative_document_ids': duplicate"),
+        (_good_line(query_id="q2", positive_document_ids=["d1", "d1"]),
+         r":2: field 'positive_document_ids': duplicate"),
         (_good_line(query_id="q2", negative_document_ids=["d1"]),
          r":2: field 'negative_document_ids': negative 'd1' is a positive of query 'q2'"),
         (_good_line(query_id="q2", sources={"bm25": ["d9", "d1"]}),
@@ -99,6 +99,14 @@ def test_sources_optional_and_blank_lines_skipped(tmp_path):
     _write_lines(path, [line, ""])
     (entry,) = read_pool(path)
     assert entry.sources == {} and entry.negative_document_ids == ["d2"]
+
+
+def test_repeated_negatives_are_kept(tmp_path):
+    path = tmp_path / "pool.jsonl"
+    entry = PoolEntry("q", "t", ["d1"], ["d2", "d3", "d2"], {"ann": ["d2", "d3"], "lookahead": ["d2"]})
+    write_pool(path, [entry])
+    assert read_pool(path)[0].negative_document_ids == ["d2", "d3", "d2"]
+    assert read_pool_stats(path)["negatives"] == 3
 
 
 def test_reference_pool_file_and_folder(tmp_path):

@@ -87,15 +87,16 @@ def _fail(path: PathLike, line: int, field_name: str, problem: str) -> PoolError
     return PoolError(f"{path}:{line}: field '{field_name}': {problem}")
 
 
-def _id_list(path: PathLike, line: int, name: str, value: Any) -> list[str]:
+def _id_list(path: PathLike, line: int, name: str, value: Any, *, unique: bool = False) -> list[str]:
     if not isinstance(value, list):
         raise _fail(path, line, name, f"expected a list of id strings, got {type(value).__name__}")
     for x in value:
         if not isinstance(x, str):
             raise _fail(path, line, name, f"expected id strings, got {type(x).__name__} {x!r}")
-    dup = next((x for x, c in Counter(value).items() if c > 1), None)
-    if dup is not None:
-        raise _fail(path, line, name, f"duplicate id {dup!r}")
+    if unique:
+        dup = next((x for x, c in Counter(value).items() if c > 1), None)
+        if dup is not None:
+            raise _fail(path, line, name, f"duplicate id {dup!r}")
     return value
 
 
@@ -108,9 +109,10 @@ def _parse_entry(path: PathLike, line: int, obj: Any, known_doc_ids: AbstractCol
     for name in ("query_id", "query_text"):
         if not isinstance(obj[name], str):
             raise _fail(path, line, name, f"expected a string, got {type(obj[name]).__name__}")
-    positives = _id_list(path, line, "positive_document_ids", obj["positive_document_ids"])
+    positives = _id_list(path, line, "positive_document_ids", obj["positive_document_ids"], unique=True)
     if not positives:
         raise _fail(path, line, "positive_document_ids", "empty: a training query needs a positive")
+    # Negatives may repeat: a negative found by several sources is kept once per source, weighing more.
     negatives = _id_list(path, line, "negative_document_ids", obj["negative_document_ids"])
     raw_sources = obj.get("sources", {})
     if not isinstance(raw_sources, dict):
