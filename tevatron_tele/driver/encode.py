@@ -1,0 +1,83 @@
+"""Encode a collection's corpus, queries, or its queries' positive passages to `.npy` + `.ids` files.
+
+    python -m tevatron_tele.driver.encode --model_dir M --collection DATA --split train \
+        --encode corpus --output RUN/episode-0/embeddings/corpus [--num_shards 4 --shard_index 0]
+    torchrun --nproc_per_node 2 -m tevatron_tele.driver.encode ...   # each process takes a slice
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from transformers import HfArgumentParser
+
+from ..utils import setup_logging
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class EncodeArguments:
+    model_dir: str = field(metadata={"help": "saved encoder (tied, or query_model/ + passage_model/)"})
+    collection: str = field(metadata={"help": "collection path (BEIR dir, MS MARCO dir, DPR json, Tevatron jsonl)"})
+    output: str = field(metadata={"help": "output prefix: writes <output>.npy and <output>.ids (or shard files)"})
+    encode: str = field(default="corpus", metadata={"help": "corpus | queries | positives (the split's positives)"})
+    split: str = field(default="train", metadata={"help": "which queries/qrels to read"})
+    passages: str | None = field(default=None, metadata={"help": "DPR passages tsv (DPR json collections)"})
+    cache_dir: str | None = field(default=None, metadata={"help": "token cache folder (default: beside output)"})
+    q_max_len: int = field(default=32)
+    p_max_len: int = field(default=128)
+    batch_size: int = field(default=64)
+    dtype: str = field(default="float16", metadata={"help": "float16 | float32 storage"})
+    amp: str | None = field(default=None, metadata={"help": "fp16 | bf16 autocast on GPU"})
+    device: str = field(default="auto", metadata={"help": "cpu, cuda, cuda:N or auto"})
+    pooling: str | None = field(default=None, metadata={"help": "override the model's pooling (cls | mean)"})
+    normalize: bool | None = field(default=None, metadata={"help": "override the model's normalisation"})
+    shard_index: int = field(default=0)
+    num_shards: int = field(default=1)
+
+
+def run(args: EncodeArguments) -> Path:
+    import torch
+
+    from ..data.collections import load_collection
+    from ..data.token_cache import corpus_token_cache, query_token_cache
+    from ..mining.encode import distributed_shard, encode_to_file
+    from ..modeling import load_encoder
+
+    if args.encode not in ("corpus", "queries", "positives"):
+        raise ValueError(f"--encode must be corpus, queries or positives, got {args.encode!r}")
+    device = args.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and "LOCAL_RANK" in os.environ and device == "cuda":
+        device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
+    shard_index, num_shards = distributed_shard(args.shard_index, args.num_shards)
+    cache_dir = Path(args.cache_dir) if args.cache_dir else Path(args.output).parent / "token_cache"
+    collection = load_collection(args.collection, args.split, passages=args.passages)
+    model, tokenizer = load_encoder(args.model_dir, device, pooling=args.pooling, normalize=args.normalize)
+    is_query = args.encode == "queries"
+    ids = None
+    if is_query:
+        cache = query_token_cache(collection, tokenizer, args.q_max_len, cache_dir)
+    else:
+        cache = corpus_token_cache(collection, tokenizer, args.p_max_len, cache_dir)
+        if args.encode == "positives":
+            ids = sorted({d for q in collection.queries for d in collection.positives(q)})
+            logger.info("%d distinct positive passages of %d queries", len(ids), len(collection.queries))
+    return encode_to_file(args.model_dir, cache, args.output, is_query=is_query, ids=ids, shard_index=shard_index,
+                          num_shards=num_shards, max_len=args.q_max_len if is_query else args.p_max_len,
+                          batch_size=args.batch_size, dtype=args.dtype, amp=args.amp, device=device,
+                          model=model, tokenizer=tokenizer)
+
+
+def main(argv: list[str] | None = None) -> None:
+    setup_logging()
+    (args,) = HfArgumentParser(EncodeArguments).parse_args_into_dataclasses(args=argv)
+    run(args)
+
+
+if __name__ == "__main__":
+    main()

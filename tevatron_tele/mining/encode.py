@@ -1,0 +1,150 @@
+"""Encode token-cached texts (corpus, queries, or queries' positive passages) with a Tevatron encoder.
+
+Items are batched in order of length so a batch pads to its own longest item, not to max_len;
+results are put back in the requested order. On a GPU, fp16/bf16 autocast is available.
+Work can be split into shards (`shard_index` / `num_shards`, and torchrun's RANK / WORLD_SIZE on
+top): each shard is a contiguous slice of the items written to its own file, and a shard whose
+file exists is not computed again.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..compat import build_example
+from ..utils import PathLike
+from .embeddings import is_complete, save_embeddings, shard_prefix
+
+logger = logging.getLogger(__name__)
+
+DTYPES = {"float16": np.float16, "float32": np.float32}
+AMP_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def _device_of(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _positions(token_cache, positions_or_ids: Sequence[int] | Sequence[str] | None) -> np.ndarray:
+    if positions_or_ids is None:
+        return np.arange(len(token_cache), dtype=np.int64)
+    items = list(positions_or_ids)
+    if items and isinstance(items[0], str):
+        return np.asarray([token_cache.position(i) for i in items], dtype=np.int64)
+    return np.asarray(items, dtype=np.int64)
+
+
+def encode_texts(
+    model,
+    tokenizer,
+    token_cache,
+    positions_or_ids: Sequence[int] | Sequence[str] | None = None,
+    *,
+    is_query: bool,
+    max_len: int,
+    batch_size: int = 64,
+    dtype: str = "float32",
+    amp: str | None = None,
+    progress: bool = True,
+) -> np.ndarray:
+    """Embeddings of the cached items (all of them when `positions_or_ids` is None), one row per item.
+
+    `model` is a Tevatron `DenseModelForInference` (tied or untied, with or without pooler);
+    queries go through `encode_query`, passages through `encode_passage`. `amp` ("fp16"/"bf16")
+    turns on autocast when the model is on a GPU and is ignored on CPU.
+    """
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+    if amp is not None and amp not in AMP_DTYPES:
+        raise ValueError(f"amp must be one of {sorted(AMP_DTYPES)} or None, got {amp!r}")
+    positions = _positions(token_cache, positions_or_ids)
+    lengths = np.asarray(token_cache.lengths)[positions]
+    order = np.argsort(-lengths, kind="stable")  # longest first: the largest batch's memory shows at once
+    device = _device_of(model)
+    use_amp = amp is not None and device.type == "cuda"
+    encode = model.encode_query if is_query else model.encode_passage
+    out: np.ndarray | None = None
+    model.eval()
+    bar = tqdm(total=len(positions), desc="encode queries" if is_query else "encode passages", unit="text",
+               disable=not progress)
+    for start in range(0, len(order), batch_size):
+        rows = order[start:start + batch_size]
+        features = [build_example(tokenizer, token_cache[int(positions[r])], max_len) for r in rows]
+        batch = tokenizer.pad(features, padding="longest", return_tensors="pt")
+        batch = {k: v.to(device) for k, v in batch.items()}
+        with torch.no_grad(), torch.autocast(device.type, dtype=AMP_DTYPES.get(amp, torch.float16), enabled=use_amp):
+            _, reps = encode(batch)
+        reps = reps.float().cpu().numpy()
+        if out is None:
+            out = np.empty((len(positions), reps.shape[1]), dtype=DTYPES[dtype])
+        out[rows] = reps
+        bar.update(len(rows))
+    bar.close()
+    if out is None:
+        hidden = getattr(getattr(model, "lm_q", None), "config", None)
+        dim = getattr(hidden, "hidden_size", 0)
+        out = np.empty((0, dim), dtype=DTYPES[dtype])
+    return out
+
+
+def distributed_shard(shard_index: int = 0, num_shards: int = 1) -> tuple[int, int]:
+    """Refine (shard_index, num_shards) by torchrun's RANK / WORLD_SIZE: each process takes one sub-shard."""
+    rank = int(os.environ.get("RANK", 0))
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    if not 0 <= shard_index < num_shards:
+        raise ValueError(f"shard_index {shard_index} is outside 0..{num_shards - 1}")
+    return shard_index * world + rank, num_shards * world
+
+
+def encode_to_file(
+    model_dir: PathLike | None,
+    token_cache,
+    prefix: PathLike,
+    *,
+    is_query: bool,
+    ids: Sequence[str] | None = None,
+    shard_index: int = 0,
+    num_shards: int = 1,
+    max_len: int = 128,
+    batch_size: int = 64,
+    dtype: str = "float16",
+    amp: str | None = None,
+    device: str = "cpu",
+    pooling: str | None = None,
+    normalize: bool | None = None,
+    model=None,
+    tokenizer=None,
+    progress: bool = True,
+) -> Path:
+    """Encode one shard of the items (`ids`, or the whole cache) to `<prefix>[.shard-i-of-n].{npy,ids}`.
+
+    Returns the shard's prefix. An existing complete shard is kept as it is. Pass a loaded
+    `model` and `tokenizer` to skip loading from `model_dir`; `pooling` / `normalize` override the
+    model's saved `tele_config.json` (e.g. mean + cosine for a sentence-transformers checkpoint).
+    """
+    out_prefix = shard_prefix(prefix, shard_index, num_shards)
+    if is_complete(out_prefix):
+        logger.info("embeddings %s exist; not encoding again", out_prefix)
+        return out_prefix
+    positions = _positions(token_cache, ids)
+    mine = np.array_split(positions, num_shards)[shard_index]
+    if model is None or tokenizer is None:
+        from ..modeling import load_encoder
+
+        model, tokenizer = load_encoder(model_dir, device, pooling=pooling, normalize=normalize)
+    started = time.perf_counter()
+    logger.info("encoding %d %s (shard %d of %d) to %s", len(mine), "queries" if is_query else "passages",
+                shard_index, num_shards, out_prefix)
+    array = encode_texts(model, tokenizer, token_cache, mine, is_query=is_query, max_len=max_len,
+                         batch_size=batch_size, dtype=dtype, amp=amp, progress=progress)
+    all_ids = token_cache.ids
+    save_embeddings(out_prefix, array, [all_ids[int(p)] for p in mine])
+    logger.info("encoded %d items in %.1f s", len(mine), time.perf_counter() - started)
+    return out_prefix
