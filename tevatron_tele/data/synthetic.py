@@ -6,8 +6,9 @@ Layout per topic (all words are made-up two-syllable tokens, so a word-level voc
     of that passage whose key term is swapped for a decoy word (the hardest negatives);
   - distractors that reuse the topic's words and a query's facet words but no key term;
 plus random passages made of filler and words of other topics.
-A lexical or random ranker is easily fooled by the near-duplicates and distractors, so training
-on mined negatives shows a clear gain over in-batch/random negatives.
+In-batch and random negatives (mostly other topics) only teach topic words; ranking the positive
+above its near-duplicates needs the key term, which hard (mined) negatives teach. A lexical ranker
+with IDF weighting finds the positives easily (the key term is rare), so BM25 is a strong baseline.
 """
 from __future__ import annotations
 
