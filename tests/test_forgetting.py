@@ -111,3 +111,12 @@ def test_convergence_reads_episodes_and_steps():
     assert [r["nDCG@10"] for r in out["episodes"]] == [0.5, 0.6, 0.605]
     assert out["steps"] == [{"episode": 1, "step": 10, "nDCG@10": 0.55}]
     assert out["best"]["nDCG@10"] == {"best": 0.605, "best_episode": 2, "first_within_tol": 1}
+
+
+def test_float_noise_is_a_tie():
+    table = {"q1": {"p1": 10.0, "a": 10.0 + 1e-6, "b": 10.0 - 1e-6, "c": 9.9}}
+    # within 1e-5 * |S+| of the positive: neither learned nor forgotten
+    assert learned_pairs({"q1": ["a", "b", "c"]}, table, {"q1": ["p1"]}) == {("q1", "c")}
+    out = forgetting_by_episode({1: {"q1": ["c"]}}, {1: table, 2: {"q1": {"p1": 1.0, "c": 1.0 + 1e-7}}},
+                                {"q1": ["p1"]})
+    assert out["rates"][0]["forgotten"] == 0

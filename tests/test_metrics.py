@@ -133,3 +133,38 @@ def test_qa_accuracy_matches_pyserini_dpr_evaluation(tmp_path):
     theirs = {line.split()[0]: float(line.split()[-1]) for line in proc.stdout.splitlines() if line.startswith("Top")}
     ours = qa_accuracy(QA_RUN, ANSWERS, CORPUS, ks=(1, 2))
     assert theirs == pytest.approx(ours)
+
+
+def test_evaluate_collection_with_answers_and_qrels():
+    from tevatron_tele.evaluation.metrics import evaluate_collection
+
+    @dataclass
+    class _Collection:
+        name: str
+        corpus: object
+        queries: dict
+        qrels: dict
+        answers: dict | None = None
+
+    coll = _Collection("qa", CORPUS, {q: q for q in ANSWERS}, {"q1": {"d2": 1}, "q4": {"d2": 1}}, ANSWERS)
+    out = evaluate_collection(QA_RUN, coll, ("MRR@10",), (1, 2))
+    # q1 finds d2 at rank 2, q4 is not in the run
+    assert out["MRR@10"] == pytest.approx(0.25)
+    assert (out["Top1"], out["Top2"]) == (0.25, 0.5)
+    assert (out["num_queries"], out["num_judged_queries"], out["num_ranked_queries"]) == (4, 2, 1)
+
+
+def test_evaluate_driver_writes_json(tmp_path):
+    from tevatron_tele.data.trec import write_qrels
+    from tevatron_tele.driver.evaluate import main
+
+    run_path, qrels_path, out = tmp_path / "run.trec", tmp_path / "qrels.txt", tmp_path / "eval.json"
+    write_run(run_path, RUN)
+    write_qrels(qrels_path, QRELS)
+    result = main(["--run", str(run_path), "--qrels", str(qrels_path), "--measures", "MRR@10,R@2",
+                   "--output", str(out)])
+    saved = json.loads(out.read_text())
+    assert saved["MRR@10"] == result["MRR@10"] == pytest.approx(1 / 3)
+    assert saved["R@2"] == pytest.approx(0.5)
+    with pytest.raises(SystemExit):
+        main(["--run", str(run_path)])

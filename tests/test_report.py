@@ -82,3 +82,135 @@ def test_write_report_files(tmp_path):
     for key in ("forgetting_png", "metrics_png", "overlap_png", "composition_png"):
         data = paths[key].read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, key
+
+
+# ---- end to end: a hand-built run folder with tiny models -------------------------------------------------
+
+def _episode_run(root, name, models, rankings, pools, collection_dir, evals):
+    """RUN/manifest.json + episode-<i>/{model, rankings/queries.trec, pool.jsonl, eval.json} as the runner
+    lays them out; models are symlinks to tiny model folders."""
+    from tevatron_tele.data.trec import write_run
+    from tevatron_tele.utils import write_json
+
+    run = root / name
+    write_json(run / "manifest.json", {"config": {"model_name_or_path": str(models[0]), "collection": str(
+        collection_dir), "split": "train", "q_max_len": 16, "p_max_len": 48}})
+    for i, model in enumerate(models):
+        ep = run / f"episode-{i}"
+        (ep / "rankings").mkdir(parents=True)
+        write_run(ep / "rankings" / "queries.trec", rankings[i])
+        write_json(ep / "eval.json", evals[i])
+        if i >= 1:
+            (ep / "model").symlink_to(model, target_is_directory=True)
+            with open(ep / "pool.jsonl", "w", encoding="utf-8") as f:
+                for entry in pools[i]:
+                    f.write(json.dumps(entry) + "\n")
+    return run
+
+
+def _perturbed_copy(model_dir, out_dir, seed):
+    """A stand-in for a trained episode model: the tiny model with its weights moved by seeded noise."""
+    import shutil
+
+    import torch
+    from transformers import AutoModel
+
+    shutil.copytree(model_dir, out_dir)
+    model = AutoModel.from_pretrained(model_dir)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=gen) * 0.5 * float(p.std() if p.numel() > 1 else 0.0))
+    model.save_pretrained(out_dir)
+    return out_dir
+
+
+@pytest.fixture(scope="module")
+def episode_runs(synthetic_dir, tiny_model_dir, tmp_path_factory):
+    import numpy as np
+    import torch
+
+    pytest.importorskip("tevatron_tele.data.pools")
+    from tevatron_tele.data.collections import load_collection
+    from tevatron_tele.data.token_cache import corpus_token_cache, query_token_cache
+    from tevatron_tele.evaluation.metrics import evaluate_run
+    from tevatron_tele.mining.encode import encode_texts
+    from tevatron_tele.modeling import load_encoder
+
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("episode-runs")
+    models = [tiny_model_dir] + [_perturbed_copy(tiny_model_dir, root / f"model-{s}", seed=s) for s in (1, 2)]
+    collection = load_collection(synthetic_dir, "train")
+    qids = [q for q in collection.queries if collection.positives(q)][:12]
+    cache = root / "cache"
+    tables, rankings = {}, {}
+    for i, model_dir in enumerate(models):  # reference scores: the whole corpus, encoded once per model
+        model, tok = load_encoder(model_dir)
+        corpus, queries = corpus_token_cache(collection, tok, 48, cache), query_token_cache(collection, tok, 16, cache)
+        p = encode_texts(model, tok, corpus, None, is_query=False, max_len=48, progress=False)
+        q = encode_texts(model, tok, queries, qids, is_query=True, max_len=16, progress=False)
+        scores = q @ p.T
+        tables[i] = {qid: dict(zip(corpus.ids, map(float, row))) for qid, row in zip(qids, scores)}
+        rankings[i] = {qid: [(corpus.ids[j], float(row[j])) for j in np.argsort(-row)[:30]]
+                       for qid, row in zip(qids, scores)}
+    positives = {q: collection.positives(q) for q in qids}
+
+    def entry(q, sources):
+        negs = list(dict.fromkeys(d for ds in sources.values() for d in ds))
+        return {"query_id": q, "query_text": collection.queries[q], "positive_document_ids": positives[q],
+                "negative_document_ids": negs, "sources": sources}
+
+    ann = {i: {q: [d for d, _ in rankings[i][q] if d not in positives[q]][:6] for q in qids} for i in (0, 1)}
+    moving = {1: [entry(q, {"ann": ann[0][q]}) for q in qids],
+              2: [entry(q, {"ann": ann[1][q], "momentum": ann[0][q]}) for q in qids]}
+    static = {1: moving[1], 2: moving[1]}
+    evals = {i: evaluate_run(rankings[i], {q: {d: 1 for d in positives[q]} for q in qids}, ("MRR@10", "R@20"))
+             for i in range(3)}
+    runs = [_episode_run(root, "moving", models, rankings, moving, synthetic_dir, evals),
+            _episode_run(root, "static", models, rankings, static, synthetic_dir, evals)]
+    return runs, tables, rankings, positives, {"moving": moving, "static": static}, evals
+
+
+def test_score_pairs_matches_full_corpus_encoding(episode_runs, tmp_path):
+    from tevatron_tele.evaluation.analysis import open_run, score_episodes
+
+    runs, tables, _, positives, _, _ = episode_runs
+    ws = open_run(runs[0])
+    pairs = {q: positives[q] + list(tables[1][q])[:7] for q in list(positives)[:4]}
+    scored = score_episodes(ws, pairs, tmp_path / "cache")
+    assert sorted(scored) == [1, 2]
+    for i in (1, 2):
+        for q, docs in pairs.items():
+            assert set(scored[i][q]) == set(docs)
+            for d in docs:
+                assert scored[i][q][d] == pytest.approx(tables[i][q][d], abs=1e-4)
+
+
+@pytest.mark.slow
+def test_analyze_driver_on_episode_runs(episode_runs, tmp_path):
+    from tevatron_tele.driver.analyze import main
+    from tevatron_tele.evaluation.analysis import build_probe, summarize_run
+
+    runs, tables, rankings, positives, pools, evals = episode_runs
+    out = tmp_path / "report"
+    analysis = main([str(r) for r in runs] + ["--out", str(out), "--probe_k", "5", "--overlap_k", "10"])
+    probe = build_probe(rankings[0], positives, 5)
+    assert json.loads((out / "probe.json").read_text()) == probe
+    for run in analysis["runs"]:
+        entries = pools[run["name"]]
+        expected = summarize_run(
+            run["name"], [0, 1, 2], {i: tables[i] for i in (1, 2)}, positives,
+            {i: {e["query_id"]: e["negative_document_ids"] for e in entries[i]} for i in (1, 2)},
+            {i: {e["query_id"]: e["sources"] for e in entries[i]} for i in (1, 2)},
+            probe, rankings, evals, overlap_k=10)
+        for key in ("forgetting", "ann_overlap", "pool_overlap", "probe"):
+            assert run[key] == expected[key], (run["name"], key)
+        assert run["sources"].keys() == expected["sources"].keys()
+    static = next(r for r in analysis["runs"] if r["name"] == "static")
+    assert [r["change"] for r in static["pool_overlap"]] == [0.0]
+    learned = static["forgetting"]["own_pool"]["learned"]
+    assert learned[0]["learned"] > 0  # the test exercises a non-empty learned set
+    md = (out / "report.md").read_text()
+    assert "| moving |" in md and "| static |" in md
+    for png in ("forgetting.png", "metrics.png", "ann_overlap.png", "pool_composition.png"):
+        assert (out / png).stat().st_size > 5000

@@ -139,7 +139,8 @@ def _token_caches(ws: RunWorkspace, tokenizer, qids: Sequence[str], docids: Sequ
     corpus = load_corpus(corpus_path)
     q_cache = build_token_cache(cache_dir / "queries", list(qids), [texts[q] for q in qids], tokenizer,
                                 int(ws.config.get("q_max_len", 32)))
-    p_texts = [corpus.passage_text(corpus.position(d), tokenizer.sep_token) for d in docids]
+    sep = tokenizer.sep_token or ""  # the template of data.token_cache.corpus_token_cache
+    p_texts = [corpus.passage_text(corpus.position(d), sep) for d in docids]
     p_cache = build_token_cache(cache_dir / "passages", list(docids), p_texts, tokenizer,
                                 int(ws.config.get("p_max_len", 128)))
     return q_cache, p_cache

@@ -9,7 +9,8 @@ Inputs
 - pairs per episode (`qid -> docids`): the episode's training pool for own-pool rates, or the same
   fixed probe for every episode.
 
-Definitions (comparisons are strict: a tie is neither learned nor forgotten)
+Definitions (comparisons are strict, and a tie is neither learned nor forgotten; two scores within
+TIE_TOL * max(1, |S(q, d+)|) count as tied, so the float noise of batching or fp16 cannot decide a case)
 - learned_i  = {(q, d) in pairs_i : S_i(q, d) < S_i(q, d+)};
 - forgotten at j, of a set L of earlier learned pairs = {(q, d) in L : S_j(q, d) > S_j(q, d+)};
 - forgetting rate at j = |forgotten_j(L_j)| / |L_j| with L_j = union of learned_i over episodes i < j:
@@ -24,6 +25,8 @@ Pair = tuple[str, str]
 ScoreTable = Mapping[str, Mapping[str, float]]
 Pairs = Mapping[str, Iterable[str]]
 Positives = Mapping[str, Sequence[str]]
+
+TIE_TOL = 1e-5
 
 
 def positive_score(table: ScoreTable, positives: Positives, qid: str) -> float:
@@ -58,7 +61,7 @@ def _compare(pairs: Iterable[Pair], table: ScoreTable, positives: Positives, sig
         if qid not in cache:
             cache[qid] = positive_score(table, positives, qid)
         diff = _pair_score(table, qid, docid) - cache[qid]
-        if diff * sign > 0:
+        if diff * sign > TIE_TOL * max(1.0, abs(cache[qid])):
             out.add((qid, docid))
     return out
 
