@@ -136,7 +136,14 @@ def select_weighted(sources: dict[str, Sequence[int]], weights: dict[str, float]
 
 
 def detect_pool_format(path: str | Path) -> str:
-    """'ids' for pool.jsonl (query_id, ...), 'reference' for tokenized {query, positives, negatives}."""
+    """'ids' for pool.jsonl (query_id, ...), 'reference' for tokenized {query, positives, negatives}
+    (a file, or a folder of such files as the reference code writes them)."""
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix in (".json", ".jsonl"))
+        if not files:
+            raise FileNotFoundError(f"no .json/.jsonl files in {path}")
+        path = files[0]
     with open(path, encoding="utf-8") as f:
         for line in f:
             if line.strip():
