@@ -1,0 +1,20 @@
+"""Retrieval metrics, forgetting measures across episodes, and run-comparison reports.
+
+- `metrics`: MRR@k / nDCG@k / Recall@k (ir-measures, or Pyserini's trec_eval), DPR top-k accuracy
+- `forgetting`: pure functions on score tables (learned / forgotten negatives, overlap, sources)
+- `scoring`: score chosen (query, passage) pairs with one episode's model
+- `analysis`: read an episode run folder and apply the above; `report`: markdown, JSON, plots
+"""
+from .forgetting import consecutive_overlap, forgetting_by_episode, learned_pairs, source_contribution
+from .metrics import evaluate_collection, evaluate_run, evaluate_with_trec_eval, qa_accuracy
+
+__all__ = [
+    "consecutive_overlap",
+    "evaluate_collection",
+    "evaluate_run",
+    "evaluate_with_trec_eval",
+    "forgetting_by_episode",
+    "learned_pairs",
+    "qa_accuracy",
+    "source_contribution",
+]
