@@ -1,0 +1,151 @@
+"""The episode runner's settings: one dataclass, from flags (HfArgumentParser) or a YAML/JSON file."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+NEGATIVE_RECIPES = ("tele", "ann", "bm25", "ann+bm25", "tele+bm25")
+
+# Fields that change how a run is carried out but not what it computes; a rerun may change them.
+RUNTIME_ONLY_FIELDS = frozenset({
+    "output_dir", "analyze", "device", "encode_batch_size", "keep_embeddings", "progress", "logging_steps",
+    "token_cache_dir", "base_cache_dir", "analysis_max_queries",
+})
+
+
+@dataclass
+class EpisodeArguments:
+    output_dir: str = field(metadata={"help": "Run folder: RUN/episode-<i>/... and RUN/manifest.json."})
+    model_name_or_path: str = field(metadata={"help": "Base model every episode starts from (a local folder or a "
+                                                      "hub name); it also mines episode 1's negatives."})
+    collection: str = field(metadata={"help": "Training collection (BEIR dir, MS MARCO dir, DPR json, Tevatron "
+                                              "jsonl); its --train_split queries are trained on and its "
+                                              "--eval_split queries evaluated after every episode."})
+    passages: str | None = field(default=None, metadata={"help": "Passages TSV of a DPR json collection."})
+    train_split: str = field(default="train", metadata={"help": "Split whose queries are trained on."})
+    eval_split: str = field(default="test", metadata={"help": "Split evaluated after every episode ('' for none)."})
+    eval_collections: list[str] = field(
+        default_factory=list,
+        metadata={"help": "More collections (BEIR-style dirs, test split) evaluated zero-shot after every episode."})
+    num_episodes: int = field(default=3, metadata={"help": "Number of training episodes."})
+    negatives: str = field(
+        default="tele",
+        metadata={"help": "Negative recipe: 'tele' (ANN + lookahead + momentum), 'ann' (ANCE: ANN only), 'bm25' "
+                          "(BM25 negatives every episode), 'ann+bm25', 'tele+bm25'."})
+    tele_sources: str = field(
+        default="ann,lookahead,momentum",
+        metadata={"help": "Sources of the 'tele' recipe, for ablations (e.g. 'ann,lookahead' = no momentum)."})
+    refresh_steps: int = field(
+        default=0,
+        metadata={"help": "Quick refresh: episodes before the last stop after this many optimizer steps, with the "
+                          "learning-rate schedule of the full run (0 = train every episode fully)."})
+    continue_training: bool = field(
+        default=False, metadata={"help": "Start episode i from episode i-1's model instead of the base model."})
+    depth: int = field(default=200, metadata={"help": "Rank depth searched for ANN / lookahead / BM25 negatives."})
+    sample: int = field(default=30, metadata={"help": "Negatives kept per source per query (random sample of the "
+                                                      "top --depth; 0 keeps all)."})
+    lookahead_all_positives: bool = field(
+        default=False, metadata={"help": "Lookahead from every positive of a query, not only the first."})
+    # training
+    train_n_passages: int = field(default=8, metadata={"help": "Passages per query in a step (1 positive + n-1 "
+                                                               "negatives)."})
+    per_device_train_batch_size: int = field(default=8, metadata={"help": "Queries per batch (per process)."})
+    learning_rate: float = field(default=5e-6, metadata={"help": "Peak learning rate."})
+    num_train_epochs: float = field(default=3.0, metadata={"help": "Epochs of a full episode (sets the schedule)."})
+    warmup_ratio: float = field(default=0.1, metadata={"help": "Linear warm-up fraction of the full schedule."})
+    q_max_len: int = field(default=32, metadata={"help": "Query length in tokens."})
+    p_max_len: int = field(default=128, metadata={"help": "Passage length in tokens."})
+    pooling: str = field(default="cls", metadata={"help": "'cls' or 'mean' pooling."})
+    normalize: bool = field(default=False, metadata={"help": "Cosine similarity (L2-normalised vectors)."})
+    temperature: float = field(default=1.0, metadata={"help": "Softmax temperature of the training loss."})
+    untie_encoder: bool = field(default=False, metadata={"help": "Separate query and passage encoders."})
+    negative_mixing: str = field(default="concat", metadata={"help": "'concat' (reference) or 'weighted'."})
+    source_weights: str = field(default="ann=0.5,lookahead=0.25,momentum=0.25",
+                                metadata={"help": "Per-source weights for --negative_mixing weighted."})
+    mask_batch_positives: bool = field(default=False, metadata={"help": "Mask other queries' judged positives "
+                                                                       "in the in-batch softmax."})
+    seed: int = field(default=42, metadata={"help": "Seed of training and negative sampling."})
+    bf16: bool = field(default=False, metadata={"help": "bf16 mixed precision for training (GPU)."})
+    fp16: bool = field(default=False, metadata={"help": "fp16 mixed precision for training (GPU)."})
+    # encoding, search, evaluation
+    encode_batch_size: int = field(default=128, metadata={"help": "Batch size of encoding."})
+    embedding_dtype: str = field(default="float16", metadata={"help": "Stored embedding type: float16|float32."})
+    encode_amp: str | None = field(default=None, metadata={"help": "Autocast for encoding on GPU: bf16|fp16."})
+    search_backend: str = field(default="faiss", metadata={"help": "Exact search backend: faiss|torch."})
+    eval_depth: int = field(default=1000, metadata={"help": "Depth of the evaluation runs."})
+    device: str = field(default="auto", metadata={"help": "cpu, cuda, or auto."})
+    keep_embeddings: bool = field(default=False, metadata={"help": "Keep corpus embeddings after an episode "
+                                                                   "(removed by default: they are rebuilt cheaply "
+                                                                   "from the model and dominate disk use)."})
+    token_cache_dir: str | None = field(default=None, metadata={"help": "Token caches (default RUN/token_cache)."})
+    base_cache_dir: str | None = field(
+        default=None,
+        metadata={"help": "Folder shared by runs with the same base model and collection: the base model's "
+                          "encoding and rankings (episode 0) are computed there once and copied into each run."})
+    logging_steps: int = field(default=10, metadata={"help": "Training log interval."})
+    analyze: bool = field(default=True, metadata={"help": "Write the forgetting/convergence report at the end."})
+    analysis_max_queries: int | None = field(default=None, metadata={"help": "Limit the analysis to a sample of "
+                                                                            "training queries."})
+    progress: bool = field(default=True, metadata={"help": "Show progress bars."})
+
+    def __post_init__(self):
+        if self.negatives not in NEGATIVE_RECIPES:
+            raise ValueError(f"--negatives must be one of {NEGATIVE_RECIPES}, got '{self.negatives}'")
+        if self.num_episodes < 1:
+            raise ValueError(f"--num_episodes must be >= 1, got {self.num_episodes}")
+        unknown = set(self.tele_source_list) - {"ann", "lookahead", "momentum"}
+        if unknown:
+            raise ValueError(f"--tele_sources: unknown source(s) {sorted(unknown)}; use ann, lookahead, momentum")
+        if isinstance(self.eval_collections, str):
+            self.eval_collections = [self.eval_collections]
+
+    @property
+    def tele_source_list(self) -> list[str]:
+        return [s.strip() for s in self.tele_sources.split(",") if s.strip()]
+
+    def sources(self) -> set[str]:
+        """The negative sources this recipe mines."""
+        recipe = set(self.negatives.split("+"))
+        out = set()
+        if "tele" in recipe:
+            out.update(self.tele_source_list)
+        if "ann" in recipe:
+            out.add("ann")
+        if "bm25" in recipe:
+            out.add("bm25")
+        return out
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def result_config(self) -> dict:
+        """The settings that decide results (compared when a run folder is reused)."""
+        return {k: v for k, v in self.to_dict().items() if k not in RUNTIME_ONLY_FIELDS}
+
+
+def load_config_file(path: str | Path) -> dict:
+    """Settings from a .json or .yaml/.yml file (keys are the flag names without dashes)."""
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    if path.suffix in (".yaml", ".yml"):
+        import yaml
+
+        data = yaml.safe_load(text)
+    else:
+        data = json.loads(text)
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of setting names to values")
+    known = {f.name for f in dataclasses.fields(EpisodeArguments)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"{path}: unknown setting(s) {unknown}")
+    return data
+
+
+def config_differences(old: dict, new: dict) -> list[str]:
+    """Human-readable differences between two result configs."""
+    keys = sorted(set(old) | set(new))
+    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys
+            if k not in RUNTIME_ONLY_FIELDS and old.get(k) != new.get(k)]

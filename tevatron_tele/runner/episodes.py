@@ -1,0 +1,300 @@
+"""ANCE-Tele's training loop: mine with model i-1, train episode i from the base model, evaluate, repeat.
+
+Every step writes its output atomically and is skipped when that output exists, so a killed run
+resumes at the first unfinished step; an episode with a DONE marker is never written again.
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from pathlib import Path
+
+from ..utils import read_json, setup_logging, write_json
+from .config import EpisodeArguments
+from .workspace import RunFolder
+
+logger = logging.getLogger(__name__)
+
+
+def _device(args: EpisodeArguments) -> str:
+    if args.device != "auto":
+        return args.device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class EpisodeRunner:
+    """Runs (or resumes) the episodes of one run folder. `run()` returns the run folder."""
+
+    def __init__(self, args: EpisodeArguments):
+        from ..data.collections import load_collection
+
+        self.args = args
+        self.folder = RunFolder(args.output_dir)
+        self.device = _device(args)
+        self.train_collection = load_collection(args.collection, split=args.train_split, passages=args.passages)
+        self.eval_collections = {}
+        if args.eval_split:
+            main = load_collection(args.collection, split=args.eval_split, passages=args.passages)
+            main.corpus = self.train_collection.corpus  # one corpus in memory, encoded once per episode
+            self.eval_collections["main"] = main
+        for path in args.eval_collections:
+            name = Path(path).name
+            self.eval_collections[name] = load_collection(path, split="test")
+        self.token_cache_dir = Path(args.token_cache_dir or self.folder.root / "token_cache")
+        self._caches: dict[tuple, object] = {}
+        self._tokenizer = None
+
+    # ---- shared pieces ----
+    @property
+    def tokenizer(self):
+        if self._tokenizer is None:
+            from ..modeling import load_encoder
+
+            _, self._tokenizer = load_encoder(self.args.model_name_or_path, "cpu")
+        return self._tokenizer
+
+    def _cache(self, collection, kind: str):
+        from ..data.token_cache import corpus_token_cache, query_token_cache
+
+        key = (id(collection.corpus) if kind == "corpus" else collection.name, kind)
+        if key not in self._caches:
+            if kind == "corpus":
+                self._caches[key] = corpus_token_cache(collection, self.tokenizer, self.args.p_max_len,
+                                                       self.token_cache_dir)
+            else:
+                self._caches[key] = query_token_cache(collection, self.tokenizer, self.args.q_max_len,
+                                                      self.token_cache_dir)
+        return self._caches[key]
+
+    def model_dir(self, i: int) -> Path:
+        return Path(self.args.model_name_or_path) if i == 0 else self.folder.model(i)
+
+    # ---- steps ----
+    def _encode(self, i: int, collection, kind: str, name: str, model_state: dict) -> Path:
+        """Encode a collection's corpus or queries with episode i's model (loaded once per episode)."""
+        from ..mining.embeddings import is_complete
+        from ..mining.encode import encode_to_file
+
+        prefix = self.folder.embeddings(i, name)
+
+        def work():
+            if "model" not in model_state:
+                from ..modeling import load_encoder
+
+                model_state["model"], model_state["tokenizer"] = load_encoder(
+                    self.model_dir(i), self.device, pooling=self.args.pooling, normalize=self.args.normalize)
+            is_query = kind == "queries"
+            return encode_to_file(None, self._cache(collection, kind), prefix, is_query=is_query,
+                                  max_len=self.args.q_max_len if is_query else self.args.p_max_len,
+                                  batch_size=self.args.encode_batch_size, dtype=self.args.embedding_dtype,
+                                  amp=self.args.encode_amp, device=self.device, model=model_state["model"],
+                                  tokenizer=model_state["tokenizer"], progress=self.args.progress)
+
+        self.folder.step(f"episode-{i}/encode-{name}", prefix, work, done=lambda: is_complete(prefix))
+        return prefix
+
+    def _search(self, i: int, query_prefix: Path, corpus_prefix: Path, name: str, depth: int) -> Path:
+        from ..mining.search import search_to_file
+
+        out = self.folder.ranking(i, name)
+        self.folder.step(f"episode-{i}/search-{name}", out, lambda: search_to_file(
+            query_prefix, corpus_prefix, out, depth, backend=self.args.search_backend, device=self.device,
+            tag=f"episode-{i}"))
+        return out
+
+    def _positive_embeddings(self, i: int, corpus_prefix: Path) -> Path:
+        """Lookahead queries: the passage-encoder vectors of the training queries' positives (corpus rows)."""
+        import numpy as np
+
+        from ..mining.embeddings import is_complete, load_all, save_embeddings
+
+        prefix = self.folder.embeddings(i, "positives")
+
+        def work():
+            emb, ids = load_all(corpus_prefix)
+            row = {d: n for n, d in enumerate(ids)}
+            wanted = sorted({d for q in self.train_collection.queries
+                             for d in self.train_collection.positives(q) if d in row})
+            save_embeddings(prefix, np.asarray(emb[[row[d] for d in wanted]]), wanted)
+
+        self.folder.step(f"episode-{i}/positives", prefix, work, done=lambda: is_complete(prefix))
+        return prefix
+
+    def _bm25_run(self, collection, name: str) -> Path:
+        from ..mining.bm25 import bm25_run_to_file
+
+        out = self.folder.root / "bm25" / f"{name}.trec"
+        depth = max(self.args.depth, self.args.eval_depth)
+        self.folder.step(f"bm25/{name}", out, lambda: bm25_run_to_file(
+            collection, self.folder.root / "bm25" / "index", out, k=depth))
+        return out
+
+    def _evaluate(self, i: int, corpus_prefixes: dict[str, Path], model_state: dict) -> None:
+        from ..data.trec import read_run
+        from ..evaluation.metrics import evaluate_collection
+
+        out = self.folder.eval(i)
+        if out.exists() or not self.eval_collections:
+            return
+        results = {}
+        for name, collection in self.eval_collections.items():
+            corpus_prefix = corpus_prefixes.get(name)
+            if corpus_prefix is None:
+                corpus_prefix = corpus_prefixes[name] = self._encode(i, collection, "corpus", f"corpus-{name}",
+                                                                     model_state)
+            q_prefix = self._encode(i, collection, "queries", f"queries-{name}", model_state)
+            run_path = self._search(i, q_prefix, corpus_prefix, f"test-{name}" if name != "main" else "test",
+                                    self.args.eval_depth)
+            results[name if name != "main" else collection.name] = evaluate_collection(read_run(run_path), collection)
+        write_json(out, results)
+        main = next(iter(results.values()))
+        logger.info("episode %d: %s", i, {k: round(v, 4) for k, v in main.items() if isinstance(v, float)})
+
+    def _mine_inputs(self, i: int) -> Path:
+        """Episode i's model's rankings of the training queries (and of their positives, for lookahead)."""
+        model_state: dict = {}
+        corpus = self._encode(i, self.train_collection, "corpus", "corpus", model_state)
+        queries = self._encode(i, self.train_collection, "queries", "train-queries", model_state)
+        self._search(i, queries, corpus, "queries", self.args.depth)
+        if "lookahead" in self.args.sources() and i < self.args.num_episodes:
+            self._search(i, self._positive_embeddings(i, corpus), corpus, "positives", self.args.depth)
+        self._evaluate(i, {"main": corpus}, model_state)
+        return corpus
+
+    def _mine_pool(self, i: int) -> Path:
+        from ..mining.tele import MiningConfig, mine_episode
+
+        out = self.folder.pool(i)
+        sources = self.args.sources()
+        prev = i - 1
+
+        def work():
+            mine_episode(
+                self.train_collection, out,
+                query_run=self.folder.ranking(prev, "queries") if "ann" in sources else None,
+                positive_run=self.folder.ranking(prev, "positives") if "lookahead" in sources else None,
+                previous_pool=self.folder.pool(prev) if "momentum" in sources and prev >= 1 else None,
+                bm25_run=self._bm25_run(self.train_collection, "train") if "bm25" in sources else None,
+                config=MiningConfig(depth=self.args.depth, sample=self.args.sample or None, seed=self.args.seed + i,
+                                    all_positives=self.args.lookahead_all_positives))
+
+        self.folder.step(f"episode-{i}/mine", out, work)
+        return out
+
+    def _train(self, i: int) -> Path:
+        out = self.folder.model(i)
+        self.folder.step(f"episode-{i}/train", out, lambda: self._train_work(i))
+        return out
+
+    def _train_work(self, i: int) -> Path:
+        from ..arguments import TeleDataArguments, TeleModelArguments, TeleTrainingArguments
+        from ..training.trainer import train
+
+        a = self.args
+        last = i == a.num_episodes
+        start = self.model_dir(i - 1) if a.continue_training else Path(a.model_name_or_path)
+        scratch = self.folder.episode(i) / "model.partial"
+        shutil.rmtree(scratch, ignore_errors=True)  # a killed run's half-trained checkpoint: retrain cleanly
+        model_args = TeleModelArguments(model_name_or_path=str(start), pooling=a.pooling, normalize=a.normalize,
+                                        temperature=a.temperature, untie_encoder=a.untie_encoder)
+        data_args = TeleDataArguments(pool=str(self.folder.pool(i)), collection=a.collection, split=a.train_split,
+                                      token_cache_dir=str(self.token_cache_dir), train_n_passages=a.train_n_passages,
+                                      q_max_len=a.q_max_len, p_max_len=a.p_max_len,
+                                      negative_mixing=a.negative_mixing, source_weights=a.source_weights,
+                                      mask_batch_positives=a.mask_batch_positives)
+        training_args = TeleTrainingArguments(
+            output_dir=str(self.folder.model(i)), per_device_train_batch_size=a.per_device_train_batch_size,
+            learning_rate=a.learning_rate, num_train_epochs=a.num_train_epochs, warmup_ratio=a.warmup_ratio,
+            early_stop_step=0 if last else a.refresh_steps, seed=a.seed, data_seed=a.seed, bf16=a.bf16, fp16=a.fp16,
+            logging_steps=a.logging_steps, save_strategy="no", report_to=[], dataloader_num_workers=0,
+            disable_tqdm=not a.progress, use_cpu=self.device == "cpu")
+        return train(model_args, data_args, training_args)
+
+    def _finish_episode(self, i: int) -> None:
+        if not self.args.keep_embeddings:
+            for p in (self.folder.episode(i) / "embeddings").glob("corpus*"):
+                p.unlink()
+        write_json(self.folder.done(i), {"finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
+
+    def _episode_zero(self) -> None:
+        """The base model's rankings and evaluation, shared between runs through --base_cache_dir."""
+        if self.folder.is_done(0):
+            return
+        shared = self._base_cache()
+        if shared is not None and (shared / "DONE").exists():
+            logger.info("episode 0: copying the base model's rankings from %s", shared)
+            shutil.copytree(shared, self.folder.episode(0), dirs_exist_ok=True,
+                            ignore=shutil.ignore_patterns("embeddings"))
+            if "lookahead" in self.args.sources() and not self.folder.ranking(0, "positives").exists():
+                self._mine_inputs(0)
+                self._finish_episode(0)
+            return
+        self._mine_inputs(0)
+        self._finish_episode(0)
+        if shared is not None and not shared.exists():
+            shutil.copytree(self.folder.episode(0), shared, ignore=shutil.ignore_patterns("embeddings"))
+
+    def _base_cache(self) -> Path | None:
+        if not self.args.base_cache_dir:
+            return None
+        import hashlib
+        import json
+
+        a = self.args
+        key = json.dumps([str(Path(a.model_name_or_path).resolve()), str(Path(a.collection).resolve()),
+                          a.train_split, a.eval_split, sorted(a.eval_collections), a.q_max_len, a.p_max_len,
+                          a.pooling, a.normalize, a.depth, a.eval_depth, a.embedding_dtype], sort_keys=True)
+        return Path(a.base_cache_dir) / hashlib.sha1(key.encode()).hexdigest()[:16]
+
+    def run(self) -> Path:
+        setup_logging()
+        self.folder.open(self.args)
+        logger.info("run %s: %d episodes, negatives %s (%s), device %s", self.folder.root, self.args.num_episodes,
+                    self.args.negatives, ",".join(sorted(self.args.sources())), self.device)
+        self._episode_zero()
+        for i in range(1, self.args.num_episodes + 1):
+            if self.folder.is_done(i):
+                logger.info("episode %d is complete; skipping", i)
+                continue
+            logger.info("episode %d: mining", i)
+            self._mine_pool(i)
+            logger.info("episode %d: training", i)
+            self._train(i)
+            logger.info("episode %d: encoding and evaluating", i)
+            self._mine_inputs(i)
+            self._finish_episode(i)
+        if self.args.analyze:
+            self.analyze()
+        return self.folder.root
+
+    def analyze(self) -> Path | None:
+        """The forgetting and convergence report of this run (RUN/report/)."""
+        from ..evaluation.analysis import analyze_runs
+        from ..evaluation.report import write_report
+
+        out = self.folder.root / "report"
+        if (out / "analysis.json").exists():
+            return out
+        started = time.perf_counter()
+        analysis = analyze_runs([self.folder.root], max_queries=self.args.analysis_max_queries,
+                                cache_dir=self.token_cache_dir, device=self.device, progress=self.args.progress)
+        write_report(analysis, out)
+        self.folder.record("analyze", time.perf_counter() - started)
+        return out
+
+
+def run_episodes(args: EpisodeArguments) -> Path:
+    """Run (or resume) ANCE-Tele episodes as configured; returns the run folder."""
+    return EpisodeRunner(args).run()
+
+
+def episode_metrics(run_dir: str | Path) -> dict[int, dict]:
+    """eval.json of every finished episode of a run folder, keyed by episode."""
+    folder = RunFolder(run_dir)
+    out = {}
+    for p in sorted(folder.root.glob("episode-*/eval.json"), key=lambda p: int(p.parent.name.split("-")[1])):
+        out[int(p.parent.name.split("-")[1])] = read_json(p)
+    return out

@@ -1,0 +1,121 @@
+"""The run folder: paths of every step's output, the manifest, and step bookkeeping.
+
+RUN/manifest.json                 config, library versions, seeds, per-step timings
+RUN/episode-<i>/model/            episode i's model (i >= 1; episode 0 is the base model)
+RUN/episode-<i>/embeddings/       corpus / query embeddings of episode i's model
+RUN/episode-<i>/rankings/         queries.trec (train queries), positives.trec (lookahead), test.trec, ...
+RUN/episode-<i>/pool.jsonl        the pool episode i trained on (+ pool.stats.json)
+RUN/episode-<i>/eval.json         retrieval quality after episode i
+RUN/episode-<i>/DONE              written last: the episode is complete and never touched again
+"""
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from ..utils import PathLike, read_json, write_json
+from .config import EpisodeArguments, config_differences
+
+
+class ConfigMismatchError(ValueError):
+    """A run folder holds a run made with other settings."""
+
+
+def library_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for name in ("tevatron-tele", "tevatron", "torch", "transformers", "datasets", "faiss-cpu", "numpy",
+                 "ir-measures", "pyserini"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return out
+
+
+class RunFolder:
+    def __init__(self, root: PathLike):
+        self.root = Path(root)
+
+    # ---- paths ----
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / "manifest.json"
+
+    def episode(self, i: int) -> Path:
+        return self.root / f"episode-{i}"
+
+    def model(self, i: int) -> Path:
+        return self.episode(i) / "model"
+
+    def embeddings(self, i: int, name: str) -> Path:
+        return self.episode(i) / "embeddings" / name
+
+    def ranking(self, i: int, name: str) -> Path:
+        return self.episode(i) / "rankings" / f"{name}.trec"
+
+    def pool(self, i: int) -> Path:
+        return self.episode(i) / "pool.jsonl"
+
+    def eval(self, i: int) -> Path:
+        return self.episode(i) / "eval.json"
+
+    def done(self, i: int) -> Path:
+        return self.episode(i) / "DONE"
+
+    def is_done(self, i: int) -> bool:
+        return self.done(i).exists()
+
+    # ---- manifest ----
+    def open(self, args: EpisodeArguments) -> dict:
+        """Create the manifest, or check that an existing run folder was made with the same settings."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        new = args.result_config()
+        if self.manifest_path.exists():
+            manifest = read_json(self.manifest_path)
+            diffs = config_differences(manifest.get("config", {}), new)
+            if diffs:
+                raise ConfigMismatchError(
+                    f"{self.root} holds a run made with other settings; use another --output_dir, or the same "
+                    "settings to resume it. Differences (stored -> given):\n  " + "\n  ".join(diffs))
+            manifest.setdefault("resumed", []).append(_now())
+        else:
+            manifest = {"config": new, "created": _now(), "versions": library_versions(),
+                        "seeds": {"training": args.seed, "negative_sampling": args.seed}, "timings": {}}
+        manifest["runtime"] = {k: v for k, v in args.to_dict().items() if k not in new}
+        write_json(self.manifest_path, manifest)
+        return manifest
+
+    def record(self, step: str, seconds: float, **extra) -> None:
+        manifest = read_json(self.manifest_path)
+        manifest.setdefault("timings", {})[step] = round(seconds, 3)
+        if extra:
+            manifest.setdefault("steps", {})[step] = extra
+        write_json(self.manifest_path, manifest)
+
+    def step(self, name: str, output: Path, work: Callable[[], object], *, done: Callable[[], bool] | None = None):
+        """Run `work` unless `output` exists (or `done()` says so); time it into the manifest."""
+        finished = done() if done is not None else output.exists()
+        if finished:
+            return output
+        kill_point(name)
+        started = time.perf_counter()
+        result = work()
+        self.record(name, time.perf_counter() - started)
+        return result
+
+
+def kill_point(step: str) -> None:
+    """Testing aid: `TELE_KILL_AT=<step>` makes the process kill itself (SIGKILL) when that step starts."""
+    if os.environ.get("TELE_KILL_AT") == step:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
