@@ -8,11 +8,13 @@ Four things broke when transformers 5 came out (see ENVIRONMENT.md):
 4. GradCache: `GCTrainer` uses Trainer internals that are gone and its package is not installable
    -> `--grad_cache` is refused with a message saying so.
 Besides, Tevatron's `get_train_dataloader` bypasses `accelerator.prepare`, which transformers 5 relies
-on to shard batches across processes; `CompatDenseTrainer` restores the sharding.
+on to shard batches across processes (`CompatDenseTrainer` restores the sharding), and under torchrun
+without a GPU transformers 5 only sets up distributed training with `use_cpu` (set automatically).
 """
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -94,6 +96,10 @@ class CompatTrainingArguments(DenseTrainingArguments):
             raise GradCacheUnsupportedError(GRAD_CACHE_MESSAGE)
         if not 0.0 <= self.warmup_ratio <= 1.0:
             raise ValueError(f"--warmup_ratio must lie in [0, 1], got {self.warmup_ratio}")
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available():
+            # Under torchrun without a GPU, transformers 5 sets up no distributed state unless use_cpu is
+            # set: each process would train its own unsynchronised copy on all the data.
+            self.use_cpu = True
         super().__post_init__()
 
     def get_warmup_steps(self, num_training_steps: int) -> int:
