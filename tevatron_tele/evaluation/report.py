@@ -179,11 +179,16 @@ def _lines(ax, runs: Sequence[Mapping], key_fn, *, ylabel: str, title: str, ylim
 
 def plot_forgetting(runs: Sequence[Mapping], path: Path) -> Path:
     plt = _pyplot()
+    rates = [v for r in runs for key in ("own_pool", "probe") for v in run_series(r)[key].values() if v is not None]
+    # rates are often a few percent: scale the axis to the data (from zero, so heights stay comparable)
+    ylim = (0, max(0.01, 1.25 * max(rates, default=0.0)))
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True, layout="constrained")
     _lines(axes[0], runs, lambda s: s["own_pool"], ylabel="forgetting rate (forgotten / learned)",
-           title="On each run's own training pools", ylim=(0, 1.02), first_episode=1)
+           title="On each run's own training pools", ylim=ylim, first_episode=1)
     _lines(axes[1], runs, lambda s: s["probe"], ylabel="forgetting rate (forgotten / learned)",
-           title="On the shared probe (comparable across runs)", ylim=(0, 1.02), first_episode=1)
+           title="On the shared probe (comparable across runs)", ylim=ylim, first_episode=1)
+    for ax in axes:
+        ax.yaxis.set_major_formatter(plt.matplotlib.ticker.PercentFormatter(1.0))
     fig.suptitle("Forgetting rate by episode: earlier-learned negatives ranked above the positive again")
     return _save(fig, path)
 
