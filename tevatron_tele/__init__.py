@@ -30,7 +30,26 @@ _EXPORTS = {
     "run_episodes": "tevatron_tele.runner.episodes",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "Collection",
+    "Corpus",
+    "EpisodeArguments",
+    "PoolEntry",
+    "TeleDenseModel",
+    "TeleQPCollator",
+    "TeleTrainDataset",
+    "TokenCache",
+    "corpus_token_cache",
+    "load_collection",
+    "load_corpus",
+    "load_encoder",
+    "query_token_cache",
+    "read_pool",
+    "read_reference_pool",
+    "run_episodes",
+    "train",
+    "write_pool",
+]
 
 if TYPE_CHECKING:  # pragma: no cover
     from .data.collections import Collection, Corpus, load_collection, load_corpus
