@@ -178,3 +178,16 @@ def test_scifact_random_negative_pool_trains(scifact_dir, tiny_model_dir, tmp_pa
     log = json.loads((out / "train_log.json").read_text())
     assert log["global_step"] == 5 and log["dropped_queries"] == {"no_positives": 0, "no_negatives": 0}
     assert all(loss == loss for loss in logged(out, "loss"))
+
+
+def test_library_use_example_trains(tiny_model_dir, synthetic_dir, synthetic_pool, tmp_path):
+    out = tmp_path / "out"
+    cmd = [sys.executable, str(REPO_ROOT / "examples" / "library_use.py"), "--model_name_or_path", str(tiny_model_dir),
+           "--output_dir", str(out), "--pool", str(synthetic_pool), "--collection", str(synthetic_dir),
+           "--token_cache_dir", str(tmp_path / "cache"), "--per_device_train_batch_size", "4",
+           "--train_n_passages", "3", "--max_steps", "2", "--report_to", "none", "--save_strategy", "no"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-4000:]
+    AutoModel.from_pretrained(out)
+    assert DenseModelForInference.build(str(out)).lm_q is not None
