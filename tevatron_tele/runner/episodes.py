@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..utils import read_json, setup_logging, write_json
 from .config import EpisodeArguments
-from .workspace import RunFolder
+from .workspace import RunFolder, training_kill_callbacks
 
 logger = logging.getLogger(__name__)
 
@@ -211,7 +211,7 @@ class EpisodeRunner:
             early_stop_step=0 if last else a.refresh_steps, seed=a.seed, data_seed=a.seed, bf16=a.bf16, fp16=a.fp16,
             logging_steps=a.logging_steps, save_strategy="no", report_to=[], dataloader_num_workers=0,
             disable_tqdm=not a.progress, use_cpu=self.device == "cpu")
-        return train(model_args, data_args, training_args)
+        return train(model_args, data_args, training_args, callbacks=training_kill_callbacks(f"episode-{i}/train"))
 
     def _finish_episode(self, i: int) -> None:
         if not self.args.keep_embeddings:

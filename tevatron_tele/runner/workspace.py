@@ -117,5 +117,20 @@ def kill_point(step: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+def training_kill_callbacks(step: str) -> list:
+    """Testing aid: `TELE_KILL_AT=<step>@<n>` kills the process after optimizer step n of that training."""
+    name, _, at = os.environ.get("TELE_KILL_AT", "").partition("@")
+    if name != step or not at:
+        return []
+    from transformers import TrainerCallback
+
+    class _Kill(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step >= int(at):
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    return [_Kill()]
+
+
 def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")

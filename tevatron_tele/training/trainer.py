@@ -89,7 +89,7 @@ def build_train_dataset(data_args, tokenizer, *, seed: int, cache_dir: Path) -> 
                             seed=seed)
 
 
-def train(model_args, data_args, training_args) -> Path:
+def train(model_args, data_args, training_args, callbacks: list | None = None) -> Path:
     """Train a TeleDenseModel on `data_args.pool` and return the saved model directory.
 
     Refuses a non-empty `output_dir` unless `overwrite_output_dir`. Safe to call in-process several
@@ -115,6 +115,8 @@ def train(model_args, data_args, training_args) -> Path:
         trainer = TeleTrainer(model=model, args=training_args, train_dataset=dataset, processing_class=tokenizer,
                               data_collator=TeleQPCollator(tokenizer, max_p_len=data_args.p_max_len,
                                                            max_q_len=data_args.q_max_len))
+        for callback in callbacks or []:
+            trainer.add_callback(callback)
         dataset.trainer = trainer
         result = trainer.train()
         if trainer.is_world_process_zero():
