@@ -171,6 +171,7 @@ class TeleTrainDataset(TrainDataset):
         self.query_cache, self.corpus_cache = query_cache, corpus_cache
         self._query_tokens: list[np.ndarray] = []   # queries without a cache entry, tokenized here
         self._passage_tokens: list[np.ndarray] = []  # distinct passages of a reference pool
+        self._passage_index: dict[tuple[int, ...], int] = {}
         self.dropped = {"no_positives": 0, "no_negatives": 0}
         groups = [g for g in (self._group(e, tokenizer) for e in entries) if g is not None]
         super().__init__(data_args, groups, tokenizer, trainer)
@@ -212,8 +213,6 @@ class TeleTrainDataset(TrainDataset):
         if not entry.get("negatives"):
             self.dropped["no_negatives"] += 1
             return None
-        if not hasattr(self, "_passage_index"):
-            self._passage_index: dict[tuple[int, ...], int] = {}
         keys = {}
         for name in ("positives", "negatives"):
             keys[name] = np.asarray([self._passage_key(p) for p in entry[name]], dtype=np.int64)
