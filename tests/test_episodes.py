@@ -111,3 +111,20 @@ def test_killed_run_resumes_to_the_same_result(finished_run, synthetic_dir, tiny
     assert json.loads(folder.eval(3).read_text()) == json.loads(reference.eval(3).read_text())
     manifest = json.loads(folder.manifest_path.read_text())
     assert len(manifest["resumed"]) == 2
+
+
+def test_episode_trained_by_two_processes(synthetic_dir, tiny_model_dir, tmp_path):
+    """--train_nproc 2 trains through torchrun (gloo on CPU) with negatives shared across processes."""
+    out = tmp_path / "run"
+    run_episodes(_args(synthetic_dir, tiny_model_dir, out, num_episodes=1, train_nproc=2,
+                       episode_train_n_passages="4", analyze=False))
+    folder = RunFolder(out)
+    assert folder.is_done(1)
+    log = json.loads((folder.model(1) / "train_log.json").read_text())
+    # 120 training queries, 2 processes x 8 queries per step -> 7 full steps in one epoch
+    assert log["global_step"] == 7
+
+
+def test_per_episode_group_sizes_are_checked(synthetic_dir, tiny_model_dir, tmp_path):
+    with pytest.raises(ValueError, match="needs 3 values"):
+        _args(synthetic_dir, tiny_model_dir, tmp_path / "run", episode_train_n_passages="4,8")

@@ -51,6 +51,12 @@ class EpisodeArguments:
     # training
     train_n_passages: int = field(default=8, metadata={"help": "Passages per query in a step (1 positive + n-1 "
                                                                "negatives)."})
+    episode_train_n_passages: str = field(
+        default="", metadata={"help": "Per-episode --train_n_passages, comma-separated (e.g. '16,32,32' as in the "
+                                      "paper's MS MARCO runs); empty uses --train_n_passages for every episode."})
+    train_nproc: int = field(
+        default=1, metadata={"help": "Processes per training episode: >1 launches `torchrun --nproc_per_node N` "
+                                     "with --negatives_x_device (negatives shared across devices)."})
     per_device_train_batch_size: int = field(default=8, metadata={"help": "Queries per batch (per process)."})
     learning_rate: float = field(default=5e-6, metadata={"help": "Peak learning rate."})
     num_train_epochs: float = field(default=3.0, metadata={"help": "Epochs of a full episode (sets the schedule)."})
@@ -98,12 +104,21 @@ class EpisodeArguments:
         unknown = set(self.tele_source_list) - {"ann", "lookahead", "momentum"}
         if unknown:
             raise ValueError(f"--tele_sources: unknown source(s) {sorted(unknown)}; use ann, lookahead, momentum")
+        if self.episode_train_n_passages and len(self.n_passages_by_episode()) != self.num_episodes:
+            raise ValueError(f"--episode_train_n_passages needs {self.num_episodes} values, got "
+                             f"'{self.episode_train_n_passages}'")
         if isinstance(self.eval_collections, str):
             self.eval_collections = [self.eval_collections]
 
     @property
     def tele_source_list(self) -> list[str]:
         return [s.strip() for s in self.tele_sources.split(",") if s.strip()]
+
+    def n_passages_by_episode(self) -> list[int]:
+        """train_n_passages of episodes 1..N."""
+        if not self.episode_train_n_passages:
+            return [self.train_n_passages] * self.num_episodes
+        return [int(v) for v in self.episode_train_n_passages.split(",") if v.strip()]
 
     def sources(self) -> set[str]:
         """The negative sources this recipe mines."""

@@ -189,29 +189,52 @@ class EpisodeRunner:
         self.folder.step(f"episode-{i}/train", out, lambda: self._train_work(i))
         return out
 
+    def _train_settings(self, i: int) -> tuple[dict, dict, dict]:
+        """Model, data and training settings of episode i (Tevatron/HF flag names)."""
+        a = self.args
+        last = i == a.num_episodes
+        start = self.model_dir(i - 1) if a.continue_training else Path(a.model_name_or_path)
+        model_kw = dict(model_name_or_path=str(start), pooling=a.pooling, normalize=a.normalize,
+                        temperature=a.temperature, untie_encoder=a.untie_encoder)
+        data_kw = dict(pool=str(self.folder.pool(i)), collection=a.collection, split=a.train_split,
+                       token_cache_dir=str(self.token_cache_dir), train_n_passages=a.n_passages_by_episode()[i - 1],
+                       q_max_len=a.q_max_len, p_max_len=a.p_max_len, negative_mixing=a.negative_mixing,
+                       source_weights=a.source_weights, mask_batch_positives=a.mask_batch_positives)
+        if a.passages:
+            data_kw["passages"] = a.passages
+        train_kw = dict(output_dir=str(self.folder.model(i)), per_device_train_batch_size=a.per_device_train_batch_size,
+                        learning_rate=a.learning_rate, num_train_epochs=a.num_train_epochs,
+                        warmup_ratio=a.warmup_ratio, early_stop_step=0 if last else a.refresh_steps, seed=a.seed,
+                        data_seed=a.seed, bf16=a.bf16, fp16=a.fp16, logging_steps=a.logging_steps,
+                        save_strategy="no", report_to="none", dataloader_num_workers=0,
+                        disable_tqdm=not a.progress, use_cpu=self.device == "cpu")
+        if a.train_nproc > 1:
+            train_kw["negatives_x_device"] = True
+        return model_kw, data_kw, train_kw
+
     def _train_work(self, i: int) -> Path:
         from ..arguments import TeleDataArguments, TeleModelArguments, TeleTrainingArguments
         from ..training.trainer import train
 
-        a = self.args
-        last = i == a.num_episodes
-        start = self.model_dir(i - 1) if a.continue_training else Path(a.model_name_or_path)
-        scratch = self.folder.episode(i) / "model.partial"
-        shutil.rmtree(scratch, ignore_errors=True)  # a killed run's half-trained checkpoint: retrain cleanly
-        model_args = TeleModelArguments(model_name_or_path=str(start), pooling=a.pooling, normalize=a.normalize,
-                                        temperature=a.temperature, untie_encoder=a.untie_encoder)
-        data_args = TeleDataArguments(pool=str(self.folder.pool(i)), collection=a.collection, split=a.train_split,
-                                      token_cache_dir=str(self.token_cache_dir), train_n_passages=a.train_n_passages,
-                                      q_max_len=a.q_max_len, p_max_len=a.p_max_len,
-                                      negative_mixing=a.negative_mixing, source_weights=a.source_weights,
-                                      mask_batch_positives=a.mask_batch_positives)
-        training_args = TeleTrainingArguments(
-            output_dir=str(self.folder.model(i)), per_device_train_batch_size=a.per_device_train_batch_size,
-            learning_rate=a.learning_rate, num_train_epochs=a.num_train_epochs, warmup_ratio=a.warmup_ratio,
-            early_stop_step=0 if last else a.refresh_steps, seed=a.seed, data_seed=a.seed, bf16=a.bf16, fp16=a.fp16,
-            logging_steps=a.logging_steps, save_strategy="no", report_to=[], dataloader_num_workers=0,
-            disable_tqdm=not a.progress, use_cpu=self.device == "cpu")
-        return train(model_args, data_args, training_args, callbacks=training_kill_callbacks(f"episode-{i}/train"))
+        shutil.rmtree(self.folder.episode(i) / "model.partial", ignore_errors=True)  # a killed run's leftovers
+        model_kw, data_kw, train_kw = self._train_settings(i)
+        if self.args.train_nproc > 1:
+            return self._train_torchrun(i, {**model_kw, **data_kw, **train_kw})
+        return train(TeleModelArguments(**model_kw), TeleDataArguments(**data_kw), TeleTrainingArguments(**train_kw),
+                     callbacks=training_kill_callbacks(f"episode-{i}/train"))
+
+    def _train_torchrun(self, i: int, settings: dict) -> Path:
+        """Train episode i in `train_nproc` processes (torchrun), negatives shared across devices."""
+        import subprocess
+        import sys
+
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               f"--nproc_per_node={self.args.train_nproc}", "-m", "tevatron_tele.driver.train"]
+        for key, value in settings.items():
+            cmd += [f"--{key}", str(value).lower() if isinstance(value, bool) else str(value)]
+        logger.info("episode %d: %s", i, " ".join(cmd))
+        subprocess.run(cmd, check=True)
+        return self.folder.model(i)
 
     def _finish_episode(self, i: int) -> None:
         if not self.args.keep_embeddings:
