@@ -7,8 +7,6 @@
 # Tevatron/coCondenser release), queries.train.tsv, qrels.train.tsv, queries.dev.tsv, qrels.dev.tsv.
 # Model: a local copy of Luyu/co-condenser-marco (or any BERT checkpoint; a hub name works online).
 # Expect (paper, released checkpoints): dev MRR@10 39.1, R@1k 98.4 after episode 3.
-# train_n_passages is one value per run here: 32 (1 + 31) as in episodes 2-3; see the README of this
-# folder for running episode 1 with 16.
 set -euo pipefail
 DATA=${DATA:?set DATA to the MS MARCO folder}
 MODEL=${MODEL:?set MODEL to the coCondenser folder}
@@ -18,7 +16,7 @@ python -m tevatron_tele.driver.episodes \
   --model_name_or_path "$MODEL" --pooling cls \
   --collection "$DATA" --train_split train --eval_split dev \
   --num_episodes 3 --refresh_steps 20000 --num_train_epochs 3 \
-  --per_device_train_batch_size 8 --train_n_passages 32 --learning_rate 5e-6 --warmup_ratio 0.1 \
+  --per_device_train_batch_size 8 --episode_train_n_passages 16,32,32 --learning_rate 5e-6 --warmup_ratio 0.1 \
   --q_max_len 32 --p_max_len 128 --depth 200 --sample 30 \
   --bf16 --encode_amp bf16 --encode_batch_size 512 --search_backend faiss --eval_depth 1000 \
   --analysis_max_queries 20000

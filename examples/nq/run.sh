@@ -16,7 +16,7 @@ python -m tevatron_tele.driver.episodes \
   --model_name_or_path "$MODEL" --untie_encoder --pooling cls \
   --collection "$DATA/nq-train.json" --passages "$DATA/psgs_w100.tsv" --eval_split "" \
   --num_episodes 3 --refresh_steps 2000 --num_train_epochs 40 \
-  --per_device_train_batch_size 32 --train_n_passages 4 --learning_rate 5e-6 \
+  --train_nproc 4 --per_device_train_batch_size 32 --episode_train_n_passages 4,8,12 --learning_rate 5e-6 \
   --q_max_len 32 --p_max_len 156 --depth 200 --sample 80 \
   --bf16 --encode_amp bf16 --encode_batch_size 512
 # Evaluate the last episode on NQ test with top-k accuracy (answers from DPR's nq-test file):
