@@ -18,12 +18,9 @@ from tevatron.data import QPCollator
 from tevatron.modeling import DenseModel
 from transformers import AutoTokenizer, HfArgumentParser, set_seed
 
+from tevatron_tele import TeleTrainDataset, corpus_token_cache, load_collection, query_token_cache, read_pool
 from tevatron_tele.arguments import TeleDataArguments  # Tevatron's DataArguments + pool / collection fields
 from tevatron_tele.compat import CompatDenseTrainer, CompatTrainingArguments
-from tevatron_tele.data.collections import load_collection
-from tevatron_tele.data.dataset import TeleTrainDataset
-from tevatron_tele.data.pools import read_pool
-from tevatron_tele.data.token_cache import corpus_token_cache, query_token_cache
 
 
 def main() -> None:
