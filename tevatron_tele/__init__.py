@@ -26,19 +26,35 @@ _EXPORTS = {
     "TeleDenseModel": "tevatron_tele.modeling",
     "load_encoder": "tevatron_tele.modeling",
     "train": "tevatron_tele.training.trainer",
+    "TeleDenseModelForInference": "tevatron_tele.modeling",
+    "TeleModelArguments": "tevatron_tele.arguments",
+    "TeleDataArguments": "tevatron_tele.arguments",
+    "TeleTrainingArguments": "tevatron_tele.arguments",
+    "TeleTrainer": "tevatron_tele.training.trainer",
+    "CompatDenseTrainer": "tevatron_tele.compat",
+    "CompatTrainingArguments": "tevatron_tele.compat",
+    "build_example": "tevatron_tele.compat",
     "EpisodeArguments": "tevatron_tele.runner.config",
     "run_episodes": "tevatron_tele.runner.episodes",
 }
 
 __all__ = [
     "Collection",
+    "CompatDenseTrainer",
+    "CompatTrainingArguments",
     "Corpus",
     "EpisodeArguments",
     "PoolEntry",
+    "TeleDataArguments",
     "TeleDenseModel",
+    "TeleDenseModelForInference",
+    "TeleModelArguments",
     "TeleQPCollator",
     "TeleTrainDataset",
+    "TeleTrainer",
+    "TeleTrainingArguments",
     "TokenCache",
+    "build_example",
     "corpus_token_cache",
     "load_collection",
     "load_corpus",
@@ -52,14 +68,16 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .arguments import TeleDataArguments, TeleModelArguments, TeleTrainingArguments
+    from .compat import CompatDenseTrainer, CompatTrainingArguments, build_example
     from .data.collections import Collection, Corpus, load_collection, load_corpus
     from .data.dataset import TeleQPCollator, TeleTrainDataset
     from .data.pools import PoolEntry, read_pool, read_reference_pool, write_pool
     from .data.token_cache import TokenCache, corpus_token_cache, query_token_cache
-    from .modeling import TeleDenseModel, load_encoder
+    from .modeling import TeleDenseModel, TeleDenseModelForInference, load_encoder
     from .runner.config import EpisodeArguments
     from .runner.episodes import run_episodes
-    from .training.trainer import train
+    from .training.trainer import TeleTrainer, train
 
 
 def __getattr__(name: str):

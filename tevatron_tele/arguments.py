@@ -84,6 +84,8 @@ class TeleDataArguments(DataArguments):
         metadata={"help": "Collection the pool's ids refer to (BEIR dir, MS MARCO dir, DPR json or Tevatron jsonl); "
                           "its texts are tokenized once into --token_cache_dir."},
     )
+    passages: str = field(
+        default=None, metadata={"help": "Passages TSV (id, text, title) when --collection is a DPR json file."})
     split: str = field(default="train", metadata={"help": "Split of --collection whose queries are trained on."})
     token_cache_dir: str = field(
         default=None,

@@ -1,8 +1,8 @@
 """TREC run and qrels files: `qid Q0 docid rank score tag` and `qid 0 docid grade`."""
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
 from ..utils import PathLike, atomic_path
 
@@ -33,7 +33,8 @@ def read_run(path: PathLike) -> Run:
                 qid, docid, rank = parts
                 score = str(-float(rank))
             else:
-                raise ValueError(f"{path}:{line_no}: expected 6 columns 'qid Q0 docid rank score tag', got {len(parts)}")
+                raise ValueError(f"{path}:{line_no}: expected 6 columns (qid Q0 docid rank score tag), "
+                                 f"got {len(parts)}")
             try:
                 run.setdefault(qid, []).append((docid, float(score), int(rank)))
             except ValueError as e:
