@@ -33,16 +33,24 @@ def _cli(args: EpisodeArguments) -> list[str]:
     flags = [sys.executable, "-m", "tevatron_tele.driver.episodes"]
     for f in dataclasses.fields(args):
         value = getattr(args, f.name)
-        if value is None or value == [] or f.name == "analyze":
+        if value is None or value == []:
             continue
         flags += [f"--{f.name}", str(value).lower() if isinstance(value, bool) else str(value)]
-    return flags + ["--analyze", "false"]
+    return flags
+
+
+def _run_cli(args: EpisodeArguments, **env) -> subprocess.CompletedProcess:
+    # A fresh process per run: in-process runs would inherit torch's thread settings from other tests,
+    # and a different thread count changes float sums, hence rankings.
+    return subprocess.run(_cli(args), env={**os.environ, **env}, capture_output=True, text=True, timeout=600)
 
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory, synthetic_dir, tiny_model_dir) -> Path:
     out = tmp_path_factory.mktemp("episodes") / "run"
-    return run_episodes(_args(synthetic_dir, tiny_model_dir, out))
+    proc = _run_cli(_args(synthetic_dir, tiny_model_dir, out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out
 
 
 def test_three_episodes_leave_every_output(finished_run):
@@ -95,15 +103,12 @@ def test_rerun_of_finished_run_changes_nothing(finished_run, synthetic_dir, tiny
 def test_killed_run_resumes_to_the_same_result(finished_run, synthetic_dir, tiny_model_dir, tmp_path):
     out = tmp_path / "run"
     args = _args(synthetic_dir, tiny_model_dir, out)
-    env = dict(os.environ, TELE_KILL_AT="episode-2/mine")
     for kill_at in ("episode-2/mine", "episode-3/train@2"):
-        env["TELE_KILL_AT"] = kill_at
-        proc = subprocess.run(_cli(args), env=env, capture_output=True, text=True, timeout=600)
+        proc = _run_cli(args, TELE_KILL_AT=kill_at)
         assert proc.returncode == -9, f"expected SIGKILL at {kill_at}, got {proc.returncode}: {proc.stderr[-2000:]}"
     folder = RunFolder(out)
     assert folder.is_done(1) and not folder.is_done(3)
-    env.pop("TELE_KILL_AT")
-    proc = subprocess.run(_cli(args), env=env, capture_output=True, text=True, timeout=600)
+    proc = _run_cli(args)
     assert proc.returncode == 0, proc.stderr[-3000:]
     reference = RunFolder(finished_run)
     for i in (1, 2, 3):
