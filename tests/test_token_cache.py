@@ -29,7 +29,7 @@ def test_corpus_cache_equals_direct_tokenization(tmp_path, tokenizer, collection
     cache = corpus_token_cache(collection, tokenizer, 24, tmp_path)
     assert cache.built and cache.ids == collection.corpus.ids and len(cache) == len(collection.corpus)
     assert cache.path.parent == tmp_path and cache.path.name.startswith("collection-corpus-")
-    assert isinstance(cache.tokens, np.memmap) and cache.tokens.dtype == np.int32
+    assert isinstance(cache.tokens, np.memmap) and cache.tokens.dtype == np.uint16  # vocabulary < 65,536
     corpus = collection.corpus
     for i in range(len(corpus)):
         text = corpus.passage_text(i, tokenizer.sep_token)
@@ -113,3 +113,18 @@ def test_concurrent_builders_make_one_correct_cache(tmp_path, tiny_model_dir, sy
         assert cache[k].tolist() == tok(text, add_special_tokens=False, truncation=True, max_length=32)["input_ids"]
     leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
     assert not leftovers
+
+
+def test_large_vocabulary_keeps_int32(tmp_path):
+    from tevatron_tele.data.token_cache import token_dtype
+
+    class Big:
+        def __len__(self):
+            return 70_000
+
+    class Small:
+        def __len__(self):
+            return 30_522
+
+    assert token_dtype(Big()) == np.int32
+    assert token_dtype(Small()) == np.uint16

@@ -1,7 +1,8 @@
-"""Tokenize a corpus or query set once and reuse it: flat int32 tokens + offsets, memory-mapped.
+"""Tokenize a corpus or query set once and reuse it: flat token ids + offsets, memory-mapped.
 
 A cache folder holds `tokens.npy` (all token ids, no special tokens, each text truncated to
-max_len), `offsets.npy` (int64, n+1 entries: text i is tokens[offsets[i]:offsets[i+1]]),
+max_len; uint16 when the vocabulary fits, which halves the cache, else int32), `offsets.npy`
+(int64, n+1 entries: text i is tokens[offsets[i]:offsets[i+1]]),
 `ids.txt` (one id per line) and `key.json`. The key covers the tokenizer (its full serialised
 pipeline, or its vocab), max_len, a template string saying how texts were formed, and a hash of
 ids and texts; a different key means a rebuild. Builders take a file lock and write into a
@@ -26,7 +27,7 @@ from .collections import Collection, Corpus
 
 logger = logging.getLogger(__name__)
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 _BATCH = 2048
 _NPY_HEADER = 128  # fixed header size so the token count can be filled in after streaming
 
@@ -145,23 +146,29 @@ def _npy_header(dtype: np.dtype, n: int) -> bytes:
     return prefix + body_len.to_bytes(2, "little") + body.encode("latin1")
 
 
+def token_dtype(tokenizer: Any) -> np.dtype:
+    """The narrowest type that holds every id of the tokenizer's vocabulary."""
+    return np.dtype(np.uint16 if len(tokenizer) <= np.iinfo(np.uint16).max + 1 else np.int32)
+
+
 def _write(tmp: Path, ids: Sequence[str], texts: Sequence[str], tokenizer: Any, max_len: int, key: dict,
            desc: str) -> None:
     tmp.mkdir(parents=True)
+    dtype = token_dtype(tokenizer)
     offsets = np.zeros(len(ids) + 1, dtype=np.int64)
     total = 0
     with open(tmp / "tokens.npy", "wb") as f:
-        f.write(_npy_header(np.int32, 0))
+        f.write(_npy_header(dtype, 0))
         for start in tqdm(range(0, len(texts), _BATCH), desc=desc, unit="batch", disable=len(texts) <= _BATCH):
             batch = list(texts[start:start + _BATCH])
             encoded = tokenizer(batch, add_special_tokens=False, truncation=True, max_length=max_len)["input_ids"]
             for j, toks in enumerate(encoded):
-                arr = np.asarray(toks, dtype=np.int32)
+                arr = np.asarray(toks, dtype=dtype)
                 f.write(arr.tobytes())
                 total += len(arr)
                 offsets[start + j + 1] = total
         f.seek(0)
-        f.write(_npy_header(np.int32, total))
+        f.write(_npy_header(dtype, total))
     np.save(tmp / "offsets.npy", offsets)
     (tmp / "ids.txt").write_text("".join(f"{i}\n" for i in ids), encoding="utf-8")
     # key.json last: a folder with a key is complete.
