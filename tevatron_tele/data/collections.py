@@ -133,36 +133,42 @@ class _CorpusBuilder:
         return Corpus(self.ids, self.titles, self.texts)
 
 
-def _parse_grade(path: Path, line: int, raw: str) -> int:
+def _parse_grade(path: Path, line: int, raw: str, field_name: str) -> int:
     try:
         value = float(raw)
     except ValueError:
-        raise _error(path, line, "score", f"not a number: {raw!r}") from None
+        raise _error(path, line, field_name, f"not a number: {raw!r}") from None
     if value != int(value):
-        raise _error(path, line, "score", f"not an integer grade: {raw!r}")
+        raise _error(path, line, field_name, f"not an integer grade: {raw!r}")
     return int(value)
 
 
-def _read_qrels(path: Path, *, header: bool) -> dict[str, dict[str, int]]:
-    """BEIR (`query-id corpus-id score` with header) or TREC/MS MARCO (`qid 0 docid grade` / `qid docid grade`)."""
+def read_qrels(path: PathLike) -> dict[str, dict[str, int]]:
+    """Relevance judgements from BEIR (`query-id corpus-id score`, header line), TREC / MS MARCO
+    (`qid 0 docid grade` or `qid docid grade`) or headerless 2-column `qid docid` (grade 1) files."""
+    path = Path(path)
     qrels: dict[str, dict[str, int]] = {}
+    grade_field = "grade"
     with open(path, encoding="utf-8") as f:
         for line_no, line in enumerate(f, start=1):
             parts = line.split()
             if not parts:
                 continue
-            if header and line_no == 1 and not _is_number(parts[-1]):
-                continue  # header line such as "query-id corpus-id score"
+            if line_no == 1 and not _is_number(parts[-1]):
+                grade_field = "score"  # header line such as "query-id corpus-id score" (BEIR)
+                continue
             if len(parts) == 4:
                 qid, _, docid, grade = parts
             elif len(parts) == 3:
                 qid, docid, grade = parts
+            elif len(parts) == 2 and grade_field == "grade":  # a bare list of relevant pairs; BEIR needs 3
+                (qid, docid), grade = parts, "1"
             else:
-                raise _error(path, line_no, "<columns>", f"expected 3 or 4 columns, got {len(parts)}")
+                raise _error(path, line_no, "<columns>", f"expected 2 to 4 columns, got {len(parts)}")
             grades = qrels.setdefault(qid, {})
             if docid in grades:
                 raise _error(path, line_no, "corpus-id", f"duplicate judgement for query {qid!r}, document {docid!r}")
-            grades[docid] = _parse_grade(path, line_no, grade)
+            grades[docid] = _parse_grade(path, line_no, grade, grade_field)
     return qrels
 
 
@@ -264,7 +270,7 @@ def _load_beir(folder: Path, split: str, strict: bool) -> Collection:
         if qid in queries:
             raise _error(qpath, line_no, "_id", f"duplicate query id {qid!r}")
         queries[qid] = _str_field(qpath, line_no, obj, "text")
-    qrels = _read_qrels(qrels_path, header=True)
+    qrels = read_qrels(qrels_path)
     return _finish(f"{folder.name}/{split}", corpus, queries, qrels, qrels_path, strict, split_queries_from_qrels=True)
 
 
@@ -286,7 +292,7 @@ def _load_msmarco(folder: Path, split: str, strict: bool) -> Collection:
             raise _error(qpath, line_no, "qid", f"duplicate query id {parts[0]!r}")
         queries[parts[0]] = parts[1]
     qrels_path = _msmarco_file(folder, [f"qrels.{split}.tsv", f"qrels.{split}.txt"])
-    qrels = _read_qrels(qrels_path, header=False)
+    qrels = read_qrels(qrels_path)
     return _finish(f"{folder.name}/{split}", corpus, queries, qrels, qrels_path, strict)
 
 

