@@ -36,7 +36,8 @@ class PoolEntry:
     sources: dict[str, list[str]] = field(default_factory=dict)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), ensure_ascii=False)
+        # compact separators: a pool is mostly id lists, and ", " would add a byte per id
+        return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"))
 
 
 def pool_stats_path(path: PathLike) -> Path:
