@@ -358,9 +358,11 @@ def msmarco_computed(sample_dir: Path, tokenizer, args, work: Path, stats_bytes:
                          "pool_bytes": MSMARCO_TRAIN_QUERIES * statistics.mean(pool_lines) + stats_bytes})
     mean_tokens = float(passages.lengths.mean())
     mean_query_tokens = statistics.mean(len(t) for t in query_tokens)
-    corpus_cache = (2 * _NPY_HEADER + MSMARCO_PASSAGES * mean_tokens * 4 + (MSMARCO_PASSAGES + 1) * 8
+    id_bytes = passages.tokens.dtype.itemsize  # what the cache really stores per token (uint16 for BERT vocabularies)
+    corpus_cache = (2 * _NPY_HEADER + MSMARCO_PASSAGES * mean_tokens * id_bytes + (MSMARCO_PASSAGES + 1) * 8
                     + decimal_ids_bytes(MSMARCO_PASSAGES))
-    query_cache = 2 * _NPY_HEADER + MSMARCO_TRAIN_QUERIES * (mean_query_tokens * 4 + 8 + 8)  # 7-digit qid + newline
+    # 8 bytes of offset and 8 of id line (7-digit qid + newline) per query
+    query_cache = 2 * _NPY_HEADER + MSMARCO_TRAIN_QUERIES * (mean_query_tokens * id_bytes + 8 + 8)
     cache = corpus_cache + query_cache
     ep2 = episodes[1]
     json_all, pool_all = sum(e["reference_json_bytes"] for e in episodes), sum(e["pool_bytes"] for e in episodes)
