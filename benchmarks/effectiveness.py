@@ -55,21 +55,25 @@ COMMON = dict(pooling="mean", normalize=True, temperature=0.05, learning_rate=2e
 PROFILES: dict[str, dict] = {
     # 40/40/~200 steps (2 epochs of 809 queries at 8 per batch), 8 x (1 + 3) passages of 128 tokens.
     "cpu": dict(q_max_len=64, p_max_len=128, train_n_passages=4, refresh_steps=40, num_train_epochs=2.0,
-                refresh_alt=100, analysis_max_queries=200, encode_batch_size=128, seeds=[1, 2, 3]),
+                refresh_alt=100, analysis_max_queries=200, encode_batch_size=128, seeds=[1, 2, 3],
+                transfer="final"),
     # One seed, 10/10/~41 steps, 64-token passages: the whole study in well under an hour on 2 cores.
     "quick": dict(q_max_len=32, p_max_len=64, train_n_passages=4, refresh_steps=10, num_train_epochs=0.4,
-                  refresh_alt=25, analysis_max_queries=100, encode_batch_size=128, seeds=[1]),
+                  refresh_alt=25, analysis_max_queries=100, encode_batch_size=128, seeds=[1], transfer="final"),
     # 100/100/~303 steps, 8 x (1 + 7) passages of 256 tokens, bf16 training and encoding, torch search.
     "gpu": dict(q_max_len=64, p_max_len=256, train_n_passages=8, refresh_steps=100, num_train_epochs=3.0,
-                refresh_alt=250, analysis_max_queries=None, encode_batch_size=512, seeds=[1, 2, 3],
-                bf16=True, encode_amp="bf16", search_backend="torch", device="cuda"),
+                refresh_alt=200, analysis_max_queries=None, encode_batch_size=512, seeds=[1, 2, 3],
+                transfer="per_episode", bf16=True, encode_amp="bf16", search_backend="torch", device="cuda"),
     # The GPU profile's code path on a small subset and on the CPU, in a few minutes (bf16 is left out:
     # on a CPU without bf16 units it is many times slower).
     "dry": dict(q_max_len=16, p_max_len=32, train_n_passages=4, refresh_steps=2, num_train_epochs=0.2,
                 refresh_alt=3, analysis_max_queries=20, encode_batch_size=64, seeds=[1],
-                depth=50, sample=5, eval_depth=100, search_backend="torch", device="cpu"),
+                depth=50, sample=5, eval_depth=100, search_backend="torch", device="cpu", transfer="per_episode"),
 }
-OWN_KEYS = ("refresh_alt", "seeds")
+# refresh_alt: the longer refresh of the `refresh` part; transfer: evaluate the DL19 subset after every episode
+# (the runner's --eval_collections) or only for each run's last model ("final": one corpus encoding per run
+# instead of one per episode, which matters on 2 CPU cores).
+OWN_KEYS = ("refresh_alt", "seeds", "transfer")
 
 
 # ---- experiments ---------------------------------------------------------------------------------------
@@ -128,9 +132,10 @@ def episode_arguments(exp: Experiment, profile: dict, paths: dict):
     fields = {f.name for f in dataclasses.fields(EpisodeArguments)}
     settings = {k: v for k, v in profile.items() if k in fields}
     settings.update(exp.overrides)
+    per_episode = profile.get("transfer", "per_episode") == "per_episode"
     return EpisodeArguments(
         output_dir=str(paths["runs"] / exp.name), model_name_or_path=str(paths["model"]),
-        collection=str(paths["collection"]), eval_collections=[str(paths["transfer"])],
+        collection=str(paths["collection"]), eval_collections=[str(paths["transfer"])] if per_episode else [],
         token_cache_dir=str(paths["token_cache"]), base_cache_dir=str(paths["base_cache"]),
         progress=False, **settings)
 
@@ -283,6 +288,51 @@ def run_zero_shot(exp: Experiment, profile: dict, paths: dict) -> Path:
     return runner.folder.root
 
 
+def transfer_eval(run_dir: Path, episode: int, profile: dict, paths: dict) -> Path:
+    """Zero-shot evaluation of one episode's model on the transfer collection (RUN/episode-i/transfer.json),
+    ranked, stored and measured exactly as the runner's --eval_collections would."""
+    import tempfile
+
+    from tevatron_tele.data.collections import load_collection
+    from tevatron_tele.data.token_cache import corpus_token_cache, query_token_cache
+    from tevatron_tele.data.trec import read_run
+    from tevatron_tele.evaluation.metrics import evaluate_collection
+    from tevatron_tele.mining.encode import encode_to_file
+    from tevatron_tele.mining.search import search_to_file
+    from tevatron_tele.modeling import load_encoder
+    from tevatron_tele.runner.workspace import RunFolder
+
+    folder = RunFolder(run_dir)
+    out = folder.episode(episode) / "transfer.json"
+    if out.exists():
+        return out
+    started = time.perf_counter()
+    device = profile.get("device", "auto")
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    model_dir = paths["model"] if episode == 0 else folder.model(episode)
+    model, tokenizer = load_encoder(model_dir, device, pooling=profile["pooling"], normalize=profile["normalize"])
+    collection = load_collection(paths["transfer"], split="test")
+    name = Path(paths["transfer"]).name
+    common = dict(batch_size=profile["encode_batch_size"], dtype=profile.get("embedding_dtype", "float16"),
+                  amp=profile.get("encode_amp"), device=device, model=model, tokenizer=tokenizer, progress=False)
+    with tempfile.TemporaryDirectory(prefix="transfer-", dir=run_dir) as tmp:
+        c_prefix = encode_to_file(None, corpus_token_cache(collection, tokenizer, profile["p_max_len"],
+                                                           paths["token_cache"]),
+                                  Path(tmp) / "corpus", is_query=False, max_len=profile["p_max_len"], **common)
+        q_prefix = encode_to_file(None, query_token_cache(collection, tokenizer, profile["q_max_len"],
+                                                          paths["token_cache"]),
+                                  Path(tmp) / "queries", is_query=True, max_len=profile["q_max_len"], **common)
+        ranking = folder.ranking(episode, f"test-{name}")
+        search_to_file(q_prefix, c_prefix, ranking, profile["eval_depth"],
+                       backend=profile.get("search_backend", "faiss"), device=device, tag=f"episode-{episode}")
+    write_json(out, {collection.name: evaluate_collection(read_run(ranking), collection)})
+    folder.record(f"transfer/episode-{episode}", time.perf_counter() - started)
+    return out
+
+
 def record_wall_time(path: Path, name: str, seconds: float, status: str) -> None:
     data = read_json(path) if path.exists() else {}
     data.setdefault(name, []).append({"seconds": round(seconds, 1), "status": status,
@@ -290,11 +340,14 @@ def record_wall_time(path: Path, name: str, seconds: float, status: str) -> None
     write_json(path, data)
 
 
-def is_finished(run_dir: Path, exp: Experiment) -> bool:
-    n = exp.overrides.get("num_episodes", 3)
-    if exp.name == "zero-shot":
-        return (run_dir / "episode-0" / "DONE").exists()
-    return (run_dir / f"episode-{n}" / "DONE").exists() and (run_dir / "report" / "analysis.json").exists()
+def is_finished(run_dir: Path, exp: Experiment, profile: dict) -> bool:
+    last = 0 if exp.name == "zero-shot" else exp.overrides.get("num_episodes", 3)
+    done = (run_dir / f"episode-{last}" / "DONE").exists()
+    if last:
+        done = done and (run_dir / "report" / "analysis.json").exists()
+    if profile.get("transfer") == "final":
+        done = done and (run_dir / f"episode-{last}" / "transfer.json").exists()
+    return done
 
 
 def run_parts(parts: list[str], profile: dict, paths: dict, seeds: list[int], clock: Clock,
@@ -310,7 +363,7 @@ def run_parts(parts: list[str], profile: dict, paths: dict, seeds: list[int], cl
     todo = [e for e in plan if e.name == "zero-shot" or e.part in parts]
     for exp in todo:
         run_dir = paths["runs"] / exp.name
-        if is_finished(run_dir, exp):
+        if is_finished(run_dir, exp, profile):
             logger.info("%s is finished", exp.name)
             continue
         kind = "episode-0" if exp.name == "zero-shot" else run_kind(exp)
@@ -328,6 +381,9 @@ def run_parts(parts: list[str], profile: dict, paths: dict, seeds: list[int], cl
                 run_zero_shot(exp, profile, paths)
             else:
                 run_one(exp, profile, paths)
+            if profile.get("transfer") == "final":
+                transfer_eval(run_dir, exp.overrides.get("num_episodes", 3) if exp.name != "zero-shot" else 0,
+                              profile, paths)
         except Exception:
             record_wall_time(wall, exp.name, time.monotonic() - started, "failed")
             raise
@@ -387,6 +443,8 @@ def read_run_folder(run_dir: Path) -> dict:
         i = int(ep_dir.name.split("-")[1])
         if (ep_dir / "eval.json").exists():
             out["eval"][i] = read_json(ep_dir / "eval.json")
+        if (ep_dir / "transfer.json").exists():
+            out["eval"].setdefault(i, {}).update(read_json(ep_dir / "transfer.json"))
         if (ep_dir / "DONE").exists():
             out["finished_episodes"].append(i)
         log = ep_dir / "model" / "train_log.json"
@@ -410,7 +468,8 @@ def read_run_folder(run_dir: Path) -> dict:
 
 STAGES = (("bm25", re.compile(r"^bm25/")), ("encode", re.compile(r"/encode-")), ("search", re.compile(r"/search-")),
           ("lookahead vectors", re.compile(r"/positives$")), ("mine", re.compile(r"/mine$")),
-          ("train", re.compile(r"/train$")), ("analyze", re.compile(r"^analyze$")))
+          ("train", re.compile(r"/train$")), ("analyze", re.compile(r"^analyze$")),
+          ("transfer", re.compile(r"^transfer/")))
 
 
 def stage_times(timings: dict) -> dict[str, float]:
@@ -551,7 +610,8 @@ def markdown(summary: dict) -> str:
              f"lr {s['learning_rate']}, episodes 1-2 stop at {s['refresh_steps']} steps, schedule "
              f"{s['num_train_epochs']} epochs; depth {s['depth']}, {s['sample']} negatives per source; "
              f"device {s.get('device', 'auto')}, bf16 {s.get('bf16', False)}, "
-             f"search {s.get('search_backend', 'faiss')}.",
+             f"search {s.get('search_backend', 'faiss')}; {TRANSFER} evaluated "
+             + ("after every episode." if s.get("transfer") == "per_episode" else "for each run's last model only."),
              ""]
     head = summary.get("headline")
     lines += ["### Headline: ANCE vs ANCE-Tele, episode 3", ""]
@@ -625,19 +685,20 @@ def markdown(summary: dict) -> str:
               "Stages are summed over a run's steps from its manifest; episode 0 (the base model) is computed "
               "once, in `zero-shot`, and copied into the other runs; `shared` = episode-1 parts linked from "
               "another run instead of recomputed.", "",
-              "| run | total | encode | search | lookahead vectors | mine | train | bm25 | analyze | shared |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+              "| run | total | encode | search | lookahead vectors | mine | train | bm25 | analyze | transfer | "
+              "shared |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, run in runs.items():
         st = stage_times(run["timings"])
         walls = [w["seconds"] for w in summary["wall_times"].get(name, []) if w["status"] == "finished"]
         shared = ", ".join(f"ep{x['episode']} {x['what']} from {x['from']}" for x in run["shared"]) or "-"
         cells = [_f(sum(walls), 0) if walls else "-"] + [_f(st.get(k), 0) for k in
                                                          ("encode", "search", "lookahead vectors", "mine", "train",
-                                                          "bm25", "analyze")]
+                                                          "bm25", "analyze", "transfer")]
         lines.append(f"| {name} | {' | '.join(cells)} | {shared} |")
     if bm25 and bm25.get("seconds"):
         lines.append(f"| BM25 (index + search, both collections) | {_f(sum(bm25['seconds'].values()), 0)} | "
-                     "- | - | - | - | - | - | - | - |")
+                     "- | - | - | - | - | - | - | - | - |")
     lines.append("")
     return "\n".join(lines)
 
@@ -661,8 +722,8 @@ def write_summary(results: Path, profiles: list[str] | None = None) -> tuple[Pat
     return results / "summary.json", results / "summary.md"
 
 
-EXPORTED = ("eval.json", "pool.stats.json", "manifest.json", "shared.json", "train_log.json", "wall_times.json",
-            "study.json", "skipped.json")
+EXPORTED = ("eval.json", "transfer.json", "pool.stats.json", "manifest.json", "shared.json", "train_log.json",
+            "wall_times.json", "study.json", "skipped.json")
 
 
 def export(results: Path, out: Path) -> Path:

@@ -70,7 +70,7 @@ def bench_encoding(rec: Recorder, model_dir: Path, data: Path, device: str, smal
 
     model, tokenizer = load_encoder(model_dir, device, pooling="mean", normalize=True)
     corpus = load_corpus(data / "scifact")
-    n = 256 if small else len(corpus)
+    n = 64 if small else len(corpus)
     for max_len in (128, 256):
         cache = corpus_token_cache(corpus, tokenizer, max_len, work / "token_cache")
         items = list(range(n))
@@ -141,9 +141,10 @@ def bench_search(rec: Recorder, device: str, small: bool, work: Path) -> None:
     from tevatron_tele.mining.search import search_arrays
 
     n, dim, nq, k = (20_000, 64, 50, 10) if small else (1_000_000, 768, 1000, 100)
-    gen = torch.Generator(device="cpu").manual_seed(0)
-    corpus = torch.randn(n, dim, generator=gen, dtype=torch.float32).to(torch.float16)
-    queries = torch.randn(nq, dim, generator=gen, dtype=torch.float32).to(torch.float16)
+    # random vectors made on the device (3 GB of float32 normals take seconds on one CPU thread)
+    gen = torch.Generator(device=device).manual_seed(0)
+    corpus = torch.randn(n, dim, generator=gen, device=device, dtype=torch.float16).cpu()
+    queries = torch.randn(nq, dim, generator=gen, device=device, dtype=torch.float16).cpu()
     rec.put("search", "setup", {"vectors": n, "dim": dim, "queries": nq, "k": k, "dtype": "float16"})
 
     if device.startswith("cuda"):
