@@ -106,19 +106,23 @@ class EpisodeRunner:
         return out
 
     def _positive_embeddings(self, i: int, corpus_prefix: Path) -> Path:
-        """Lookahead queries: the passage-encoder vectors of the training queries' positives (corpus rows)."""
+        """Lookahead queries: the passage-encoder vectors of the training queries' positives (corpus rows),
+        gathered shard by shard from memory-mapped files so the corpus is never loaded whole."""
         import numpy as np
 
-        from ..mining.embeddings import is_complete, load_all, save_embeddings
+        from ..mining.embeddings import is_complete, load_embeddings, save_embeddings, shard_prefixes
 
         prefix = self.folder.embeddings(i, "positives")
 
         def work():
-            emb, ids = load_all(corpus_prefix)
-            row = {d: n for n, d in enumerate(ids)}
-            wanted = sorted({d for q in self.train_collection.queries
-                             for d in self.train_collection.positives(q) if d in row})
-            save_embeddings(prefix, np.asarray(emb[[row[d] for d in wanted]]), wanted)
+            wanted = {d for q in self.train_collection.queries for d in self.train_collection.positives(q)}
+            rows, ids = [], []
+            for shard in shard_prefixes(corpus_prefix):
+                emb, shard_ids = load_embeddings(shard, mmap=True)
+                hits = [(n, d) for n, d in enumerate(shard_ids) if d in wanted]
+                rows.append(np.asarray(emb[[n for n, _ in hits]]))
+                ids += [d for _, d in hits]
+            save_embeddings(prefix, np.concatenate(rows), ids)
 
         self.folder.step(f"episode-{i}/positives", prefix, work, done=lambda: is_complete(prefix))
         return prefix
