@@ -239,8 +239,13 @@ class Clock:
         self.durations.setdefault(kind, []).append(seconds)
 
 
-def run_kind(exp: Experiment) -> str:
-    return f"{exp.overrides.get('num_episodes', 3)}-episode"
+def last_episode(exp: Experiment, profile: dict) -> int:
+    """The run's last episode (0 for the zero-shot run, which stops after the base model)."""
+    return 0 if exp.name == "zero-shot" else exp.overrides.get("num_episodes", profile["num_episodes"])
+
+
+def run_kind(exp: Experiment, profile: dict) -> str:
+    return f"{last_episode(exp, profile)}-episode"
 
 
 def place_bm25_train_run(source: Path, run_dir: Path, collection) -> None:
@@ -341,7 +346,7 @@ def record_wall_time(path: Path, name: str, seconds: float, status: str) -> None
 
 
 def is_finished(run_dir: Path, exp: Experiment, profile: dict) -> bool:
-    last = 0 if exp.name == "zero-shot" else exp.overrides.get("num_episodes", 3)
+    last = last_episode(exp, profile)
     done = (run_dir / f"episode-{last}" / "DONE").exists()
     if last:
         done = done and (run_dir / "report" / "analysis.json").exists()
@@ -366,7 +371,7 @@ def run_parts(parts: list[str], profile: dict, paths: dict, seeds: list[int], cl
         if is_finished(run_dir, exp, profile):
             logger.info("%s is finished", exp.name)
             continue
-        kind = "episode-0" if exp.name == "zero-shot" else run_kind(exp)
+        kind = run_kind(exp, profile)
         # A headline Tele run starts only when its ANCE partner can finish too.
         pair = 2 if exp.part == "headline" and exp.name.startswith("tele-") else 1
         if not clock.allows(kind, pair):
@@ -382,8 +387,7 @@ def run_parts(parts: list[str], profile: dict, paths: dict, seeds: list[int], cl
             else:
                 run_one(exp, profile, paths)
             if profile.get("transfer") == "final":
-                transfer_eval(run_dir, exp.overrides.get("num_episodes", 3) if exp.name != "zero-shot" else 0,
-                              profile, paths)
+                transfer_eval(run_dir, last_episode(exp, profile), profile, paths)
         except Exception:
             record_wall_time(wall, exp.name, time.monotonic() - started, "failed")
             raise
@@ -529,20 +533,26 @@ def headline_stats(runs: dict[str, dict], paths: dict, seeds: list[int]) -> dict
     """ANCE vs Tele at the last episode over the seeds where both finished."""
     from tevatron_tele.data.collections import load_collection
 
-    paired = [s for s in seeds if all(f"{r}-s{s}" in runs and final_episode(runs[f"{r}-s{s}"]) == 3
-                                      and 3 in runs[f"{r}-s{s}"]["finished_episodes"] for r in ("tele", "ance"))]
+    def finished(name: str) -> int | None:
+        run = runs.get(name)
+        n = run["config"]["num_episodes"] if run else None
+        return n if run and n in run["finished_episodes"] and final_episode(run) == n else None
+
+    paired = [s for s in seeds if finished(f"tele-s{s}") and finished(f"tele-s{s}") == finished(f"ance-s{s}")]
     if not paired:
         return None
-    out: dict = {"seeds": paired, "episode": 3, "collections": {}}
+    last = finished(f"tele-s{paired[0]}")
+    paired = [s for s in paired if finished(f"tele-s{s}") == last]
+    out: dict = {"seeds": paired, "episode": last, "collections": {}}
     for collection_path, name in ((paths["collection"], MAIN), (paths["transfer"], TRANSFER)):
         collection = load_collection(collection_path, split="test")
         trec = "test" if name == MAIN else f"test-{name}"
-        per_seed = {r: {s: per_query_scores(paths["runs"] / f"{r}-s{s}" / "episode-3" / "rankings" / f"{trec}.trec",
-                                            collection) for s in paired} for r in ("tele", "ance")}
+        per_seed = {r: {s: per_query_scores(paths["runs"] / f"{r}-s{s}" / f"episode-{last}" / "rankings"
+                                            / f"{trec}.trec", collection) for s in paired} for r in ("tele", "ance")}
         table = {}
         for m in METRICS:
-            ance = [metric(runs[f"ance-s{s}"], 3, name, m) for s in paired]
-            tele = [metric(runs[f"tele-s{s}"], 3, name, m) for s in paired]
+            ance = [metric(runs[f"ance-s{s}"], last, name, m) for s in paired]
+            tele = [metric(runs[f"tele-s{s}"], last, name, m) for s in paired]
             qids = sorted(per_seed["tele"][paired[0]][m])
             # per query: the Tele - ANCE difference averaged over seeds, then resampled over queries
             diffs = [sum(per_seed["tele"][s][m][q] - per_seed["ance"][s][m][q] for s in paired) / len(paired)
@@ -563,7 +573,9 @@ def summarize(paths: dict, profile_name: str, seeds: list[int]) -> dict:
     wall = read_json(paths["root"] / "wall_times.json") if (paths["root"] / "wall_times.json").exists() else {}
     bm25 = read_json(paths["results"] / "bm25" / "eval.json") if (paths["results"] / "bm25" / "eval.json").exists() \
         else None
-    probes = {json.dumps(r["probe"], sort_keys=True) for r in runs.values() if r.get("probe")}
+    # each analysis names the run it built the probe from; the probe itself must be the same everywhere
+    probes = {json.dumps({k: v for k, v in r["probe"].items() if k != "from"}, sort_keys=True)
+              for r in runs.values() if r.get("probe")}
     stored = read_json(paths["root"] / "study.json") if (paths["root"] / "study.json").exists() else {}
     summary = {
         "profile": profile_name,
@@ -614,7 +626,7 @@ def markdown(summary: dict) -> str:
              + ("after every episode." if s.get("transfer") == "per_episode" else "for each run's last model only."),
              ""]
     head = summary.get("headline")
-    lines += ["### Headline: ANCE vs ANCE-Tele, episode 3", ""]
+    lines += [f"### Headline: ANCE vs ANCE-Tele, last episode ({head['episode'] if head else '-'})", ""]
     if not head:
         lines += ["Not run (no seed has both runs finished).", ""]
     else:

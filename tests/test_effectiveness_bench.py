@@ -144,7 +144,7 @@ def test_subset_keeps_judged_passages(bench, synthetic_dir, tmp_path):
 
 
 @pytest.mark.slow
-def test_tiny_study_end_to_end(bench, synthetic_dir, tiny_model_dir, tmp_path, monkeypatch):
+def test_tiny_study_end_to_end(bench, synthetic_dir, tiny_model_dir, tmp_path):
     """Headline, baselines (BM25 run given as a file) and ablations on the synthetic collection standing in
     for both collections, with a tiny BERT: every run finishes, sharing happens, the summary and export hold
     only what was run."""
@@ -158,19 +158,18 @@ def test_tiny_study_end_to_end(bench, synthetic_dir, tiny_model_dir, tmp_path, m
     ids = list(train.corpus.ids)
     fake_bm25 = tmp_path / "bm25.trec"  # any ranking will do: it stands in for Pyserini's
     write_run(fake_bm25, {q: [(d, float(-k)) for k, d in enumerate(ids[:60])] for q in train.queries}, tag="bm25")
-    monkeypatch.setitem(bench.PROFILES, "dry", {**bench.PROFILES["dry"], "analysis_max_queries": 10,
-                                                "depth": 30, "eval_depth": 50, "encode_batch_size": 32})
     results = tmp_path / "results"
     bench.main(["--results", str(results), "--profile", "dry", "--only", "headline", "baselines", "ablations",
                 "--data", str(data), "--model", str(tiny_model_dir), "--no_bm25_baseline",
-                "--bm25_train_run", str(fake_bm25), "--export", str(tmp_path / "out")])
+                "--bm25_train_run", str(fake_bm25), "--export", str(tmp_path / "out"),
+                "--set", "num_episodes=2", "analysis_max_queries=10", "depth=30", "eval_depth=50"])
 
     summary = json.loads((results / "summary.json").read_text())["dry"]
     runs = summary["runs"]
     assert set(runs) == {"zero-shot", "tele-s1", "ance-s1", "bm25neg-s1", "tele-weighted-s1",
                          "tele-nomomentum-s1", "tele-nolookahead-s1"}
     head = summary["headline"]
-    assert head["seeds"] == [1]
+    assert head["seeds"] == [1] and head["episode"] == 2
     row = head["collections"][bench.MAIN]["nDCG@10"]
     assert row["difference"]["mean"] == pytest.approx(row["tele"]["mean"] - row["ance"]["mean"])
     assert runs["tele-nomomentum-s1"]["shared"] == [{"episode": 1, "from": "tele-s1", "what": "episode"}]
@@ -184,6 +183,6 @@ def test_tiny_study_end_to_end(bench, synthetic_dir, tiny_model_dir, tmp_path, m
     assert "Headline" in md and "tele-weighted-s1" in md and "BM25 (Pyserini)" not in md
     with tarfile.open(tmp_path / "out" / "results.tar.gz") as tar:
         names = tar.getnames()
-    assert any(n.endswith("tele-s1/episode-3/eval.json") for n in names)
+    assert any(n.endswith("tele-s1/episode-2/eval.json") for n in names)
     assert not any("/model/" in n and not n.endswith("train_log.json") for n in names)
     assert (tmp_path / "out" / "summary.md").exists()
