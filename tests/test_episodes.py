@@ -61,6 +61,7 @@ def test_three_episodes_leave_every_output(finished_run):
         assert folder.ranking(i, "queries").exists()
     for i in (1, 2, 3):
         assert (folder.model(i) / "tele_config.json").exists()
+        assert (folder.episode(i) / "scores.npz").exists(), "the analysis reads stored scores, not a re-encoding"
         assert not list((folder.episode(i) / "embeddings").glob("corpus*")), "corpus embeddings should be removed"
     # episode 1 has no past to remember; from episode 2 the pool holds all three sources
     first = read_pool(folder.pool(1))
@@ -84,6 +85,9 @@ def test_three_episodes_leave_every_output(finished_run):
     assert logs[3]["global_step"] == logs[3]["max_steps"] > 4
     report = finished_run / "report"
     assert (report / "report.md").exists() and (report / "forgetting.png").stat().st_size > 5000
+    analysis = json.loads((report / "analysis.json").read_text())
+    assert analysis["runs"][0]["scored_episodes"] == [1, 2, 3]
+    assert "analyze" in manifest["timings"]
 
 
 def test_changed_config_is_refused(finished_run, synthetic_dir, tiny_model_dir):

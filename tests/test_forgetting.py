@@ -120,3 +120,35 @@ def test_float_noise_is_a_tie():
     out = forgetting_by_episode({1: {"q1": ["c"]}}, {1: table, 2: {"q1": {"p1": 1.0, "c": 1.0 + 1e-7}}},
                                 {"q1": ["p1"]})
     assert out["rates"][0]["forgotten"] == 0
+
+
+def test_score_table_from_stored_embeddings_round_trips(tmp_path):
+    """Scores read from an episode's embeddings equal the dot products, survive save/load, and a table
+    that lacks a pair does not cover it."""
+    import numpy as np
+
+    from tevatron_tele.evaluation.scoring import (
+        covers,
+        load_score_table,
+        save_score_table,
+        score_pairs_from_embeddings,
+    )
+    from tevatron_tele.mining.embeddings import save_embeddings
+
+    rng = np.random.default_rng(0)
+    q = rng.standard_normal((3, 8)).astype(np.float32)
+    p = rng.standard_normal((10, 8)).astype(np.float32)
+    save_embeddings(tmp_path / "queries", q, ["q0", "q1", "q2"])
+    # the corpus in two shards, as sharded encoding leaves it
+    save_embeddings(tmp_path / "corpus.shard-000-of-002", p[:6], [f"d{i}" for i in range(6)])
+    save_embeddings(tmp_path / "corpus.shard-001-of-002", p[6:], [f"d{i}" for i in range(6, 10)])
+    pairs = {"q0": ["d1", "d7"], "q2": ["d9", "d0", "d9"], "qx": ["d1"]}
+    table = score_pairs_from_embeddings(tmp_path / "queries", tmp_path / "corpus", pairs)
+    assert set(table) == {"q0", "q2"}  # qx has no vector
+    assert table["q0"]["d7"] == pytest.approx(float(p[7] @ q[0]), rel=1e-6)
+    assert table["q2"]["d0"] == pytest.approx(float(p[0] @ q[2]), rel=1e-6)
+    save_score_table(tmp_path / "scores.npz", table)
+    loaded = load_score_table(tmp_path / "scores.npz")
+    assert loaded == table
+    assert covers(loaded, {"q0": ["d1"], "q2": ["d9"]})
+    assert not covers(loaded, {"q0": ["d2"]}) and not covers(loaded, pairs)

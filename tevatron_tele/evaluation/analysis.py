@@ -34,6 +34,7 @@ from .scoring import score_pairs, with_positives
 logger = logging.getLogger(__name__)
 
 Probe = dict[str, list[str]]
+SCORES_FILE = "scores.npz"  # episode i's S_i(q, d) for its pools and the probe, written by the runner
 _EPISODE_RE = re.compile(r"^episode-(\d+)$")
 
 
@@ -148,16 +149,28 @@ def _token_caches(ws: RunWorkspace, tokenizer, qids: Sequence[str], docids: Sequ
 
 def score_episodes(ws: RunWorkspace, pairs: Mapping[str, Sequence[str]], cache_dir: PathLike, *,
                    episodes: Sequence[int] | None = None, device: str = "cpu", batch_size: int = 64,
-                   progress: bool = True) -> dict[int, dict]:
+                   progress: bool = True, needed: Mapping[int, Mapping[str, Sequence[str]]] | None = None
+                   ) -> dict[int, dict]:
     """Score table of each episode (all trained ones by default) whose model exists, on the same `pairs`
-    (positives included)."""
+    (positives included). An episode's stored `scores.npz` (written by the runner from the embeddings it
+    had made anyway) is used when it covers `needed[i]` (default: all `pairs`), and then the table holds
+    just those; otherwise the pairs are encoded with its model."""
     from ..modeling import load_encoder
+    from .scoring import covers, load_score_table
 
     cache_dir = Path(cache_dir)
     docids = sorted({d for ds in pairs.values() for d in ds})
     tables: dict[int, dict] = {}
     caches = None
     for i in episodes if episodes is not None else [i for i in ws.episodes if i >= 1]:
+        stored = ws.episode_dir(i) / SCORES_FILE
+        if stored.exists():
+            table = load_score_table(stored)
+            want = needed[i] if needed is not None and i in needed else pairs
+            if covers(table, want):
+                tables[i] = {q: {d: table[q][d] for d in ds} for q, ds in want.items()}
+                continue
+            logger.info("%s does not cover the pairs asked for; encoding them with episode %d's model", stored, i)
         model_dir = ws.model_dir(i)
         if model_dir is None or not model_dir.exists():
             logger.warning("%s: episode %d has no model; it is left out of the forgetting analysis", ws.path, i)
@@ -169,6 +182,22 @@ def score_episodes(ws: RunWorkspace, pairs: Mapping[str, Sequence[str]], cache_d
                                 p_max_len=int(ws.config.get("p_max_len", 128)), batch_size=batch_size,
                                 model=model, tokenizer=tokenizer, progress=progress)
     return tables
+
+
+def pairs_needed_by_episode(pool_negatives: Mapping[int, Mapping[str, Sequence[str]]],
+                            probe: Mapping[str, Sequence[str]] | None,
+                            positives: Mapping[str, Sequence[str]]) -> dict[int, dict[str, list[str]]]:
+    """The pairs the measures read from episode i's scores: the pools of episodes 1..i (learned then,
+    forgotten later) and the probe, with the queries' positives."""
+    out = {}
+    for i in sorted(pool_negatives):
+        merged: dict[str, set[str]] = {q: set(d) for q, d in (probe or {}).items()}
+        for j in sorted(pool_negatives):
+            if j <= i:
+                for q, ds in pool_negatives[j].items():
+                    merged.setdefault(q, set()).update(ds)
+        out[i] = with_positives({q: sorted(ds) for q, ds in merged.items()}, positives)
+    return out
 
 
 def analyze_run(
@@ -211,7 +240,8 @@ def analyze_run(
 
     with tempfile.TemporaryDirectory(prefix="tele-analysis-") as tmp:
         tables = score_episodes(ws, pairs, Path(cache_dir) if cache_dir else Path(tmp), device=device,
-                                batch_size=batch_size, progress=progress)
+                                batch_size=batch_size, progress=progress,
+                                needed=pairs_needed_by_episode(pool_negatives, probe, positives))
 
     rankings = {}
     for i in ws.episodes:

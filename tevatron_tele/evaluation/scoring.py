@@ -65,3 +65,58 @@ def score_pairs(
         scores = p_emb[[row[d] for d in wanted]] @ q_emb[qi] if wanted else np.empty(0, dtype=np.float32)
         table[qid] = {d: float(s) for d, s in zip(wanted, scores)}
     return table
+
+
+def score_pairs_from_embeddings(query_prefix: PathLike, corpus_prefix: PathLike,
+                                pairs: Mapping[str, Iterable[str]]) -> ScoreTable:
+    """S(q, d) for `pairs` from embeddings an episode already wrote (no encoding at all).
+
+    Corpus shards are memory-mapped and only the rows of the wanted passages are read. Pairs whose query
+    or passage has no vector are left out of the table.
+    """
+    from ..mining.embeddings import load_all, load_embeddings, shard_prefixes
+
+    q_emb, q_ids = load_all(query_prefix)
+    q_row = {q: i for i, q in enumerate(q_ids)}
+    wanted = {d for q, ds in pairs.items() if q in q_row for d in ds}
+    p_vecs: dict[str, np.ndarray] = {}
+    for shard in shard_prefixes(corpus_prefix):
+        emb, ids = load_embeddings(shard, mmap=True)
+        hits = [(n, d) for n, d in enumerate(ids) if d in wanted]
+        if hits:
+            rows = np.asarray(emb[[n for n, _ in hits]], dtype=np.float32)
+            p_vecs.update({d: rows[k] for k, (_, d) in enumerate(hits)})
+    table: ScoreTable = {}
+    for qid, docids in pairs.items():
+        if qid not in q_row:
+            continue
+        docs = [d for d in dict.fromkeys(docids) if d in p_vecs]
+        if docs:
+            scores = np.stack([p_vecs[d] for d in docs]) @ np.asarray(q_emb[q_row[qid]], dtype=np.float32)
+            table[qid] = {d: float(s) for d, s in zip(docs, scores)}
+    return table
+
+
+def save_score_table(path: PathLike, table: ScoreTable) -> None:
+    """Write a score table as a compact .npz (query ids, passage ids, float32 scores), atomically."""
+    from ..utils import atomic_path
+
+    qids = [q for q, row in table.items() for _ in row]
+    docids = [d for row in table.values() for d in row]
+    scores = np.asarray([s for row in table.values() for s in row.values()], dtype=np.float32)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, qids=np.asarray(qids), docids=np.asarray(docids), scores=scores)
+
+
+def load_score_table(path: PathLike) -> ScoreTable:
+    with np.load(path) as data:
+        table: ScoreTable = {}
+        for q, d, s in zip(data["qids"].tolist(), data["docids"].tolist(), data["scores"].tolist()):
+            table.setdefault(q, {})[d] = s
+    return table
+
+
+def covers(table: ScoreTable, pairs: Mapping[str, Iterable[str]]) -> bool:
+    """Whether `table` holds a score for every (query, passage) of `pairs`."""
+    return all(qid in table and all(d in table[qid] for d in docids) for qid, docids in pairs.items())

@@ -11,7 +11,7 @@ NEGATIVE_RECIPES = ("tele", "ann", "bm25", "ann+bm25", "tele+bm25")
 # Fields that change how a run is carried out but not what it computes; a rerun may change them.
 RUNTIME_ONLY_FIELDS = frozenset({
     "output_dir", "analyze", "device", "encode_batch_size", "keep_embeddings", "progress", "logging_steps",
-    "token_cache_dir", "base_cache_dir", "analysis_max_queries",
+    "token_cache_dir", "base_cache_dir", "analysis_max_queries", "analysis_probe_k",
 })
 
 
@@ -92,6 +92,8 @@ class EpisodeArguments:
                           "encoding and rankings (episode 0) are computed there once and copied into each run."})
     logging_steps: int = field(default=10, metadata={"help": "Training log interval."})
     analyze: bool = field(default=True, metadata={"help": "Write the forgetting/convergence report at the end."})
+    analysis_probe_k: int = field(default=20, metadata={"help": "Probe of the forgetting analysis: each training "
+                                                                "query's top-k base-model negatives."})
     analysis_max_queries: int | None = field(default=None, metadata={"help": "Limit the analysis to a sample of "
                                                                             "training queries."})
     progress: bool = field(default=True, metadata={"help": "Show progress bars."})

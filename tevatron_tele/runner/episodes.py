@@ -163,10 +163,38 @@ class EpisodeRunner:
         corpus = self._encode(i, self.train_collection, "corpus", "corpus", model_state)
         queries = self._encode(i, self.train_collection, "queries", "train-queries", model_state)
         self._search(i, queries, corpus, "queries", self.args.depth)
+        if i >= 1:
+            self._store_scores(i, queries, corpus)
         if "lookahead" in self.args.sources() and i < self.args.num_episodes:
             self._search(i, self._positive_embeddings(i, corpus), corpus, "positives", self.args.depth)
         self._evaluate(i, {"main": corpus}, model_state)
         return corpus
+
+    def _store_scores(self, i: int, query_prefix: Path, corpus_prefix: Path) -> Path:
+        """S_i(q, d) of pools 1..i and of the analysis probe, from the embeddings just made, so that the
+        forgetting analysis never encodes anything again."""
+        from ..data.pools import read_pool
+        from ..data.trec import read_run
+        from ..evaluation.analysis import SCORES_FILE, build_probe
+        from ..evaluation.scoring import save_score_table, score_pairs_from_embeddings, with_positives
+
+        out = self.folder.episode(i) / SCORES_FILE
+
+        def work():
+            positives = {q: self.train_collection.positives(q) for q in self.train_collection.queries}
+            pairs: dict[str, set[str]] = {}
+            base_ranking = self.folder.ranking(0, "queries")
+            if base_ranking.exists():
+                for q, ds in build_probe(read_run(base_ranking), positives, self.args.analysis_probe_k).items():
+                    pairs.setdefault(q, set()).update(ds)
+            for j in range(1, i + 1):
+                for entry in read_pool(self.folder.pool(j)):
+                    pairs.setdefault(entry.query_id, set()).update(entry.negative_document_ids)
+            wanted = with_positives({q: sorted(ds) for q, ds in pairs.items()}, positives)
+            save_score_table(out, score_pairs_from_embeddings(query_prefix, corpus_prefix, wanted))
+
+        self.folder.step(f"episode-{i}/scores", out, work)
+        return out
 
     def _mine_pool(self, i: int) -> Path:
         from ..mining.tele import MiningConfig, mine_episode
@@ -307,6 +335,7 @@ class EpisodeRunner:
             return out
         started = time.perf_counter()
         analysis = analyze_runs([self.folder.root], max_queries=self.args.analysis_max_queries,
+                                probe_k=self.args.analysis_probe_k,
                                 cache_dir=self.token_cache_dir, device=self.device, progress=self.args.progress)
         write_report(analysis, out)
         self.folder.record("analyze", time.perf_counter() - started)
