@@ -339,10 +339,13 @@ def transfer_eval(run_dir: Path, episode: int, profile: dict, paths: dict) -> Pa
 
 
 def record_wall_time(path: Path, name: str, seconds: float, status: str) -> None:
-    data = read_json(path) if path.exists() else {}
-    data.setdefault(name, []).append({"seconds": round(seconds, 1), "status": status,
-                                      "at": time.strftime("%Y-%m-%dT%H:%M:%S")})
-    write_json(path, data)
+    from filelock import FileLock
+
+    with FileLock(str(path) + ".lock"):  # two commands may run different parts at once
+        data = read_json(path) if path.exists() else {}
+        data.setdefault(name, []).append({"seconds": round(seconds, 1), "status": status,
+                                          "at": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        write_json(path, data)
 
 
 def is_finished(run_dir: Path, exp: Experiment, profile: dict) -> bool:
