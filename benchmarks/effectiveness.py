@@ -5,8 +5,9 @@
     python benchmarks/effectiveness.py --results DIR --only summary
 
 Train on SciFact's train queries, evaluate on its test queries after every episode, and zero-shot on
-the MS MARCO DL19 subset (`--eval_collections`), starting from all-MiniLM-L6-v2 (mean pooling, cosine,
-temperature 0.05). Parts (`--only`, several allowed; default all but `micro`):
+the MS MARCO DL19 subset (the runner's `--eval_collections` after every episode, or each run's last
+model only, as the profile says), starting from all-MiniLM-L6-v2 (mean pooling, cosine, temperature
+0.05). Parts (`--only`, several allowed; default all, with `--quick` headline and baselines):
 - headline:  ANCE (ANN negatives) vs ANCE-Tele (concatenated sources), 3 episodes with quick refresh,
              one pair of runs per seed (same seed = same training order and negative sampling);
 - baselines: the base model (zero-shot), Pyserini BM25, and one episode on BM25 negatives trained for
