@@ -7,7 +7,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,25 @@ def write_json(path: PathLike, obj: Any) -> None:
     """Write `obj` as indented JSON, atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n", encoding="utf-8")
+
+
+def iter_jsonl(path: PathLike, error: Callable[[PathLike, int, str, str], Exception]) -> Iterator[tuple[int, dict]]:
+    """(line number, object) for each non-blank line of a JSON-lines file.
+
+    A malformed line, or one that is not a JSON object, raises `error(path, line, "<json>", problem)`, so
+    each reader reports file, line and field with its own exception type.
+    """
+    with open(path, encoding="utf-8") as f:
+        for line_no, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise error(path, line_no, "<json>", f"malformed JSON ({e.msg} at column {e.colno})") from None
+            if not isinstance(obj, dict):
+                raise error(path, line_no, "<json>", f"expected an object, got {type(obj).__name__}")
+            yield line_no, obj
 
 
 def read_json(path: PathLike) -> Any:

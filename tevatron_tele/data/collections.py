@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..utils import PathLike
+from ..utils import PathLike, iter_jsonl
 
 logger = logging.getLogger(__name__)
 
@@ -77,17 +77,7 @@ class Collection:
 
 def _jsonl(path: Path) -> Iterator[tuple[int, dict]]:
     """(line number, object) for each non-blank line; malformed JSON or a non-object raises."""
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise _error(path, line_no, "<json>", f"malformed JSON ({e.msg} at column {e.colno})") from None
-            if not isinstance(obj, dict):
-                raise _error(path, line_no, "<json>", f"expected an object, got {type(obj).__name__}")
-            yield line_no, obj
+    return iter_jsonl(path, _error)
 
 
 def _tsv(path: Path) -> Iterator[tuple[int, list[str]]]:

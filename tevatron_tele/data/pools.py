@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..utils import PathLike, atomic_path, write_json
+from ..utils import PathLike, atomic_path, iter_jsonl, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -142,21 +142,14 @@ def read_pool(path: PathLike, *, known_doc_ids: AbstractCollection[str] | None =
     entries: list[PoolEntry] = []
     seen: dict[str, int] = {}
     other_sources: set[str] = set()
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise _fail(path, line_no, "<json>", f"malformed JSON ({e.msg} at column {e.colno})") from None
-            entry = _parse_entry(path, line_no, obj, known_doc_ids)
-            if entry.query_id in seen:
-                raise _fail(path, line_no, "query_id",
-                            f"duplicate query id {entry.query_id!r} (first at line {seen[entry.query_id]})")
-            seen[entry.query_id] = line_no
-            other_sources.update(set(entry.sources) - set(SOURCES))
-            entries.append(entry)
+    for line_no, obj in iter_jsonl(path, _fail):
+        entry = _parse_entry(path, line_no, obj, known_doc_ids)
+        if entry.query_id in seen:
+            raise _fail(path, line_no, "query_id",
+                        f"duplicate query id {entry.query_id!r} (first at line {seen[entry.query_id]})")
+        seen[entry.query_id] = line_no
+        other_sources.update(set(entry.sources) - set(SOURCES))
+        entries.append(entry)
     if other_sources:
         logger.warning("%s: sources other than %s: %s", path, SOURCES, sorted(other_sources))
     return entries
@@ -187,26 +180,17 @@ def read_reference_pool(path: PathLike) -> list[dict]:
         raise FileNotFoundError(f"no .json/.jsonl files in {path}")
     out: list[dict] = []
     for file in files:
-        with open(file, encoding="utf-8") as f:
-            for line_no, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise _fail(file, line_no, "<json>", f"malformed JSON ({e.msg} at column {e.colno})") from None
-                if not isinstance(obj, dict):
-                    raise _fail(file, line_no, "<json>", f"expected an object, got {type(obj).__name__}")
-                if "query" not in obj:
-                    raise _fail(file, line_no, "query", "missing")
-                query = _token_ids(file, line_no, "query", obj["query"])
-                groups = {}
-                for name in ("positives", "negatives"):
-                    value = obj.get(name, [] if name == "negatives" else None)
-                    if value is None:
-                        raise _fail(file, line_no, name, "missing")
-                    if not isinstance(value, list):
-                        raise _fail(file, line_no, name, "expected a list of token-id lists")
-                    groups[name] = [_token_ids(file, line_no, name, p) for p in value]
-                out.append({"query": query, **groups})
+        for line_no, obj in iter_jsonl(file, _fail):
+            if "query" not in obj:
+                raise _fail(file, line_no, "query", "missing")
+            query = _token_ids(file, line_no, "query", obj["query"])
+            groups = {}
+            for name in ("positives", "negatives"):
+                value = obj.get(name, [] if name == "negatives" else None)
+                if value is None:
+                    raise _fail(file, line_no, name, "missing")
+                if not isinstance(value, list):
+                    raise _fail(file, line_no, name, "expected a list of token-id lists")
+                groups[name] = [_token_ids(file, line_no, name, p) for p in value]
+            out.append({"query": query, **groups})
     return out
