@@ -476,7 +476,7 @@ def read_run_folder(run_dir: Path) -> dict:
 
 STAGES = (("bm25", re.compile(r"^bm25/")), ("encode", re.compile(r"/encode-")), ("search", re.compile(r"/search-")),
           ("lookahead vectors", re.compile(r"/positives$")), ("mine", re.compile(r"/mine$")),
-          ("train", re.compile(r"/train$")), ("analyze", re.compile(r"^analyze$")),
+          ("train", re.compile(r"/train$")), ("scores", re.compile(r"/scores$")), ("analyze", re.compile(r"^analyze$")),
           ("transfer", re.compile(r"^transfer/")))
 
 
@@ -699,22 +699,23 @@ def markdown(summary: dict) -> str:
 
     lines += ["### Wall time (seconds)", "",
               "Stages are summed over a run's steps from its manifest; episode 0 (the base model) is computed "
-              "once, in `zero-shot`, and copied into the other runs; `shared` = episode-1 parts linked from "
-              "another run instead of recomputed.", "",
-              "| run | total | encode | search | lookahead vectors | mine | train | bm25 | analyze | transfer | "
-              "shared |",
-              "|---|---|---|---|---|---|---|---|---|---|---|"]
+              "once, in `zero-shot`, and copied into the other runs; `scores` = the forgetting analysis's "
+              "scores taken from the evaluation embeddings; `shared` = episode-1 parts linked from another "
+              "run instead of recomputed.", "",
+              "| run | total | encode | search | lookahead vectors | mine | train | bm25 | scores | analyze | "
+              "transfer | shared |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, run in runs.items():
         st = stage_times(run["timings"])
         walls = [w["seconds"] for w in summary["wall_times"].get(name, []) if w["status"] == "finished"]
         shared = ", ".join(f"ep{x['episode']} {x['what']} from {x['from']}" for x in run["shared"]) or "-"
         cells = [_f(sum(walls), 0) if walls else "-"] + [_f(st.get(k), 0) for k in
                                                          ("encode", "search", "lookahead vectors", "mine", "train",
-                                                          "bm25", "analyze", "transfer")]
+                                                          "bm25", "scores", "analyze", "transfer")]
         lines.append(f"| {name} | {' | '.join(cells)} | {shared} |")
     if bm25 and bm25.get("seconds"):
         lines.append(f"| BM25 (index + search, both collections) | {_f(sum(bm25['seconds'].values()), 0)} | "
-                     "- | - | - | - | - | - | - | - | - |")
+                     "- | - | - | - | - | - | - | - | - | - |")
     lines.append("")
     return "\n".join(lines)
 
