@@ -569,7 +569,55 @@ def headline_stats(runs: dict[str, dict], paths: dict, seeds: list[int]) -> dict
     return out
 
 
-def summarize(paths: dict, profile_name: str, seeds: list[int]) -> dict:
+def finished_runs(paths: dict) -> list[Path]:
+    """Run folders whose last episode is done (the zero-shot run has no trained episode to analyse)."""
+    out = []
+    for run_dir in sorted(paths["runs"].glob("*")):
+        if not (run_dir / "manifest.json").exists() or run_dir.name == "zero-shot":
+            continue
+        n = read_json(run_dir / "manifest.json")["config"]["num_episodes"]
+        if (run_dir / f"episode-{n}" / "DONE").exists():
+            out.append(run_dir)
+    return out
+
+
+def combined_analysis(paths: dict, settings: dict, compute: bool) -> dict | None:
+    """One forgetting analysis of all finished runs (`analyze_runs`, one shared probe), every episode's scores
+    encoded again in float32 with its model, so that runs whose runner stored float16 scores from its
+    evaluation embeddings and runs whose runner did not are scored alike. Cached under RESULTS/<profile>/
+    analysis/ for the exact set of runs; computed only when `compute` (it encodes every analysed passage)."""
+    runs = finished_runs(paths)
+    if not runs:
+        return None
+    out = paths["root"] / "analysis"
+    key = sorted(r.name for r in runs)
+    if (out / "analysis.json").exists() and (out / "runs.json").exists() and read_json(out / "runs.json") == key:
+        return read_json(out / "analysis.json")
+    if not compute:
+        return read_json(out / "analysis.json") if (out / "analysis.json").exists() else None
+    import tevatron_tele.evaluation.analysis as analysis
+    from tevatron_tele.evaluation.report import write_report
+
+    started = time.perf_counter()
+    stored_name = analysis.SCORES_FILE
+    analysis.SCORES_FILE = "scores-not-used.npz"  # re-encode: stored scores exist for some runs only
+    try:
+        device = settings.get("device", "auto")
+        if device == "auto":
+            import torch
+
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        result = analysis.analyze_runs(runs, max_queries=settings.get("analysis_max_queries"),
+                                       cache_dir=paths["token_cache"] / "analysis", device=device, progress=False)
+    finally:
+        analysis.SCORES_FILE = stored_name
+    result["seconds"] = round(time.perf_counter() - started, 1)
+    write_report(result, out)
+    write_json(out / "runs.json", key)
+    return result
+
+
+def summarize(paths: dict, profile_name: str, seeds: list[int], analyze: bool = False) -> dict:
     runs = {}
     for run_dir in sorted(paths["runs"].glob("*")):
         if (run_dir / "manifest.json").exists():
@@ -581,9 +629,25 @@ def summarize(paths: dict, profile_name: str, seeds: list[int]) -> dict:
     probes = {json.dumps({k: v for k, v in r["probe"].items() if k != "from"}, sort_keys=True)
               for r in runs.values() if r.get("probe")}
     stored = read_json(paths["root"] / "study.json") if (paths["root"] / "study.json").exists() else {}
+    settings = stored.get("settings") or {**COMMON, **PROFILES[profile_name]}
+    combined = combined_analysis(paths, settings, analyze)
+    forgetting_source = "each run's own analysis (report/analysis.json)"
+    if combined:
+        from tevatron_tele.evaluation.report import run_series
+
+        covered = {r["name"] for r in combined["runs"]}
+        if covered >= {n for n, r in runs.items() if r.get("forgetting")}:
+            for run in combined["runs"]:
+                series = run_series(run)
+                runs[run["name"]]["forgetting"] = {k: series[k] for k in ("own_pool", "probe", "probe_above",
+                                                                          "ann_jaccard", "pool_per_query")}
+                runs[run["name"]]["probe"] = combined["probe"]
+            forgetting_source = ("one analysis of all runs, every episode re-scored in float32 "
+                                 f"({paths['root'].name}/analysis/)")
     summary = {
         "profile": profile_name,
-        "settings": stored.get("settings") or {**COMMON, **PROFILES[profile_name]},
+        "forgetting_source": forgetting_source,
+        "settings": settings,
         "machine": stored.get("machine") or {},
         "runs": runs,
         "wall_times": wall,
@@ -694,7 +758,8 @@ def markdown(summary: dict) -> str:
     probe = next((r["probe"] for r in runs.values() if r.get("probe")), None)
     if probe:
         lines += ["", f"Probe: {probe['queries']} training queries, {probe['pairs']} (query, negative) pairs"
-                  + ("" if summary["probe_shared"] else " (WARNING: the runs' probes differ)") + "."]
+                  + ("" if summary["probe_shared"] else " (WARNING: the runs' probes differ)") + ". "
+                  f"Forgetting from {summary.get('forgetting_source', 'each run')}."]
     lines.append("")
 
     lines += ["### Wall time (seconds)", "",
@@ -720,16 +785,17 @@ def markdown(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def write_summary(results: Path, profiles: list[str] | None = None) -> tuple[Path, Path]:
-    """summary.json + summary.md over every profile folder under `results`."""
+def write_summary(results: Path, profiles: list[str] | None = None, analyze: bool = False) -> tuple[Path, Path]:
+    """summary.json + summary.md over every profile folder under `results` (`analyze`: also the combined
+    forgetting analysis of the chosen profiles)."""
     found = [p for p in PROFILES if (results / p / "runs").is_dir()]
     profiles = [p for p in (profiles or found) if p in found]
     summaries = {}
-    for name in profiles:
+    for name in found:
         paths = resolve_paths(results, name, None, None)
         stored = paths["root"] / "study.json"
         seeds = read_json(stored)["seeds"] if stored.exists() else PROFILES[name]["seeds"]
-        summaries[name] = summarize(paths, name, seeds)
+        summaries[name] = summarize(paths, name, seeds, analyze=analyze and name in profiles)
     write_json(results / "summary.json", summaries)
     md = ["# Effectiveness study: results", "",
           "Every number below was read from the run folders under this directory (eval.json, "
@@ -757,7 +823,8 @@ def export(results: Path, out: Path) -> Path:
             rel = path.relative_to(results)
             if "token_cache" in rel.parts or "base_cache" in rel.parts or "subset" in rel.parts or not path.is_file():
                 continue
-            if path.name in EXPORTED or "report" in rel.parts or (rel.parts[0] == "bm25" and path.suffix == ".json"):
+            small = path.name in EXPORTED or {"report", "analysis"} & set(rel.parts)
+            if small or (rel.parts[0] == "bm25" and path.suffix == ".json"):
                 tar.add(path, arcname=str(rel))
     os.replace(tmp, out / "results.tar.gz")
     return out / "results.tar.gz"
@@ -858,6 +925,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--export", type=Path, default=None,
                    help="After every run, copy summary.json/.md and a results.tar.gz of the small result files "
                         "(eval, pool stats, manifests, reports) here.")
+    p.add_argument("--analyze", action="store_true",
+                   help="With the summary, analyse forgetting of all finished runs of the profile together, "
+                        "every episode re-scored alike (needed when runs were made by runners that did and did "
+                        "not store scores).")
     p.add_argument("--subset", action="store_true",
                    help="Use small subsets of both collections (made under RESULTS/subset/): a check, not a study.")
     return p.parse_args(argv)
@@ -920,7 +991,9 @@ def main(argv=None) -> None:
         logger.info("parts %s done in %.0f s; skipped: %s", parts, time.monotonic() - started, skipped or "none")
         if skipped:
             write_json(paths["root"] / "skipped.json", {"skipped": skipped, "deadline_s": args.deadline_s})
-    summarize_and_export()
+    write_summary(results, [profile_name], analyze=args.analyze)
+    if args.export:
+        export(results, args.export)
     print(f"summary: {results / 'summary.md'} and {results / 'summary.json'}")
 
 
