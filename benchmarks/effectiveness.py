@@ -14,6 +14,7 @@ model only, as the profile says), starting from all-MiniLM-L6-v2 (mean pooling, 
              as many steps as a whole 3-episode chain (first seed);
 - ablations: Tele with weighted mixing, without momentum, without lookahead (first seed);
 - refresh:   Tele and ANCE with a longer quick refresh for episodes 1-2 (first seed);
+- variables: Tele and ANCE with a higher learning rate, and with fewer negatives per source (first seed);
 - summary:   read every finished run and write summary.json + summary.md (always run last).
 Each run is a run folder under RESULTS/<profile>/runs/ and resumes where it stopped. Shared stages are
 computed once: the base model's encoding and rankings (the runner's --base_cache_dir, filled by the
@@ -45,14 +46,15 @@ from tevatron_tele.utils import read_json, setup_logging, write_json  # noqa: E4
 
 logger = logging.getLogger("effectiveness")
 
-PARTS = ("headline", "baselines", "ablations", "refresh")
+PARTS = ("headline", "baselines", "ablations", "refresh", "variables")
 METRICS = ("nDCG@10", "MRR@10", "R@100")
 MAIN, TRANSFER = "scifact", "msmarco-dl19-subset"
 
 # Settings shared by every run of a profile (EpisodeArguments fields), plus a few of this script's own:
-# refresh_alt (the longer refresh of the `refresh` part) and seeds.
+# refresh_alt (the longer refresh of the `refresh` part), lr_alt and sample_alt (the `variables` part) and seeds.
 COMMON = dict(pooling="mean", normalize=True, temperature=0.05, learning_rate=2e-5, per_device_train_batch_size=8,
-              warmup_ratio=0.1, depth=200, sample=30, eval_depth=1000, num_episodes=3, logging_steps=10)
+              warmup_ratio=0.1, depth=200, sample=30, eval_depth=1000, num_episodes=3, logging_steps=10,
+              lr_alt=5e-5, sample_alt=10)
 PROFILES: dict[str, dict] = {
     # 40/40/~200 steps (2 epochs of 809 queries at 8 per batch), 8 x (1 + 3) passages of 128 tokens.
     "cpu": dict(q_max_len=64, p_max_len=128, train_n_passages=4, refresh_steps=40, num_train_epochs=2.0,
@@ -74,7 +76,7 @@ PROFILES: dict[str, dict] = {
 # refresh_alt: the longer refresh of the `refresh` part; transfer: evaluate the DL19 subset after every episode
 # (the runner's --eval_collections) or only for each run's last model ("final": one corpus encoding per run
 # instead of one per episode, which matters on 2 CPU cores).
-OWN_KEYS = ("refresh_alt", "seeds", "transfer")
+OWN_KEYS = ("refresh_alt", "lr_alt", "sample_alt", "seeds", "transfer")
 
 
 # ---- experiments ---------------------------------------------------------------------------------------
@@ -124,6 +126,14 @@ def experiments(profile: dict, seeds: list[int], n_train_queries: int) -> list[E
         Experiment(f"ance-refresh{profile['refresh_alt']}-s{s0}", "refresh",
                    dict(negatives="ann", refresh_steps=profile["refresh_alt"], seed=s0), [(1, f"ance-s{s0}", "pool")]),
     ]
+    lr, sample = profile["lr_alt"], profile["sample_alt"]
+    for recipe, negatives in (("tele", "tele"), ("ance", "ann")):
+        # the learning rate does not change episode 1's pool; fewer negatives per source does
+        out.append(Experiment(f"{recipe}-lr{lr:g}-s{s0}", "variables",
+                              dict(negatives=negatives, learning_rate=lr, seed=s0), [(1, f"{recipe}-s{s0}", "pool")]))
+    for recipe, negatives in (("tele", "tele"), ("ance", "ann")):
+        out.append(Experiment(f"{recipe}-sample{sample}-s{s0}", "variables",
+                              dict(negatives=negatives, sample=sample, seed=s0)))
     return out
 
 
@@ -569,6 +579,32 @@ def headline_stats(runs: dict[str, dict], paths: dict, seeds: list[int]) -> dict
     return out
 
 
+def setting_pairs(runs: dict[str, dict], paths: dict) -> list[dict]:
+    """Tele - ANCE at the last episode for every setting both recipes ran in (`tele-X` beside `ance-X`, one
+    seed each): scifact test nDCG@10 and a paired bootstrap of the per-query differences."""
+    from tevatron_tele.data.collections import load_collection
+
+    collection = None
+    out = []
+    for name in sorted(runs):
+        setting = name.removeprefix("tele-")
+        partner = f"ance-{setting}"
+        if setting == name or partner not in runs:
+            continue
+        n = runs[name]["config"]["num_episodes"]
+        if final_episode(runs[name]) != n or final_episode(runs[partner]) != n:
+            continue
+        collection = collection or load_collection(paths["collection"], split="test")
+        per_query = {r: per_query_scores(paths["runs"] / r / f"episode-{n}" / "rankings" / "test.trec",
+                                         collection)["nDCG@10"] for r in (name, partner)}
+        diffs = [per_query[name][q] - per_query[partner][q] for q in sorted(per_query[name])]
+        tele, ance = metric(runs[name], n, MAIN, "nDCG@10"), metric(runs[partner], n, MAIN, "nDCG@10")
+        out.append({"setting": setting, "tele": tele, "ance": ance, "difference": tele - ance,
+                    "bootstrap": paired_bootstrap(diffs),
+                    "steps": {r: runs[r].get("train_steps", {}) for r in (name, partner)}})
+    return out
+
+
 def finished_runs(paths: dict) -> list[Path]:
     """Run folders whose last episode is done (the zero-shot run has no trained episode to analyse)."""
     out = []
@@ -653,6 +689,7 @@ def summarize(paths: dict, profile_name: str, seeds: list[int], analyze: bool = 
         "wall_times": wall,
         "bm25": bm25,
         "headline": headline_stats(runs, paths, seeds),
+        "pairs": setting_pairs(runs, paths),
         "probe_shared": len(probes) <= 1,
     }
     return summary
@@ -710,6 +747,21 @@ def markdown(summary: dict) -> str:
                 sd = lambda x: f" ({x['sd']:.3f})" if x["sd"] is not None else ""  # noqa: E731
                 lines.append(f"| {coll} | {m} | {_f(a['mean'])}{sd(a)} | {_f(t['mean'])}{sd(t)} | {per_seed} | "
                              f"{d['mean']:+.3f}{sd(d)} | [{b['ci95'][0]:+.3f}, {b['ci95'][1]:+.3f}] |")
+        lines.append("")
+
+    pairs = summary.get("pairs") or []
+    if pairs:
+        lines += ["### Tele - ANCE under each setting (one seed each)", "",
+                  f"Last episode, {MAIN} test nDCG@10; the setting is the run name without its recipe (`s1` = the "
+                  "headline settings); bootstrap = 95% interval of the per-query difference over 10,000 "
+                  "resamples of the test queries.", "",
+                  "| setting | steps (Tele) | ANCE | Tele | Tele - ANCE | bootstrap 95% |", "|---|---|---|---|---|---|"]
+        for row in pairs:
+            steps = row["steps"].get(f"tele-{row['setting']}") or {}
+            total = "+".join(str(steps[i]) for i in sorted(steps)) if steps else "-"
+            b = row["bootstrap"]["ci95"]
+            lines.append(f"| {row['setting']} | {total} | {_f(row['ance'])} | {_f(row['tele'])} | "
+                         f"{row['difference']:+.3f} | [{b[0]:+.3f}, {b[1]:+.3f}] |")
         lines.append("")
 
     lines += ["### Final models (last episode) and baselines", "",

@@ -45,6 +45,29 @@ def test_plan_pairs_seeds_and_gives_bm25_the_chain_steps(bench):
     assert bm25.overrides["num_episodes"] == 1 and bm25.overrides["negatives"] == "bm25"
 
 
+def test_variables_part_pairs_recipes_and_shares_only_what_is_equal(bench):
+    from tevatron_tele.runner.config import EpisodeArguments
+
+    profile = _profile(bench, "quick")
+    plan = {e.name: e for e in bench.experiments(profile, [1], n_train_queries=809) if e.part == "variables"}
+    lr, sample = profile["lr_alt"], profile["sample_alt"]
+    assert set(plan) == {f"{r}-lr{lr:g}-s1" for r in ("tele", "ance")} | {f"{r}-sample{sample}-s1"
+                                                                          for r in ("tele", "ance")}
+    assert plan[f"ance-lr{lr:g}-s1"].overrides == {"negatives": "ann", "learning_rate": lr, "seed": 1}
+    assert plan[f"tele-sample{sample}-s1"].overrides == {"negatives": "tele", "sample": sample, "seed": 1}
+
+    def config(**kw):
+        return EpisodeArguments(output_dir="x", model_name_or_path="m", collection="c", **kw).result_config()
+
+    # a higher learning rate leaves episode 1's pool as the headline run's; fewer negatives per source does not
+    source, target = plan[f"tele-lr{lr:g}-s1"].share[0][1], plan[f"tele-lr{lr:g}-s1"].overrides
+    assert source == "tele-s1"
+    assert bench.can_share(config(negatives="tele", seed=1), config(**target), "pool") == []
+    assert bench.can_share(config(negatives="tele", seed=1), config(**target), "episode")
+    assert not plan[f"tele-sample{sample}-s1"].share
+    assert bench.can_share(config(negatives="tele", seed=1), config(negatives="tele", sample=sample, seed=1), "pool")
+
+
 def test_sharing_rules(bench):
     from tevatron_tele.runner.config import EpisodeArguments
 
@@ -178,6 +201,10 @@ def test_tiny_study_end_to_end(bench, synthetic_dir, tiny_model_dir, tmp_path):
             for r in ("tele-s1", "tele-weighted-s1")]
     assert same[0] == same[1]
     assert runs["bm25neg-s1"]["train_steps"] == {"1": bench.chain_steps(summary["settings"], len(train.queries))}
+    # the per-setting table pairs tele-X with ance-X; here only the headline setting ran both
+    assert [p["setting"] for p in summary["pairs"]] == ["s1"]
+    assert summary["pairs"][0]["difference"] == pytest.approx(row["difference"]["mean"])
+    assert summary["pairs"][0]["bootstrap"]["mean"] == pytest.approx(row["difference"]["mean"])
     assert summary["probe_shared"]
     md = (results / "summary.md").read_text()
     assert "Headline" in md and "tele-weighted-s1" in md and "BM25 (Pyserini)" not in md
