@@ -42,6 +42,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script from a checkout
     sys.path.insert(0, str(REPO))
 
+from tevatron_tele.evaluation.report import format_value as fmt  # noqa: E402
 from tevatron_tele.utils import read_json, setup_logging, write_json  # noqa: E402
 
 logger = logging.getLogger("effectiveness")
@@ -704,14 +705,6 @@ def machine() -> dict:
             "torch": torch.__version__, "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
 
-def _f(v, digits: int = 3) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return f"{v:.{digits}f}"
-    return str(v)
-
-
 def _pct(v) -> str:
     return "-" if v is None else f"{100 * v:.2f}%"
 
@@ -745,7 +738,7 @@ def markdown(summary: dict) -> str:
                 a, t, d, b = row["ance"], row["tele"], row["difference"], row["bootstrap"]
                 per_seed = ", ".join(f"{v:+.3f}" for v in row["difference_per_seed"].values())
                 sd = lambda x: f" ({x['sd']:.3f})" if x["sd"] is not None else ""  # noqa: E731
-                lines.append(f"| {coll} | {m} | {_f(a['mean'])}{sd(a)} | {_f(t['mean'])}{sd(t)} | {per_seed} | "
+                lines.append(f"| {coll} | {m} | {fmt(a['mean'])}{sd(a)} | {fmt(t['mean'])}{sd(t)} | {per_seed} | "
                              f"{d['mean']:+.3f}{sd(d)} | [{b['ci95'][0]:+.3f}, {b['ci95'][1]:+.3f}] |")
         lines.append("")
 
@@ -760,7 +753,7 @@ def markdown(summary: dict) -> str:
             steps = row["steps"].get(f"tele-{row['setting']}") or {}
             total = "+".join(str(steps[i]) for i in sorted(steps)) if steps else "-"
             b = row["bootstrap"]["ci95"]
-            lines.append(f"| {row['setting']} | {total} | {_f(row['ance'])} | {_f(row['tele'])} | "
+            lines.append(f"| {row['setting']} | {total} | {fmt(row['ance'])} | {fmt(row['tele'])} | "
                          f"{row['difference']:+.3f} | [{b[0]:+.3f}, {b[1]:+.3f}] |")
         lines.append("")
 
@@ -772,10 +765,10 @@ def markdown(summary: dict) -> str:
         cells = []
         for coll in (MAIN, TRANSFER):
             key = eval_key(bm25, coll)
-            cells += [_f(bm25[key].get(m)) if key else "-" for m in METRICS]
+            cells += [fmt(bm25[key].get(m)) if key else "-" for m in METRICS]
         lines.append(f"| BM25 (Pyserini) | - | {' | '.join(cells)} |")
     if "zero-shot" in runs and 0 in runs["zero-shot"]["eval"]:
-        cells = [_f(metric(runs["zero-shot"], 0, c, m)) for c in (MAIN, TRANSFER) for m in METRICS]
+        cells = [fmt(metric(runs["zero-shot"], 0, c, m)) for c in (MAIN, TRANSFER) for m in METRICS]
         lines.append(f"| base model (zero-shot) | 0 | {' | '.join(cells)} |")
     for name, run in runs.items():
         if name == "zero-shot":
@@ -786,7 +779,7 @@ def markdown(summary: dict) -> str:
             continue
         steps = run.get("train_steps", {})
         total = "+".join(str(steps[i]) for i in sorted(steps)) if steps else "-"
-        cells = [_f(metric(run, ep, c, m)) for c in (MAIN, TRANSFER) for m in METRICS]
+        cells = [fmt(metric(run, ep, c, m)) for c in (MAIN, TRANSFER) for m in METRICS]
         label = name + ("" if ep == n else f" (episode {ep} of {n})")
         lines.append(f"| {label} | {total} | {' | '.join(cells)} |")
     lines.append("")
@@ -803,9 +796,9 @@ def markdown(summary: dict) -> str:
             continue
         f = run.get("forgetting", {})
         for ep in sorted(run["eval"]):
-            cells = [_f(metric(run, ep, MAIN, m)) for m in METRICS] + [_f(metric(run, ep, TRANSFER, "nDCG@10"))]
+            cells = [fmt(metric(run, ep, MAIN, m)) for m in METRICS] + [fmt(metric(run, ep, TRANSFER, "nDCG@10"))]
             cells += [_pct(f.get("own_pool", {}).get(ep)), _pct(f.get("probe", {}).get(ep)),
-                      _pct(f.get("probe_above", {}).get(ep)), _f(f.get("pool_per_query", {}).get(ep), 1)]
+                      _pct(f.get("probe_above", {}).get(ep)), fmt(f.get("pool_per_query", {}).get(ep), 1)]
             lines.append(f"| {name} | {ep} | {' | '.join(cells)} |")
     probe = next((r["probe"] for r in runs.values() if r.get("probe")), None)
     if probe:
@@ -826,12 +819,12 @@ def markdown(summary: dict) -> str:
         st = stage_times(run["timings"])
         walls = [w["seconds"] for w in summary["wall_times"].get(name, []) if w["status"] == "finished"]
         shared = ", ".join(f"ep{x['episode']} {x['what']} from {x['from']}" for x in run["shared"]) or "-"
-        cells = [_f(sum(walls), 0) if walls else "-"] + [_f(st.get(k), 0) for k in
+        cells = [fmt(sum(walls), 0) if walls else "-"] + [fmt(st.get(k), 0) for k in
                                                          ("encode", "search", "lookahead vectors", "mine", "train",
                                                           "bm25", "scores", "analyze", "transfer")]
         lines.append(f"| {name} | {' | '.join(cells)} | {shared} |")
     if bm25 and bm25.get("seconds"):
-        lines.append(f"| BM25 (index + search, both collections) | {_f(sum(bm25['seconds'].values()), 0)} | "
+        lines.append(f"| BM25 (index + search, both collections) | {fmt(sum(bm25['seconds'].values()), 0)} | "
                      "- | - | - | - | - | - | - | - | - | - |")
     lines.append("")
     return "\n".join(lines)

@@ -76,7 +76,7 @@ def episode_arguments(args: DemoArguments, recipe: str, collection: Path, model:
 
 def format_table(analysis: dict, metric: str = "nDCG@10") -> str:
     """Metric and forgetting rates per episode and run, as a fixed-width table."""
-    from ..evaluation.report import run_series
+    from ..evaluation.report import format_value, run_series
 
     lines = [f"{'run':<10} {'episode':>7} {metric:>9} {'forget(own)':>12} {'forget(probe)':>14} {'pool/query':>11}"]
     for run in analysis["runs"]:
@@ -85,7 +85,7 @@ def format_table(analysis: dict, metric: str = "nDCG@10") -> str:
         for ep in run["episodes"]:
             value = series["metrics"].get(name, {}).get(ep) if name else None
             cells = [value, series["own_pool"].get(ep), series["probe"].get(ep), series["pool_per_query"].get(ep)]
-            text = ["-" if c is None else (f"{c:.3f}" if isinstance(c, float) else str(c)) for c in cells]
+            text = [format_value(c) for c in cells]
             lines.append(f"{run['name']:<10} {ep:>7} {text[0]:>9} {text[1]:>12} {text[2]:>14} {text[3]:>11}")
     return "\n".join(lines)
 

@@ -56,7 +56,8 @@ def run_series(run: Mapping) -> dict:
     }
 
 
-def _fmt(value, digits: int = 3) -> str:
+def format_value(value, digits: int = 3) -> str:
+    """A table cell: floats to `digits` places, None as "-"."""
     if value is None:
         return "-"
     if isinstance(value, float):
@@ -104,11 +105,11 @@ def markdown_report(analysis: Mapping, main_metric: str | None = None) -> str:
             series = s["metrics"].get(main, {})
             best = ((run.get("convergence") or {}).get("best") or {}).get(main, {})
             final = series[max(series)] if series else None
-            row += [_fmt(final), f"{_fmt(best.get('best'))} ({best.get('best_episode', '-')})",
-                    _fmt(best.get("first_within_tol"))]
+            row += [format_value(final), f"{format_value(best.get('best'))} ({best.get('best_episode', '-')})",
+                    format_value(best.get("first_within_tol"))]
         last = lambda d: d[max(d)] if d else None  # noqa: E731
-        row += [_fmt(last(s["own_pool"])), _fmt(last(s["probe"])), _fmt(_mean(s["probe"].values())),
-                _fmt(_mean(s["ann_jaccard"].values()))]
+        row += [format_value(v) for v in (last(s["own_pool"]), last(s["probe"]), _mean(s["probe"].values()),
+                                          _mean(s["ann_jaccard"].values()))]
         lines.append("| " + " | ".join(row) + " |")
 
     lines += ["", "## Per episode", ""]
@@ -121,10 +122,10 @@ def markdown_report(analysis: Mapping, main_metric: str | None = None) -> str:
         s = run_series(run)
         for ep in run.get("episodes", []):
             comp = s["composition"].get(ep, {})
-            row = [run["name"], str(ep), *[_fmt(s["metrics"].get(m, {}).get(ep)) for m in names],
-                   _fmt(s["own_pool"].get(ep)), _fmt(s["probe"].get(ep)), _fmt(s["probe_above"].get(ep)),
-                   _fmt(s["ann_jaccard"].get(ep)), _fmt(s["pool_per_query"].get(ep), 1),
-                   *[_fmt(comp.get(src), 1) for src in sources]]
+            row = [run["name"], str(ep), *[format_value(s["metrics"].get(m, {}).get(ep)) for m in names],
+                   *[format_value(s[k].get(ep)) for k in ("own_pool", "probe", "probe_above", "ann_jaccard")],
+                   format_value(s["pool_per_query"].get(ep), 1),
+                   *[format_value(comp.get(src), 1) for src in sources]]
             lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
 
