@@ -619,10 +619,10 @@ def finished_runs(paths: dict) -> list[Path]:
 
 
 def combined_analysis(paths: dict, settings: dict, compute: bool) -> dict | None:
-    """One forgetting analysis of all finished runs (`analyze_runs`, one shared probe), every episode's scores
-    encoded again in float32 with its model, so that runs whose runner stored float16 scores from its
-    evaluation embeddings and runs whose runner did not are scored alike. Cached under RESULTS/<profile>/
-    analysis/ for the exact set of runs; computed only when `compute` (it encodes every analysed passage)."""
+    """One forgetting analysis of all finished runs (`analyze_runs`, one shared probe): episodes read the scores
+    their runner stored and the others are encoded again, rounded to the run's embedding type, so all are
+    scored alike. Cached under RESULTS/<profile>/analysis/ for the exact set of runs; computed only when
+    `compute`."""
     runs = finished_runs(paths)
     if not runs:
         return None
@@ -632,22 +632,17 @@ def combined_analysis(paths: dict, settings: dict, compute: bool) -> dict | None
         return read_json(out / "analysis.json")
     if not compute:
         return read_json(out / "analysis.json") if (out / "analysis.json").exists() else None
-    import tevatron_tele.evaluation.analysis as analysis
+    from tevatron_tele.evaluation.analysis import analyze_runs
     from tevatron_tele.evaluation.report import write_report
 
     started = time.perf_counter()
-    stored_name = analysis.SCORES_FILE
-    analysis.SCORES_FILE = "scores-not-used.npz"  # re-encode: stored scores exist for some runs only
-    try:
-        device = settings.get("device", "auto")
-        if device == "auto":
-            import torch
+    device = settings.get("device", "auto")
+    if device == "auto":
+        import torch
 
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        result = analysis.analyze_runs(runs, max_queries=settings.get("analysis_max_queries"),
-                                       cache_dir=paths["token_cache"] / "analysis", device=device, progress=False)
-    finally:
-        analysis.SCORES_FILE = stored_name
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    result = analyze_runs(runs, max_queries=settings.get("analysis_max_queries"),
+                          cache_dir=paths["token_cache"] / "analysis", device=device, progress=False)
     result["seconds"] = round(time.perf_counter() - started, 1)
     write_report(result, out)
     write_json(out / "runs.json", key)
@@ -679,7 +674,7 @@ def summarize(paths: dict, profile_name: str, seeds: list[int], analyze: bool = 
                 runs[run["name"]]["forgetting"] = {k: series[k] for k in ("own_pool", "probe", "probe_above",
                                                                           "ann_jaccard", "pool_per_query")}
                 runs[run["name"]]["probe"] = combined["probe"]
-            forgetting_source = ("one analysis of all runs, every episode re-scored in float32 "
+            forgetting_source = ("one analysis of all runs, every episode scored alike "
                                  f"({paths['root'].name}/analysis/)")
     summary = {
         "profile": profile_name,
@@ -971,9 +966,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="After every run, copy summary.json/.md and a results.tar.gz of the small result files "
                         "(eval, pool stats, manifests, reports) here.")
     p.add_argument("--analyze", action="store_true",
-                   help="With the summary, analyse forgetting of all finished runs of the profile together, "
-                        "every episode re-scored alike (needed when runs were made by runners that did and did "
-                        "not store scores).")
+                   help="With the summary, analyse forgetting of all finished runs of the profile together on "
+                        "one probe (stored scores where the runner made them, the rest encoded again alike).")
     p.add_argument("--subset", action="store_true",
                    help="Use small subsets of both collections (made under RESULTS/subset/): a check, not a study.")
     return p.parse_args(argv)

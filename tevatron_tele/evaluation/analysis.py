@@ -180,7 +180,8 @@ def score_episodes(ws: RunWorkspace, pairs: Mapping[str, Sequence[str]], cache_d
             caches = _token_caches(ws, tokenizer, sorted(pairs), docids, cache_dir)
         tables[i] = score_pairs(model_dir, *caches, pairs, q_max_len=int(ws.config.get("q_max_len", 32)),
                                 p_max_len=int(ws.config.get("p_max_len", 128)), batch_size=batch_size,
-                                model=model, tokenizer=tokenizer, progress=progress)
+                                model=model, tokenizer=tokenizer, dtype=ws.config.get("embedding_dtype", "float32"),
+                                progress=progress)
     return tables
 
 

@@ -37,12 +37,15 @@ def score_pairs(
     device: str = "cpu",
     model=None,
     tokenizer=None,
+    dtype: str = "float32",
     progress: bool = True,
 ) -> ScoreTable:
     """S(q, d) for every `pairs[qid]` docid, as `table[qid][docid]` (the model's dot product).
 
     Each distinct query and passage is encoded once, from the token caches (queries by qid, passages
-    by docid). Pass a loaded `model` and `tokenizer` to skip loading from `model_dir`.
+    by docid). Pass a loaded `model` and `tokenizer` to skip loading from `model_dir`. Embeddings are
+    rounded to `dtype` before the float32 dot product: with the run's `embedding_dtype` the scores equal
+    those the runner stores from its embeddings, so that episodes scored either way can be compared.
     """
     from ..mining.encode import encode_texts
 
@@ -55,9 +58,9 @@ def score_pairs(
     logger.info("scoring %d pairs: %d queries, %d passages with %s",
                 sum(len(set(pairs[q])) for q in qids), len(qids), len(docids), model_dir or "the given model")
     q_emb = encode_texts(model, tokenizer, query_cache, qids, is_query=True, max_len=q_max_len,
-                         batch_size=batch_size, dtype="float32", progress=progress)
+                         batch_size=batch_size, dtype=dtype, progress=progress).astype(np.float32)
     p_emb = encode_texts(model, tokenizer, corpus_cache, docids, is_query=False, max_len=p_max_len,
-                         batch_size=batch_size, dtype="float32", progress=progress)
+                         batch_size=batch_size, dtype=dtype, progress=progress).astype(np.float32)
     row = {d: i for i, d in enumerate(docids)}
     table: ScoreTable = {}
     for qi, qid in enumerate(qids):
