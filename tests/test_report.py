@@ -62,6 +62,19 @@ def test_summary_of_a_run():
     assert static["convergence"]["best"]["nDCG@10"]["first_within_tol"] == 2
 
 
+def test_main_collection_leads_and_counts_are_not_metrics():
+    from tevatron_tele.evaluation.forgetting import convergence
+
+    # the runner writes the training collection's test split first; its name sorts after the other one
+    evals = {i: {"scifact/test": {"num_queries": 300, "nDCG@10": 0.6 + i / 100, "R@100": 0.9},
+                 "msmarco-dl19-subset": {"num_queries": 43, "nDCG@10": 0.8, "R@100": 0.8}} for i in (0, 1)}
+    runs = [{"name": "r", "episodes": [0, 1], "convergence": convergence(evals)}]
+    assert metric_names(runs) == ["scifact/test/nDCG@10", "msmarco-dl19-subset/nDCG@10", "scifact/test/R@100",
+                                  "msmarco-dl19-subset/R@100"]
+    summary = markdown_report({"runs": runs}).split("## Per episode")[0]
+    assert "final scifact/test/nDCG@10" in summary and "| r | 2 | 0.610 |" in summary
+
+
 def test_markdown_has_a_row_per_run_and_episode():
     analysis = _analysis()
     assert metric_names(analysis["runs"]) == ["nDCG@10", "R@100"]

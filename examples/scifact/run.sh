@@ -24,5 +24,4 @@ done
 
 # forgetting on a probe shared by both runs, metrics by episode, plots
 $PY -m tevatron_tele.driver.analyze $(for r in ${RECIPES:-tele ann}; do echo "$OUT/$r"; done) \
-  --out "$OUT/report" --max_queries 400
-cat "$OUT/report/report.md"
+  --out "$OUT/report" --max_queries 400  # prints report.md

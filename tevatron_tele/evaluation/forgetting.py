@@ -196,11 +196,12 @@ def source_contribution(
 
 def numeric_metrics(obj: Mapping) -> dict[str, float]:
     """The numeric leaves of an eval.json-like mapping, nested keys joined by '/' (a collection's
-    metrics under {"scifact": {"nDCG@10": ...}} become "scifact/nDCG@10"); a "metrics" level is dropped."""
+    metrics under {"scifact": {"nDCG@10": ...}} become "scifact/nDCG@10"), in the mapping's order; a
+    "metrics" level is dropped, and so are query counts ("num_*"), which are not quality measures."""
     out: dict[str, float] = {}
 
     def walk(prefix: str, value) -> None:
-        if isinstance(value, bool):
+        if isinstance(value, bool) or prefix.rsplit("/", 1)[-1].startswith("num_"):
             return
         if isinstance(value, (int, float)):
             out[prefix] = float(value)

@@ -16,16 +16,22 @@ SOURCE_ORDER = ("ann", "lookahead", "momentum", "bm25")
 # ---- reading the analysis dict -------------------------------------------------------------------------
 
 def metric_names(runs: Sequence[Mapping]) -> list[str]:
-    """Metrics found in every run's convergence table, the usual retrieval measures first."""
-    sets = []
+    """Metrics found in every run's convergence table, the usual retrieval measures first and, for each
+    measure, the collections in the order eval.json lists them (the training collection first)."""
+    sets, collections = [], []
     for run in runs:
         conv = run.get("convergence") or {}
         sets.append({k for row in conv.get("episodes", []) for k in row if k != "episode"})
+        for row in conv.get("episodes", []):
+            for k in row:
+                if k != "episode" and k.rpartition("/")[0] not in collections:
+                    collections.append(k.rpartition("/")[0])
     common = set.intersection(*sets) if sets else set()
 
-    def rank(name: str) -> tuple[int, str]:
-        tail = name.rsplit("/", 1)[-1]
-        return (PREFERRED_METRICS.index(tail) if tail in PREFERRED_METRICS else len(PREFERRED_METRICS), name)
+    def rank(name: str) -> tuple[int, int, str]:
+        collection, _, tail = name.rpartition("/")
+        return (PREFERRED_METRICS.index(tail) if tail in PREFERRED_METRICS else len(PREFERRED_METRICS),
+                collections.index(collection), name)
 
     return sorted(common, key=rank)
 
