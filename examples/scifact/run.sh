@@ -2,6 +2,14 @@
 # ANCE-Tele vs ANCE on SciFact, sized for a CPU: all-MiniLM-L6-v2 (mean pooling + cosine),
 # episodes of 40 / 40 / 200 steps (schedule of the full 200), 8 queries x (1 positive + 3 negatives).
 # Usage: bash examples/scifact/run.sh [OUT]   (from the repository root, after `make install`)
+#
+# Measured on 2 CPU cores (no GPU), seed 13: 71 minutes for the whole script (Tele 40 min including the
+# base model's encodings, which the ANCE run reuses; ANCE 31 min; the analysis under a minute). Stages:
+# 40 training steps 2.5-4.5 min, 200 steps 13-14 min, one SciFact corpus encoding 2-2.5 min, one DL19
+# subset encoding 1.5 min, mining and search a few seconds. SciFact test nDCG@10 by episode 0-3:
+#   ANCE-Tele 0.624 / 0.648 / 0.646 / 0.684      ANCE 0.624 / 0.648 / 0.652 / 0.682
+# (a tie: one seed resolves differences of about 0.02 at best); DL19 subset nDCG@10 0.798 -> 0.789 / 0.790;
+# forgetting on the shared probe at episode 3: 0.6% (Tele) and 0.3% (ANCE).
 set -euo pipefail
 OUT=${1:-runs/scifact}
 DATA=${DATA:-../shared/data}
