@@ -5,7 +5,7 @@
 #
 # Measured on 2 CPU cores (no GPU), seed 13: 71 minutes for the whole script (Tele 40 min including the
 # base model's encodings, which the ANCE run reuses; ANCE 31 min; the analysis under a minute). Stages:
-# 40 training steps 2.5-4.5 min, 200 steps 13-14 min, one SciFact corpus encoding 2-2.5 min, one DL19
+# 40 training steps 2.5-4.5 min, 200 steps 13-14 min, one SciFact corpus encoding 2-3 min, one DL19
 # subset encoding 1.5 min, mining and search a few seconds. SciFact test nDCG@10 by episode 0-3:
 #   ANCE-Tele 0.624 / 0.648 / 0.646 / 0.684      ANCE 0.624 / 0.648 / 0.652 / 0.682
 # (a tie: one seed resolves differences of about 0.02 at best); DL19 subset nDCG@10 0.798 -> 0.789 / 0.790;
