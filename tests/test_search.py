@@ -5,7 +5,14 @@ import numpy as np
 import pytest
 
 from tevatron_tele.data.trec import read_run
-from tevatron_tele.mining.embeddings import load_all, load_embeddings, save_embeddings, shard_prefix, shard_prefixes
+from tevatron_tele.mining.embeddings import (
+    load_all,
+    load_embeddings,
+    load_rows,
+    save_embeddings,
+    shard_prefix,
+    shard_prefixes,
+)
 from tevatron_tele.mining.search import plan_chunks, search, search_arrays, search_to_file
 
 
@@ -104,3 +111,13 @@ def test_embedding_files_roundtrip_and_errors(vectors, tmp_path):
         search_arrays(np.zeros((1, 5), np.float32), root / "whole", 3, progress=False)
     with pytest.raises(ValueError, match="backend"):
         search_arrays(np.zeros((1, 24), np.float32), root / "whole", 3, backend="annoy", progress=False)
+
+
+def test_load_rows_reads_wanted_vectors_across_shards(vectors):
+    root, corpus, _, ids = vectors
+    wanted = {"doc2999", "doc5", "doc1500", "not-a-doc"}  # one id per shard, and one without a vector
+    for prefix in (root / "whole", root / "sharded"):
+        rows, found = load_rows(prefix, wanted)
+        assert found == ["doc5", "doc1500", "doc2999"]  # storage order; the unknown id is skipped
+        assert rows.dtype == corpus.dtype
+        np.testing.assert_array_equal(rows, corpus[[5, 1500, 2999]])

@@ -77,18 +77,13 @@ def score_pairs_from_embeddings(query_prefix: PathLike, corpus_prefix: PathLike,
     Corpus shards are memory-mapped and only the rows of the wanted passages are read. Pairs whose query
     or passage has no vector are left out of the table.
     """
-    from ..mining.embeddings import load_all, load_embeddings, shard_prefixes
+    from ..mining.embeddings import load_all, load_rows
 
     q_emb, q_ids = load_all(query_prefix)
     q_row = {q: i for i, q in enumerate(q_ids)}
-    wanted = {d for q, ds in pairs.items() if q in q_row for d in ds}
-    p_vecs: dict[str, np.ndarray] = {}
-    for shard in shard_prefixes(corpus_prefix):
-        emb, ids = load_embeddings(shard, mmap=True)
-        hits = [(n, d) for n, d in enumerate(ids) if d in wanted]
-        if hits:
-            rows = np.asarray(emb[[n for n, _ in hits]], dtype=np.float32)
-            p_vecs.update({d: rows[k] for k, (_, d) in enumerate(hits)})
+    rows, ids = load_rows(corpus_prefix, {d for q, ds in pairs.items() if q in q_row for d in ds})
+    rows = rows.astype(np.float32)
+    p_vecs = {d: rows[k] for k, d in enumerate(ids)}
     table: ScoreTable = {}
     for qid, docids in pairs.items():
         if qid not in q_row:

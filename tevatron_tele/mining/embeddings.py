@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 
 import numpy as np
@@ -94,3 +95,15 @@ def load_all(prefixes: Sequence[PathLike] | PathLike) -> tuple[np.ndarray, list[
         arrays.append(np.asarray(a))
         ids.extend(i)
     return np.concatenate(arrays, axis=0), ids
+
+
+def load_rows(prefix: PathLike, wanted: AbstractSet[str]) -> tuple[np.ndarray, list[str]]:
+    """The vectors of the `wanted` ids (in storage order) and those ids, read shard by shard from
+    memory-mapped files, so the whole corpus is never loaded; ids without a vector are skipped."""
+    rows, ids = [], []
+    for shard in shard_prefixes(prefix):
+        emb, shard_ids = load_embeddings(shard, mmap=True)
+        hits = [(n, d) for n, d in enumerate(shard_ids) if d in wanted]
+        rows.append(np.asarray(emb[[n for n, _ in hits]]))
+        ids += [d for _, d in hits]
+    return np.concatenate(rows), ids

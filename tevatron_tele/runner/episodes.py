@@ -108,21 +108,13 @@ class EpisodeRunner:
     def _positive_embeddings(self, i: int, corpus_prefix: Path) -> Path:
         """Lookahead queries: the passage-encoder vectors of the training queries' positives (corpus rows),
         gathered shard by shard from memory-mapped files so the corpus is never loaded whole."""
-        import numpy as np
-
-        from ..mining.embeddings import is_complete, load_embeddings, save_embeddings, shard_prefixes
+        from ..mining.embeddings import is_complete, load_rows, save_embeddings
 
         prefix = self.folder.embeddings(i, "positives")
 
         def work():
             wanted = {d for q in self.train_collection.queries for d in self.train_collection.positives(q)}
-            rows, ids = [], []
-            for shard in shard_prefixes(corpus_prefix):
-                emb, shard_ids = load_embeddings(shard, mmap=True)
-                hits = [(n, d) for n, d in enumerate(shard_ids) if d in wanted]
-                rows.append(np.asarray(emb[[n for n, _ in hits]]))
-                ids += [d for _, d in hits]
-            save_embeddings(prefix, np.concatenate(rows), ids)
+            save_embeddings(prefix, *load_rows(corpus_prefix, wanted))
 
         self.folder.step(f"episode-{i}/positives", prefix, work, done=lambda: is_complete(prefix))
         return prefix
@@ -175,22 +167,19 @@ class EpisodeRunner:
         forgetting analysis never encodes anything again."""
         from ..data.pools import read_pool
         from ..data.trec import read_run
-        from ..evaluation.analysis import SCORES_FILE, build_probe
-        from ..evaluation.scoring import save_score_table, score_pairs_from_embeddings, with_positives
+        from ..evaluation.analysis import SCORES_FILE, build_probe, pairs_needed_by_episode
+        from ..evaluation.scoring import save_score_table, score_pairs_from_embeddings
 
         out = self.folder.episode(i) / SCORES_FILE
 
         def work():
             positives = {q: self.train_collection.positives(q) for q in self.train_collection.queries}
-            pairs: dict[str, set[str]] = {}
             base_ranking = self.folder.ranking(0, "queries")
-            if base_ranking.exists():
-                for q, ds in build_probe(read_run(base_ranking), positives, self.args.analysis_probe_k).items():
-                    pairs.setdefault(q, set()).update(ds)
-            for j in range(1, i + 1):
-                for entry in read_pool(self.folder.pool(j)):
-                    pairs.setdefault(entry.query_id, set()).update(entry.negative_document_ids)
-            wanted = with_positives({q: sorted(ds) for q, ds in pairs.items()}, positives)
+            probe = (build_probe(read_run(base_ranking), positives, self.args.analysis_probe_k)
+                     if base_ranking.exists() else None)
+            pools = {j: {e.query_id: e.negative_document_ids for e in read_pool(self.folder.pool(j))}
+                     for j in range(1, i + 1)}
+            wanted = pairs_needed_by_episode(pools, probe, positives)[i]
             save_score_table(out, score_pairs_from_embeddings(query_prefix, corpus_prefix, wanted))
 
         self.folder.step(f"episode-{i}/scores", out, work)
