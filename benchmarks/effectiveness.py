@@ -77,7 +77,6 @@ PROFILES: dict[str, dict] = {
 # refresh_alt: the longer refresh of the `refresh` part; transfer: evaluate the DL19 subset after every episode
 # (the runner's --eval_collections) or only for each run's last model ("final": one corpus encoding per run
 # instead of one per episode, which matters on 2 CPU cores).
-OWN_KEYS = ("refresh_alt", "lr_alt", "sample_alt", "seeds", "transfer")
 
 
 # ---- experiments ---------------------------------------------------------------------------------------
@@ -450,6 +449,12 @@ def final_episode(run: dict) -> int | None:
     return max(eps) if eps else None
 
 
+def finished_last_episode(run: dict | None) -> int | None:
+    """The run's last episode when it is done and evaluated, else None."""
+    n = run["config"]["num_episodes"] if run else None
+    return n if run and n in run["finished_episodes"] and final_episode(run) == n else None
+
+
 def read_run_folder(run_dir: Path) -> dict:
     """Per-episode metrics, forgetting, timings and sharing of one run folder."""
     from tevatron_tele.evaluation.report import run_series
@@ -549,9 +554,7 @@ def headline_stats(runs: dict[str, dict], paths: dict, seeds: list[int]) -> dict
     from tevatron_tele.data.collections import load_collection
 
     def finished(name: str) -> int | None:
-        run = runs.get(name)
-        n = run["config"]["num_episodes"] if run else None
-        return n if run and n in run["finished_episodes"] and final_episode(run) == n else None
+        return finished_last_episode(runs.get(name))
 
     paired = [s for s in seeds if finished(f"tele-s{s}") and finished(f"tele-s{s}") == finished(f"ance-s{s}")]
     if not paired:
@@ -592,8 +595,8 @@ def setting_pairs(runs: dict[str, dict], paths: dict) -> list[dict]:
         partner = f"ance-{setting}"
         if setting == name or partner not in runs:
             continue
-        n = runs[name]["config"]["num_episodes"]
-        if final_episode(runs[name]) != n or final_episode(runs[partner]) != n:
+        n = finished_last_episode(runs[name])
+        if n is None or finished_last_episode(runs[partner]) != n:
             continue
         collection = collection or load_collection(paths["collection"], split="test")
         per_query = {r: per_query_scores(paths["runs"] / r / f"episode-{n}" / "rankings" / "test.trec",
