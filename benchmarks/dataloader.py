@@ -18,7 +18,7 @@ One process, one collection (SciFact train by default, all-MiniLM-L6-v2's tokeni
 5. Bytes on disk, and the same figures computed for MS MARCO from a sample of its passages.
 
 Tevatron's TrainDataset is used as published except `create_one_example`, whose `encode_plus` call
-no longer exists in transformers 5: it is replaced by `compat.build_example`, which gives the same ids
+no longer exists in transformers 5: it is replaced by `data.examples.build_example`, which gives the same ids
 (the one our dataset uses too). The first batches of both sides are checked to be identical tensors.
 """
 from __future__ import annotations
@@ -174,7 +174,7 @@ def write_reference_json(path: Path, entries: list, query_cache, corpus_cache) -
 
 
 def tele_data_args(args: argparse.Namespace, pool: Path):
-    from tevatron_tele.arguments import TeleDataArguments
+    from tevatron_tele.backends.tevatron_v1.arguments import TeleDataArguments
 
     return TeleDataArguments(pool=str(pool), pool_format="ids", collection=args.data, split=args.split,
                              q_max_len=args.q_max_len, p_max_len=args.p_max_len,
@@ -192,7 +192,7 @@ def tevatron_dataset_class():
     """Tevatron 0.1.0's TrainDataset with `encode_plus` (gone in transformers 5) replaced by build_example."""
     from tevatron.data import TrainDataset
 
-    from tevatron_tele.compat import build_example
+    from tevatron_tele.data.examples import build_example
 
     class TevatronTrainDataset(TrainDataset):
         def create_one_example(self, text_encoding, is_query=False):
@@ -205,7 +205,7 @@ def tevatron_dataset_class():
 # ---------------------------------------------------------------- the two loaders
 
 def load_tele(args, pool: Path, tokenizer, cache_dir: Path, trainer):
-    from tevatron_tele.training.trainer import build_train_dataset
+    from tevatron_tele.training.train import build_train_dataset
 
     dataset = build_train_dataset(tele_data_args(args, pool), tokenizer, seed=args.seed, cache_dir=cache_dir)
     dataset.trainer = trainer
@@ -392,9 +392,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     from tevatron.data import QPCollator
     from transformers import AutoTokenizer
 
-    import tevatron_tele.training.trainer  # noqa: F401
+    import tevatron_tele.training.train  # noqa: F401
+    from tevatron_tele.backends.tevatron_v1.dataset import TeleQPCollator
     from tevatron_tele.data.collections import load_collection
-    from tevatron_tele.data.dataset import TeleQPCollator
     from tevatron_tele.data.pools import pool_stats_path, write_pool
     from tevatron_tele.utils import setup_logging, write_json
 
@@ -511,8 +511,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 "startup_repeats": args.repeats,
                 "cold_repeats": len(cold["tele"]), "num_workers": 0, "seed": args.seed,
                 "baseline": "tevatron.datasets.HFTrainDataset (load_dataset('json', ...)) + tevatron.data.TrainDataset "
-                            "with create_one_example -> tevatron_tele.compat.build_example (encode_plus is gone in "
-                            "transformers 5) + tevatron.data.QPCollator; ours: build_train_dataset -> "
+                            "with create_one_example -> tevatron_tele.data.examples.build_example (encode_plus is gone "
+                            "in transformers 5) + tevatron.data.QPCollator; ours: build_train_dataset -> "
                             "TeleTrainDataset + TeleQPCollator",
             },
             "check": {"batches_compared": min(args.check_batches, len(batches)), "identical": identical},

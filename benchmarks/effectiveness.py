@@ -309,13 +309,13 @@ def transfer_eval(run_dir: Path, episode: int, profile: dict, paths: dict) -> Pa
     ranked, stored and measured exactly as the runner's --eval_collections would."""
     import tempfile
 
+    from tevatron_tele.backends import load_encoder
     from tevatron_tele.data.collections import load_collection
     from tevatron_tele.data.token_cache import corpus_token_cache, query_token_cache
     from tevatron_tele.data.trec import read_run
     from tevatron_tele.evaluation.metrics import evaluate_collection
-    from tevatron_tele.mining.encode import encode_to_file
-    from tevatron_tele.mining.search import search_to_file
-    from tevatron_tele.modeling import load_encoder
+    from tevatron_tele.retrieval.encode import encode_to_file
+    from tevatron_tele.retrieval.search import search_to_file
     from tevatron_tele.runner.workspace import RunFolder
 
     folder = RunFolder(run_dir)
@@ -419,7 +419,7 @@ def bm25_baseline(paths: dict) -> dict:
     from tevatron_tele.data.collections import load_collection
     from tevatron_tele.data.trec import read_run
     from tevatron_tele.evaluation.metrics import evaluate_collection
-    from tevatron_tele.mining.bm25 import bm25_run_to_file
+    from tevatron_tele.retrieval.bm25 import bm25_run_to_file
 
     out_dir = paths["results"] / "bm25"
     result_path = out_dir / "eval.json"

@@ -93,11 +93,11 @@ def dense_rankings(model_dir: str, collection, positives: dict[str, list[str]], 
     """The model's ranking of each query and of each labelled positive passage (its lookahead ranking)."""
     import torch
 
+    from tevatron_tele.backends import load_encoder
     from tevatron_tele.data.token_cache import corpus_token_cache, query_token_cache
-    from tevatron_tele.mining.embeddings import save_embeddings
-    from tevatron_tele.mining.encode import encode_texts
-    from tevatron_tele.mining.search import search
-    from tevatron_tele.modeling import load_encoder
+    from tevatron_tele.retrieval.embeddings import save_embeddings
+    from tevatron_tele.retrieval.encode import encode_texts
+    from tevatron_tele.retrieval.search import search
 
     started = time.perf_counter()
     torch.manual_seed(0)
@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> None:
         "models": {},
     }
     if not args.no_bm25:
-        from tevatron_tele.mining.bm25 import bm25_search, build_lucene_index
+        from tevatron_tele.retrieval.bm25 import bm25_search, build_lucene_index
 
         started = time.perf_counter()
         index = build_lucene_index(collection.corpus, cache_dir / "lucene")

@@ -80,7 +80,7 @@ for name in ("torch", "transformers", "datasets", "tevatron", "ir-measures", "py
 import torch
 print("cuda", torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else "-")
 for module in ("datasets", "tevatron.data", "ir_measures", "pytrec_eval", "tevatron_tele.runner.episodes",
-               "tevatron_tele.training.trainer", "tevatron_tele.evaluation.analysis", "tevatron_tele.mining.search"):
+               "tevatron_tele.training.train", "tevatron_tele.evaluation.analysis", "tevatron_tele.retrieval.search"):
     importlib.import_module(module)
     print("import ok", module)
 import sys

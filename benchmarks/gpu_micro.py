@@ -63,10 +63,10 @@ def machine(device: str) -> dict:
 
 
 def bench_encoding(rec: Recorder, model_dir: Path, data: Path, device: str, small: bool, work: Path) -> None:
+    from tevatron_tele.backends import load_encoder
     from tevatron_tele.data.collections import load_corpus
     from tevatron_tele.data.token_cache import corpus_token_cache
-    from tevatron_tele.mining.encode import encode_texts
-    from tevatron_tele.modeling import load_encoder
+    from tevatron_tele.retrieval.encode import encode_texts
 
     model, tokenizer = load_encoder(model_dir, device, pooling="mean", normalize=True)
     corpus = load_corpus(data / "scifact")
@@ -137,8 +137,8 @@ def bench_training(rec: Recorder, model_dir: Path, device: str, small: bool) -> 
 
 
 def bench_search(rec: Recorder, device: str, small: bool, work: Path) -> None:
-    from tevatron_tele.mining.embeddings import save_embeddings
-    from tevatron_tele.mining.search import search_arrays
+    from tevatron_tele.retrieval.embeddings import save_embeddings
+    from tevatron_tele.retrieval.search import search_arrays
 
     n, dim, nq, k = (20_000, 64, 50, 10) if small else (1_000_000, 768, 1000, 100)
     # random vectors made on the device (3 GB of float32 normals take seconds on one CPU thread)

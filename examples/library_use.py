@@ -19,8 +19,10 @@ from tevatron.modeling import DenseModel
 from transformers import AutoTokenizer, HfArgumentParser, set_seed
 
 from tevatron_tele import TeleTrainDataset, corpus_token_cache, load_collection, query_token_cache, read_pool
-from tevatron_tele.arguments import TeleDataArguments  # Tevatron's DataArguments + pool / collection fields
-from tevatron_tele.compat import CompatDenseTrainer, CompatTrainingArguments
+from tevatron_tele.backends.tevatron_v1.arguments import (
+    TeleDataArguments,  # Tevatron's DataArguments + pool / collection fields
+)
+from tevatron_tele.backends.tevatron_v1.compat import CompatDenseTrainer, CompatTrainingArguments
 
 
 def main() -> None:

@@ -12,7 +12,8 @@ pytest.importorskip("pyserini")
 pytest.importorskip("jnius_config")
 
 from tevatron_tele.data.trec import read_run  # noqa: E402
-from tevatron_tele.mining import bm25  # noqa: E402
+from tevatron_tele.mining.tele import bm25_negatives  # noqa: E402
+from tevatron_tele.retrieval import bm25  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +61,7 @@ def test_bm25_run_and_negatives(synthetic_bm25):
     hits = sum(any(d in collection.positives(q) for d, _ in r[:10]) for q, r in run.items())
     assert hits > 0.5 * len(run)
     positives = {q: collection.positives(q) for q in collection.queries}
-    negatives = bm25.bm25_negatives_from_run(run, positives, depth=50, sample=7, seed=3)
+    negatives = bm25_negatives(run, positives, depth=50, sample=7, rng=3)
     assert all(len(n) <= 7 and not set(n) & set(positives[q]) for q, n in negatives.items())
     pool = mine_episode(collection, work / "pool.jsonl", bm25_run=run_path)
     entries = read_pool(pool)
@@ -72,8 +73,8 @@ def test_bm25_run_and_negatives(synthetic_bm25):
 
 
 def test_exported_faiss_index_answers_through_pyserini(pyserini_ready, tmp_path):
-    from tevatron_tele.mining.embeddings import save_embeddings, shard_prefix
-    from tevatron_tele.mining.search import export_pyserini_index, search
+    from tevatron_tele.retrieval.embeddings import save_embeddings, shard_prefix
+    from tevatron_tele.retrieval.search import export_pyserini_index, search
 
     rng = np.random.default_rng(0)
     corpus = rng.standard_normal((600, 16)).astype(np.float16)

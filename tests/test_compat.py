@@ -9,12 +9,12 @@ from tevatron.modeling import DenseModel
 from tevatron.trainer import DenseTrainer
 from transformers import AutoTokenizer
 
-from tevatron_tele.compat import (
+from tevatron_tele.backends.tevatron_v1.compat import (
     CompatDenseTrainer,
     CompatTrainingArguments,
     GradCacheUnsupportedError,
-    build_example,
 )
+from tevatron_tele.data.examples import build_example
 
 TEXTS = ["", "alpha", "the quick brown fox jumps over the lazy dog " * 6]
 

@@ -10,16 +10,11 @@ import torch
 from tevatron.data import TrainDataset
 from transformers import AutoTokenizer
 
-from tevatron_tele.arguments import TeleDataArguments
-from tevatron_tele.compat import build_example
-from tevatron_tele.data.dataset import (
-    TeleQPCollator,
-    TeleTrainDataset,
-    detect_pool_format,
-    quotas,
-    select_weighted,
-)
-from tevatron_tele.data.pools import PoolEntry
+from tevatron_tele.backends.tevatron_v1.arguments import TeleDataArguments
+from tevatron_tele.backends.tevatron_v1.dataset import TeleQPCollator, TeleTrainDataset
+from tevatron_tele.data.examples import build_example
+from tevatron_tele.data.pools import PoolEntry, detect_pool_format
+from tevatron_tele.data.sampling import quotas, select_weighted
 from tevatron_tele.data.synthetic import vocabulary
 from tevatron_tele.data.token_cache import build_token_cache
 
@@ -182,7 +177,7 @@ def test_concat_uses_stored_negative_list_in_order(caches, tokenizer):
 
 def test_queries_without_negatives_or_positives_are_dropped_and_counted(caches, tokenizer, caplog):
     entries = ENTRIES + [_entry("q3", ["d4"], {}), _entry("q1b", [], {"ann": _docs(10, 12)})]
-    with caplog.at_level(logging.INFO, logger="tevatron_tele.data.dataset"):
+    with caplog.at_level(logging.INFO, logger="tevatron_tele.data.pool_sampler"):
         ds = _dataset(caches, tokenizer, entries)
     assert len(ds) == 3
     assert ds.dropped == {"no_positives": 1, "no_negatives": 1}

@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 import torch
 
-from tevatron_tele.mining.embeddings import load_all, load_embeddings, shard_prefix
-from tevatron_tele.mining.encode import encode_texts, encode_to_file
+from tevatron_tele.retrieval.embeddings import load_all, load_embeddings, shard_prefix
+from tevatron_tele.retrieval.encode import encode_texts, encode_to_file
 
 
 @pytest.fixture(scope="module")
 def setup(synthetic_dir, tiny_model_dir, tmp_path_factory):
+    from tevatron_tele.backends import load_encoder
     from tevatron_tele.data.collections import load_collection
     from tevatron_tele.data.token_cache import corpus_token_cache, query_token_cache
-    from tevatron_tele.modeling import load_encoder
 
     torch.set_num_threads(1)
     collection = load_collection(synthetic_dir, "train")
@@ -30,7 +30,7 @@ def setup(synthetic_dir, tiny_model_dir, tmp_path_factory):
 
 
 def _one_by_one(model, tokenizer, cache, positions, max_len, is_query):
-    from tevatron_tele.compat import build_example
+    from tevatron_tele.data.examples import build_example
 
     rows = []
     for p in positions:

@@ -133,7 +133,7 @@ def test_score_table_from_stored_embeddings_round_trips(tmp_path):
         save_score_table,
         score_pairs_from_embeddings,
     )
-    from tevatron_tele.mining.embeddings import save_embeddings
+    from tevatron_tele.retrieval.embeddings import save_embeddings
 
     rng = np.random.default_rng(0)
     q = rng.standard_normal((3, 8)).astype(np.float32)

@@ -9,18 +9,16 @@ from tevatron.arguments import DataArguments, ModelArguments
 from tevatron.modeling import DenseModelForInference
 from transformers import AutoModel, AutoTokenizer
 
-from tevatron_tele.arguments import TeleDataArguments, TeleModelArguments
-from tevatron_tele.compat import CompatTrainingArguments
-from tevatron_tele.modeling import (
-    TELE_CONFIG,
+from tevatron_tele.backends.tevatron_v1.arguments import TeleDataArguments, TeleModelArguments
+from tevatron_tele.backends.tevatron_v1.compat import CompatTrainingArguments
+from tevatron_tele.backends.tevatron_v1.modeling import (
     TeleDenseModel,
     TeleDenseModelForInference,
-    batch_positive_mask,
     load_encoder,
     pool_hidden,
-    read_tele_config,
     save_encoders,
 )
+from tevatron_tele.model_config import TELE_CONFIG, batch_positive_mask, read_tele_config
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +124,7 @@ def test_save_and_load_round_trip(tiny_model_dir, tokenizer, tmp_path, untie, po
 
     config = read_tele_config(out)
     assert config == {"pooling": "mean", "normalize": True, "temperature": 0.05, "untie_encoder": untie,
-                      "add_pooler": pooler}
+                      "add_pooler": pooler, "backend": "v1"}
     assert json.loads((out / TELE_CONFIG).read_text())["pooling"] == "mean"
 
     loaded, loaded_tok = load_encoder(out)

@@ -144,11 +144,11 @@ def episode_runs(synthetic_dir, tiny_model_dir, tmp_path_factory):
     import torch
 
     pytest.importorskip("tevatron_tele.data.pools")
+    from tevatron_tele.backends import load_encoder
     from tevatron_tele.data.collections import load_collection
     from tevatron_tele.data.token_cache import corpus_token_cache, query_token_cache
     from tevatron_tele.evaluation.metrics import evaluate_run
-    from tevatron_tele.mining.encode import encode_texts
-    from tevatron_tele.modeling import load_encoder
+    from tevatron_tele.retrieval.encode import encode_texts
 
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("episode-runs")

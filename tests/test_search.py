@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from tevatron_tele.data.trec import read_run
-from tevatron_tele.mining.embeddings import (
+from tevatron_tele.retrieval.embeddings import (
     load_all,
     load_embeddings,
     load_rows,
@@ -13,7 +13,7 @@ from tevatron_tele.mining.embeddings import (
     shard_prefix,
     shard_prefixes,
 )
-from tevatron_tele.mining.search import plan_chunks, search, search_arrays, search_to_file
+from tevatron_tele.retrieval.search import plan_chunks, search, search_arrays, search_to_file
 
 
 @pytest.fixture(scope="module")

@@ -79,11 +79,11 @@ def test_build_pool_stats_and_drops():
 
 def _pipeline(collection_dir, model_dir, work, *, max_len=48, batch_size=64):
     """Encode corpus, queries and positives; rank queries and positives; mine episodes 1 and 2."""
+    from tevatron_tele.backends import load_encoder
     from tevatron_tele.data.collections import load_collection
     from tevatron_tele.data.token_cache import corpus_token_cache, query_token_cache
-    from tevatron_tele.mining.encode import encode_to_file
-    from tevatron_tele.mining.search import search_to_file
-    from tevatron_tele.modeling import load_encoder
+    from tevatron_tele.retrieval.encode import encode_to_file
+    from tevatron_tele.retrieval.search import search_to_file
 
     torch.set_num_threads(1)
     collection = load_collection(collection_dir, "train")

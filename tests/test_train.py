@@ -13,11 +13,12 @@ import torch
 from tevatron.modeling import DenseModelForInference
 from transformers import AutoModel, AutoTokenizer
 
+from tevatron_tele.backends import load_encoder
 from tevatron_tele.data.collections import load_collection
 from tevatron_tele.data.pools import PoolEntry, write_pool
 from tevatron_tele.driver.train import parse_args
-from tevatron_tele.modeling import load_encoder, read_tele_config
-from tevatron_tele.training.trainer import train
+from tevatron_tele.model_config import read_tele_config
+from tevatron_tele.training.train import train
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -97,7 +98,7 @@ def test_early_stop_keeps_the_full_schedule(runs):
 def test_saved_model_loads_both_ways(runs, tiny_model_dir):
     out = runs["early"]
     assert read_tele_config(out) == {"pooling": "mean", "normalize": True, "temperature": 0.1,
-                                     "untie_encoder": False, "add_pooler": False}
+                                     "untie_encoder": False, "add_pooler": False, "backend": "v1"}
     AutoModel.from_pretrained(out)
     AutoTokenizer.from_pretrained(out)
     tevatron_model = DenseModelForInference.build(str(out))

@@ -1,6 +1,8 @@
 """tevatron-tele: ANCE-Tele teleportation negatives for the Tevatron dense-retrieval toolkit.
 
-The names below load on first use, so `import tevatron_tele` stays cheap.
+The names below load on first use, so `import tevatron_tele` stays cheap. The training names
+(`TeleTrainDataset`, `TeleDenseModel`, `TeleTrainer`, the argument dataclasses, `make_collator`) come
+from the backend of the Tevatron installed here: tevatron 0.1.0 or current Tevatron (`tevatron.retriever`).
 """
 from __future__ import annotations
 
@@ -10,8 +12,6 @@ from typing import TYPE_CHECKING
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "TeleTrainDataset": "tevatron_tele.data.dataset",
-    "TeleQPCollator": "tevatron_tele.data.dataset",
     "Collection": "tevatron_tele.data.collections",
     "Corpus": "tevatron_tele.data.collections",
     "load_collection": "tevatron_tele.data.collections",
@@ -23,42 +23,36 @@ _EXPORTS = {
     "read_pool": "tevatron_tele.data.pools",
     "write_pool": "tevatron_tele.data.pools",
     "read_reference_pool": "tevatron_tele.data.pools",
-    "TeleDenseModel": "tevatron_tele.modeling",
-    "load_encoder": "tevatron_tele.modeling",
-    "train": "tevatron_tele.training.trainer",
-    "TeleDenseModelForInference": "tevatron_tele.modeling",
-    "TeleModelArguments": "tevatron_tele.arguments",
-    "TeleDataArguments": "tevatron_tele.arguments",
-    "TeleTrainingArguments": "tevatron_tele.arguments",
-    "TeleTrainer": "tevatron_tele.training.trainer",
-    "CompatDenseTrainer": "tevatron_tele.compat",
-    "CompatTrainingArguments": "tevatron_tele.compat",
-    "build_example": "tevatron_tele.compat",
+    "build_example": "tevatron_tele.data.examples",
+    "load_encoder": "tevatron_tele.backends",
+    "get_backend": "tevatron_tele.backends",
+    "train": "tevatron_tele.training.train",
     "EpisodeArguments": "tevatron_tele.runner.config",
     "run_episodes": "tevatron_tele.runner.episodes",
 }
+# names each backend defines; taken from the installed Tevatron's backend
+_BACKEND_EXPORTS = ("TeleTrainDataset", "TeleDenseModel", "TeleTrainer", "TeleModelArguments", "TeleDataArguments",
+                    "TeleTrainingArguments", "make_collator")
 
 __all__ = [
     "Collection",
-    "CompatDenseTrainer",
-    "CompatTrainingArguments",
     "Corpus",
     "EpisodeArguments",
     "PoolEntry",
     "TeleDataArguments",
     "TeleDenseModel",
-    "TeleDenseModelForInference",
     "TeleModelArguments",
-    "TeleQPCollator",
     "TeleTrainDataset",
     "TeleTrainer",
     "TeleTrainingArguments",
     "TokenCache",
     "build_example",
     "corpus_token_cache",
+    "get_backend",
     "load_collection",
     "load_corpus",
     "load_encoder",
+    "make_collator",
     "query_token_cache",
     "read_pool",
     "read_reference_pool",
@@ -68,21 +62,24 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .arguments import TeleDataArguments, TeleModelArguments, TeleTrainingArguments
-    from .compat import CompatDenseTrainer, CompatTrainingArguments, build_example
+    from .backends import get_backend, load_encoder
     from .data.collections import Collection, Corpus, load_collection, load_corpus
-    from .data.dataset import TeleQPCollator, TeleTrainDataset
+    from .data.examples import build_example
     from .data.pools import PoolEntry, read_pool, read_reference_pool, write_pool
     from .data.token_cache import TokenCache, corpus_token_cache, query_token_cache
-    from .modeling import TeleDenseModel, TeleDenseModelForInference, load_encoder
     from .runner.config import EpisodeArguments
     from .runner.episodes import run_episodes
-    from .training.trainer import TeleTrainer, train
+    from .training.train import train
 
 
 def __getattr__(name: str):
     if name in _EXPORTS:
         value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'tevatron_tele' has no attribute {name!r}")
+    elif name in _BACKEND_EXPORTS:
+        from .backends import get_backend
+
+        value = getattr(get_backend("auto"), name)
+    else:
+        raise AttributeError(f"module 'tevatron_tele' has no attribute {name!r}")
+    globals()[name] = value
+    return value

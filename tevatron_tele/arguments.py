@@ -1,19 +1,34 @@
-"""Argument dataclasses: Tevatron's model / data / training arguments plus what ANCE-Tele training needs."""
+"""The ANCE-Tele flags both backends add to their Tevatron's argument dataclasses.
+
+Each backend declares `TeleModelArguments(TeleModelFields, <Tevatron>.ModelArguments)` and the like, so
+one set of flags with one help text serves both Tevatrons (HfArgumentParser reads the union). Where the
+two Tevatrons name a setting differently (`train_n_passages` / `train_group_size`, `q_max_len` /
+`query_max_len`, `p_max_len` / `passage_max_len`), both names are accepted and hold the same value
+after parsing; code in this package reads the first of each pair.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
-from tevatron.arguments import DataArguments, ModelArguments
+NegativeMixing = Literal["concat", "weighted"]
+PoolFormat = Literal["auto", "ids", "reference"]
+BackendChoice = Literal["auto", "v1", "v2"]
 
-from .compat import CompatTrainingArguments
-
-POOLINGS = ("cls", "mean")
-NEGATIVE_MIXINGS = ("concat", "weighted")
-POOL_FORMATS = ("auto", "ids", "reference")
+# (ours, current Tevatron's) names of one setting, and its default
+LENGTH_ALIASES = (("train_n_passages", "train_group_size", 8), ("q_max_len", "query_max_len", 32),
+                  ("p_max_len", "passage_max_len", 128))
 
 
 def parse_source_weights(text: str) -> dict[str, float]:
-    """Parse "ann=0.5,lookahead=0.25,momentum=0.25" into {source: weight}; weights must be >= 0."""
+    """Parse per-source weights.
+
+    Args:
+        text: e.g. "ann=0.5,lookahead=0.25,momentum=0.25"; weights must be >= 0, one of them > 0.
+
+    Returns:
+        {source: weight}.
+    """
     weights: dict[str, float] = {}
     for part in (p.strip() for p in text.split(",")):
         if not part:
@@ -33,12 +48,30 @@ def parse_source_weights(text: str) -> dict[str, float]:
     return weights
 
 
+def resolve_aliases(args, pairs=LENGTH_ALIASES) -> None:
+    """Give both names of each aliased setting the value that was set (refusing two different values)."""
+    for ours, theirs, default in pairs:
+        mine, other = getattr(args, ours, None), getattr(args, theirs, None)
+        if mine is not None and other is not None and mine != other:
+            raise ValueError(f"--{ours} {mine} and --{theirs} {other} name the same setting; pass one")
+        value = next((v for v in (mine, other) if v is not None), default)
+        setattr(args, ours, value)
+        setattr(args, theirs, value)
+
+
+def _post_init_next(self, cls) -> None:
+    parent = super(cls, self)
+    if hasattr(parent, "__post_init__"):
+        parent.__post_init__()
+
+
 @dataclass
-class TeleModelArguments(ModelArguments):
+class TeleModelFields:
     pooling: str = field(
         default="cls",
-        metadata={"help": "How a sequence becomes one vector: 'cls' (first token, Tevatron's default) or 'mean' "
-                          "(average of the token vectors under the attention mask)."},
+        metadata={"help": "How a sequence becomes one vector: 'cls' (first token), 'mean' (average of the token "
+                          "vectors under the attention mask) or 'last' (last token, for decoder models; current "
+                          "Tevatron only)."},
     )
     normalize: bool = field(
         default=False,
@@ -48,34 +81,21 @@ class TeleModelArguments(ModelArguments):
         default=1.0,
         metadata={"help": "Training scores are divided by this before the softmax (e.g. 0.05 with --normalize)."},
     )
-    # Tevatron's fields without a help text, redeclared with one (same defaults).
-    add_pooler: bool = field(default=False, metadata={"help": "Add Tevatron's linear projection after pooling."})
-    projection_in_dim: int = field(default=768, metadata={"help": "Input size of the --add_pooler projection."})
-    projection_out_dim: int = field(default=768, metadata={"help": "Output size of the --add_pooler projection."})
 
     def __post_init__(self):
-        if self.pooling not in POOLINGS:
-            raise ValueError(f"--pooling must be one of {POOLINGS}, got '{self.pooling}'")
         if not self.temperature > 0:
             raise ValueError(f"--temperature must be > 0, got {self.temperature}")
+        _post_init_next(self, TeleModelFields)
 
 
 @dataclass
-class TeleDataArguments(DataArguments):
-    # Tevatron's fields without a help text, redeclared with one (same defaults).
-    passage_field_separator: str = field(default=" ", metadata={"help": "Text between a passage's title and body."})
-    train_n_passages: int = field(
-        default=8, metadata={"help": "Passages per query in a step: 1 positive + (this - 1) negatives."})
-    encode_is_qry: bool = field(default=False, metadata={"help": "Encoding only: the input holds queries."})
-    encode_num_shard: int = field(default=1, metadata={"help": "Encoding only: number of corpus shards."})
-    encode_shard_index: int = field(default=0, metadata={"help": "Encoding only: which shard to encode."})
-
+class TeleDataFields:
     pool: str = field(
         default=None,
         metadata={"help": "Training pool: a pool.jsonl of query/positive/negative document ids, or a reference "
                           "ANCE-Tele tokenized file of {query, positives, negatives} token ids."},
     )
-    pool_format: str = field(
+    pool_format: PoolFormat = field(
         default="auto",
         metadata={"help": "Format of --pool: 'ids' (pool.jsonl), 'reference' (tokenized) or 'auto' (detect)."},
     )
@@ -92,11 +112,22 @@ class TeleDataArguments(DataArguments):
         metadata={"help": "Directory of token caches (reused when tokenizer, max length and texts match); "
                           "default: <output_dir>/../token_cache."},
     )
-    negative_mixing: str = field(
+    train_n_passages: int = field(
+        default=None,
+        metadata={"help": "Passages per query in a step: 1 positive + (this - 1) negatives (default 8; "
+                          "--train_group_size is the same setting)."})
+    train_group_size: int = field(default=None, metadata={"help": "Current Tevatron's name of --train_n_passages."})
+    q_max_len: int = field(default=None, metadata={"help": "Query length in tokens (default 32; --query_max_len "
+                                                           "is the same setting)."})
+    query_max_len: int = field(default=None, metadata={"help": "Current Tevatron's name of --q_max_len."})
+    p_max_len: int = field(default=None, metadata={"help": "Passage length in tokens (default 128; "
+                                                           "--passage_max_len is the same setting)."})
+    passage_max_len: int = field(default=None, metadata={"help": "Current Tevatron's name of --p_max_len."})
+    negative_mixing: NegativeMixing = field(
         default="concat",
         metadata={"help": "How a step's negatives are drawn from the pool's sources: 'concat' (the pool's "
-                          "negative list, duplicates kept, as the reference code) or 'weighted' (per-source "
-                          "quotas from --source_weights, de-duplicated)."},
+                          "negative list, duplicates kept, as the reference code and Tevatron's own dataset) or "
+                          "'weighted' (per-source quotas from --source_weights, de-duplicated)."},
     )
     source_weights: str = field(
         default="ann=0.5,lookahead=0.25,momentum=0.25",
@@ -110,23 +141,26 @@ class TeleDataArguments(DataArguments):
     )
 
     def __post_init__(self):
-        super().__post_init__()
-        if self.negative_mixing not in NEGATIVE_MIXINGS:
-            raise ValueError(f"--negative_mixing must be one of {NEGATIVE_MIXINGS}, got '{self.negative_mixing}'")
-        if self.pool_format not in POOL_FORMATS:
-            raise ValueError(f"--pool_format must be one of {POOL_FORMATS}, got '{self.pool_format}'")
+        resolve_aliases(self)
+        if self.negative_mixing not in ("concat", "weighted"):
+            raise ValueError(f"--negative_mixing must be 'concat' or 'weighted', got '{self.negative_mixing}'")
+        if self.pool_format not in ("auto", "ids", "reference"):
+            raise ValueError(f"--pool_format must be 'auto', 'ids' or 'reference', got '{self.pool_format}'")
         if self.train_n_passages < 1:
             raise ValueError(f"--train_n_passages must be >= 1, got {self.train_n_passages}")
         self.source_weight_map = parse_source_weights(self.source_weights)
+        _post_init_next(self, TeleDataFields)
 
 
 @dataclass
-class TeleTrainingArguments(CompatTrainingArguments):
+class TeleTrainingFields:
+    backend: BackendChoice = field(
+        default="auto",
+        metadata={"help": "Which Tevatron trains: 'v1' (tevatron 0.1.0 from PyPI), 'v2' (current Tevatron, "
+                          "`tevatron.retriever`) or 'auto' (the one installed)."})
     warmup_ratio: float = field(
         default=0.1, metadata={"help": "Linear warm-up over this fraction of all steps (used when --warmup_steps "
                                        "is 0); the schedule is computed for the full run even with --early_stop_step."})
-    gc_q_chunk_size: int = field(default=4, metadata={"help": "Unused: --grad_cache is not supported."})
-    gc_p_chunk_size: int = field(default=32, metadata={"help": "Unused: --grad_cache is not supported."})
     early_stop_step: int = field(
         default=0,
         metadata={"help": "Stop after this many optimizer steps while the learning-rate schedule stays the one "
@@ -141,4 +175,6 @@ class TeleTrainingArguments(CompatTrainingArguments):
     def __post_init__(self):
         if self.early_stop_step < 0:
             raise ValueError(f"--early_stop_step must be >= 0, got {self.early_stop_step}")
-        super().__post_init__()
+        if not 0.0 <= self.warmup_ratio <= 1.0:
+            raise ValueError(f"--warmup_ratio must lie in [0, 1], got {self.warmup_ratio}")
+        _post_init_next(self, TeleTrainingFields)

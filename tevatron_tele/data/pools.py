@@ -20,7 +20,23 @@ from ..utils import PathLike, atomic_path, iter_jsonl, write_json
 
 logger = logging.getLogger(__name__)
 
+# The one list of negative sources, in the order a pool's negatives are concatenated.
 SOURCES = ("ann", "lookahead", "momentum", "bm25")
+# The sources of the teleportation recipe (present, future, past); bm25 is an optional extra.
+TELE_SOURCES = ("ann", "lookahead", "momentum")
+
+
+def ordered_sources(names: Iterable[str]) -> list[str]:
+    """Source names in SOURCES order, unknown names after them, sorted.
+
+    Args:
+        names: source names, e.g. the keys of a pool line's `sources`.
+
+    Returns:
+        The distinct names, known sources first.
+    """
+    names = set(names)
+    return [s for s in SOURCES if s in names] + sorted(names - set(SOURCES))
 
 
 class PoolError(ValueError):
@@ -194,3 +210,24 @@ def read_reference_pool(path: PathLike) -> list[dict]:
                 groups[name] = [_token_ids(file, line_no, name, p) for p in value]
             out.append({"query": query, **groups})
     return out
+
+
+def detect_pool_format(path: str | Path) -> str:
+    """'ids' for pool.jsonl (query_id, ...), 'reference' for tokenized {query, positives, negatives}
+    (a file, or a folder of such files as the reference code writes them)."""
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix in (".json", ".jsonl"))
+        if not files:
+            raise FileNotFoundError(f"no .json/.jsonl files in {path}")
+        path = files[0]
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                obj = json.loads(line)
+                if "query_id" in obj:
+                    return "ids"
+                if "query" in obj and "positives" in obj:
+                    return "reference"
+                raise ValueError(f"{path}:1: neither a pool.jsonl line (query_id) nor a tokenized line (query)")
+    raise ValueError(f"{path}: empty pool")

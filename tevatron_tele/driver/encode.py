@@ -42,10 +42,10 @@ class EncodeArguments:
 def run(args: EncodeArguments) -> Path:
     import torch
 
+    from ..backends import load_encoder
     from ..data.collections import load_collection
     from ..data.token_cache import corpus_token_cache, query_token_cache
-    from ..mining.encode import distributed_shard, encode_to_file
-    from ..modeling import load_encoder
+    from ..retrieval.encode import distributed_shard, encode_to_file
 
     if args.encode not in ("corpus", "queries", "positives"):
         raise ValueError(f"--encode must be corpus, queries or positives, got {args.encode!r}")

@@ -39,7 +39,7 @@ class SearchArguments:
 def run(args: SearchArguments) -> str:
     if args.method == "bm25":
         from ..data.collections import load_collection
-        from ..mining.bm25 import bm25_run_to_file
+        from ..retrieval.bm25 import bm25_run_to_file
 
         if not args.collection or not args.index_dir:
             raise ValueError("--method bm25 needs --collection and --index_dir")
@@ -51,7 +51,7 @@ def run(args: SearchArguments) -> str:
         raise ValueError("--method dense needs --query_embeddings and --corpus_embeddings")
     import faiss
 
-    from ..mining.search import export_pyserini_index, search_to_file
+    from ..retrieval.search import export_pyserini_index, search_to_file
 
     faiss.omp_set_num_threads(max(1, args.threads))
     path = search_to_file(args.query_embeddings, args.corpus_embeddings, args.output, args.depth,

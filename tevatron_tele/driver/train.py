@@ -1,26 +1,42 @@
-"""Train a dense retriever on a negative pool (Tevatron's flags plus the ANCE-Tele ones).
+"""Train a dense retriever on a negative pool, with Tevatron's flags plus the ANCE-Tele ones.
 
     python -m tevatron_tele.driver.train --model_name_or_path BASE --output_dir OUT \\
         --pool pool.jsonl --collection data/scifact --negative_mixing concat --early_stop_step 40
     torchrun --nproc_per_node 2 -m tevatron_tele.driver.train ... --negatives_x_device
 
-A single argument ending in .json is read as a file of the same flags.
+The flags are those of the installed Tevatron (`--backend v1|v2` to insist on one): with current
+Tevatron e.g. --train_group_size, --query_max_len, --passage_max_len, --query_prefix, --lora,
+--grad_cache, --attn_implementation. A single argument ending in .json is read as a file of the same flags.
 """
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import sys
 
 from transformers import HfArgumentParser
 
-from ..arguments import TeleDataArguments, TeleModelArguments, TeleTrainingArguments
-from ..training.trainer import train
+from ..backends import get_backend
+from ..training.train import train
+
+
+def _backend_name(argv: list[str]) -> str:
+    """--backend from the command line (or the JSON file), before the backend's dataclasses are known."""
+    if len(argv) == 1 and argv[0].endswith(".json"):
+        with open(argv[0], encoding="utf-8") as f:
+            return json.load(f).get("backend", "auto")
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--backend", default="auto")
+    return pre.parse_known_args(argv)[0].backend
 
 
 def parse_args(argv: list[str] | None = None):
-    parser = HfArgumentParser((TeleModelArguments, TeleDataArguments, TeleTrainingArguments),
-                              description=__doc__.split("\n\n")[0])
+    """(model_args, data_args, training_args) of the chosen backend, parsed from `argv` (default sys.argv)."""
     argv = sys.argv[1:] if argv is None else argv
+    backend = get_backend(_backend_name(argv))
+    parser = HfArgumentParser((backend.TeleModelArguments, backend.TeleDataArguments, backend.TeleTrainingArguments),
+                              description=__doc__.split("\n\n")[0])
     if len(argv) == 1 and argv[0].endswith(".json"):
         return parser.parse_json_file(json_file=os.path.abspath(argv[0]))
     return parser.parse_args_into_dataclasses(args=argv)

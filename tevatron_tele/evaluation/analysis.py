@@ -155,7 +155,7 @@ def score_episodes(ws: RunWorkspace, pairs: Mapping[str, Sequence[str]], cache_d
     (positives included). An episode's stored `scores.npz` (written by the runner from the embeddings it
     had made anyway) is used when it covers `needed[i]` (default: all `pairs`), and then the table holds
     just those; otherwise the pairs are encoded with its model."""
-    from ..modeling import load_encoder
+    from ..backends import load_encoder
     from .scoring import covers, load_score_table
 
     cache_dir = Path(cache_dir)

@@ -5,12 +5,12 @@ import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from ..data.pools import SOURCES
 from ..utils import PathLike, atomic_path, write_json
 
 logger = logging.getLogger(__name__)
 
 PREFERRED_METRICS = ("nDCG@10", "MRR@10", "Top20", "R@100", "R@1000", "R@20", "Top5", "Top100")
-SOURCE_ORDER = ("ann", "lookahead", "momentum", "bm25")
 
 
 # ---- reading the analysis dict -------------------------------------------------------------------------
@@ -120,7 +120,7 @@ def markdown_report(analysis: Mapping, main_metric: str | None = None) -> str:
 
     lines += ["", "## Per episode", ""]
     compositions = [c for r in runs for c in run_series(r)["composition"].values()]
-    sources = [src for src in SOURCE_ORDER if any(src in c for c in compositions)]
+    sources = [src for src in SOURCES if any(src in c for c in compositions)]
     header = ["run", "episode", *names, "own-pool forgetting", "probe forgetting", "probe above positive",
               "ANN Jaccard with previous", "negatives per query", *[f"{src} per query" for src in sources]]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -227,7 +227,7 @@ def plot_composition(runs: Sequence[Mapping], path: Path) -> Path:
     for ax, run in zip(axes[0], runs):
         comp = run_series(run)["composition"]
         eps = sorted(comp)
-        sources = [s for s in SOURCE_ORDER if any(s in comp[e] for e in eps)]
+        sources = [s for s in SOURCES if any(s in comp[e] for e in eps)]
         sources += sorted({s for e in eps for s in comp[e]} - set(sources))
         bottom = [0.0] * len(eps)
         for src in sources:

@@ -47,12 +47,12 @@ def score_pairs(
     rounded to `dtype` before the float32 dot product: with the run's `embedding_dtype` the scores equal
     those the runner stores from its embeddings, so that episodes scored either way can be compared.
     """
-    from ..mining.encode import encode_texts
+    from ..retrieval.encode import encode_texts
 
     qids = sorted(pairs)
     docids = sorted({d for q in qids for d in pairs[q]})
     if model is None or tokenizer is None:
-        from ..modeling import load_encoder
+        from ..backends import load_encoder
 
         model, tokenizer = load_encoder(model_dir, device)
     logger.info("scoring %d pairs: %d queries, %d passages with %s",
@@ -77,7 +77,7 @@ def score_pairs_from_embeddings(query_prefix: PathLike, corpus_prefix: PathLike,
     Corpus shards are memory-mapped and only the rows of the wanted passages are read. Pairs whose query
     or passage has no vector are left out of the table.
     """
-    from ..mining.embeddings import load_all, load_rows
+    from ..retrieval.embeddings import load_all, load_rows
 
     q_emb, q_ids = load_all(query_prefix)
     q_row = {q: i for i, q in enumerate(q_ids)}

@@ -19,13 +19,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..data.pools import PoolEntry, ordered_sources, pool_stats_path, read_pool, write_pool
 from ..data.trec import Run, read_run
 from ..utils import PathLike
 
 logger = logging.getLogger(__name__)
 
 Negatives = dict[str, list[str]]
-SOURCE_ORDER = ("ann", "lookahead", "momentum", "bm25")
 DEFAULT_DEPTH = 200
 DEFAULT_SAMPLE = 30
 
@@ -153,10 +153,8 @@ def build_pool(
     the reference recipe). Queries without a positive or without any negative are dropped and
     counted in the statistics.
     """
-    from ..data.pools import PoolEntry
-
     positives = dict(positives) if positives is not None else {q: collection.positives(q) for q in collection.queries}
-    order = [s for s in SOURCE_ORDER if s in sources] + sorted(s for s in sources if s not in SOURCE_ORDER)
+    order = ordered_sources(sources)
     entries: list = []
     dropped: dict[str, list[str]] = {"no_positive": [], "no_negatives": []}
     removed = dict.fromkeys(order, 0)
@@ -264,8 +262,6 @@ def mine_episode(
     negatives and the best of them becomes the positive of a query that has none.
     An existing pool is kept unless `overwrite`.
     """
-    from ..data.pools import pool_stats_path, read_pool, write_pool
-
     pool_path = Path(pool_path)
     if pool_path.exists() and pool_stats_path(pool_path).exists() and not overwrite:
         logger.info("pool %s exists; not mining again", pool_path)

@@ -6,6 +6,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..data.pools import TELE_SOURCES
+
 NEGATIVE_RECIPES = ("tele", "ann", "bm25", "ann+bm25", "tele+bm25")
 
 # Fields that change how a run is carried out but not what it computes; a rerun may change them.
@@ -63,7 +65,8 @@ class EpisodeArguments:
     warmup_ratio: float = field(default=0.1, metadata={"help": "Linear warm-up fraction of the full schedule."})
     q_max_len: int = field(default=32, metadata={"help": "Query length in tokens."})
     p_max_len: int = field(default=128, metadata={"help": "Passage length in tokens."})
-    pooling: str = field(default="cls", metadata={"help": "'cls' or 'mean' pooling."})
+    pooling: str = field(default="cls", metadata={"help": "'cls', 'mean' or 'last' (decoder models; --backend v2) "
+                                                          "pooling."})
     normalize: bool = field(default=False, metadata={"help": "Cosine similarity (L2-normalised vectors)."})
     temperature: float = field(default=1.0, metadata={"help": "Softmax temperature of the training loss."})
     untie_encoder: bool = field(default=False, metadata={"help": "Separate query and passage encoders."})
@@ -73,6 +76,22 @@ class EpisodeArguments:
     mask_batch_positives: bool = field(default=False, metadata={"help": "Mask other queries' judged positives "
                                                                        "in the in-batch softmax."})
     seed: int = field(default=42, metadata={"help": "Seed of training and negative sampling."})
+    backend: str = field(default="auto", metadata={"help": "Tevatron that trains and encodes: 'v1' (tevatron 0.1.0), "
+                                                           "'v2' (current Tevatron) or 'auto' (the installed one)."})
+    # current Tevatron's options (--backend v2); passed to training only when set
+    query_prefix: str = field(default="", metadata={"help": "Text put before every query, e.g. 'query: ' (v2)."})
+    passage_prefix: str = field(default="", metadata={"help": "Text put before every passage (v2)."})
+    append_eos_token: bool = field(default=False, metadata={"help": "Append the EOS token to every input, for "
+                                                                    "last-token pooling (v2)."})
+    attn_implementation: str = field(default="", metadata={"help": "Attention kernel: sdpa, eager, "
+                                                                   "flash_attention_2 (v2; default sdpa)."})
+    lora: bool = field(default=False, metadata={"help": "Train LoRA adapters instead of the whole model (v2)."})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank (v2)."})
+    lora_target_modules: str = field(default="", metadata={"help": "Modules LoRA adapts, comma-separated (v2; "
+                                                                   "default Tevatron's decoder projections)."})
+    grad_cache: bool = field(default=False, metadata={"help": "Gradient caching: large batches in small chunks (v2)."})
+    gc_q_chunk_size: int = field(default=4, metadata={"help": "GradCache query chunk (v2)."})
+    gc_p_chunk_size: int = field(default=32, metadata={"help": "GradCache passage chunk (v2)."})
     bf16: bool = field(default=False, metadata={"help": "bf16 mixed precision for training (GPU)."})
     fp16: bool = field(default=False, metadata={"help": "fp16 mixed precision for training (GPU)."})
     # encoding, search, evaluation
@@ -103,12 +122,14 @@ class EpisodeArguments:
             raise ValueError(f"--negatives must be one of {NEGATIVE_RECIPES}, got '{self.negatives}'")
         if self.num_episodes < 1:
             raise ValueError(f"--num_episodes must be >= 1, got {self.num_episodes}")
-        unknown = set(self.tele_source_list) - {"ann", "lookahead", "momentum"}
+        unknown = set(self.tele_source_list) - set(TELE_SOURCES)
         if unknown:
-            raise ValueError(f"--tele_sources: unknown source(s) {sorted(unknown)}; use ann, lookahead, momentum")
+            raise ValueError(f"--tele_sources: unknown source(s) {sorted(unknown)}; use {', '.join(TELE_SOURCES)}")
         if self.episode_train_n_passages and len(self.n_passages_by_episode()) != self.num_episodes:
             raise ValueError(f"--episode_train_n_passages needs {self.num_episodes} values, got "
                              f"'{self.episode_train_n_passages}'")
+        if self.backend not in ("auto", "v1", "v2"):
+            raise ValueError(f"--backend must be one of auto, v1, v2; got '{self.backend}'")
         if isinstance(self.eval_collections, str):
             self.eval_collections = [self.eval_collections]
 
@@ -162,7 +183,9 @@ def load_config_file(path: str | Path) -> dict:
 
 
 def config_differences(old: dict, new: dict) -> list[str]:
-    """Human-readable differences between two result configs."""
+    """Human-readable differences between two result configs; a setting one of them lacks (a run made before
+    the setting existed) counts as its default."""
+    defaults = {f.name: f.default for f in dataclasses.fields(EpisodeArguments) if f.default is not dataclasses.MISSING}
     keys = sorted(set(old) | set(new))
-    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys
-            if k not in RUNTIME_ONLY_FIELDS and old.get(k) != new.get(k)]
+    return [f"{k}: {old.get(k, defaults.get(k))!r} -> {new.get(k, defaults.get(k))!r}" for k in keys
+            if k not in RUNTIME_ONLY_FIELDS and old.get(k, defaults.get(k)) != new.get(k, defaults.get(k))]

@@ -51,9 +51,9 @@ class EpisodeRunner:
     @property
     def tokenizer(self):
         if self._tokenizer is None:
-            from ..modeling import load_encoder
+            from ..backends import load_encoder
 
-            _, self._tokenizer = load_encoder(self.args.model_name_or_path, "cpu")
+            _, self._tokenizer = load_encoder(self.args.model_name_or_path, "cpu", backend=self.args.backend)
         return self._tokenizer
 
     def _cache(self, collection, kind: str):
@@ -72,20 +72,27 @@ class EpisodeRunner:
     def model_dir(self, i: int) -> Path:
         return Path(self.args.model_name_or_path) if i == 0 else self.folder.model(i)
 
+    def _input_options(self) -> dict:
+        """Current Tevatron's input options, so every episode (the base model too) encodes as it trains."""
+        a = self.args
+        return {"query_prefix": a.query_prefix, "passage_prefix": a.passage_prefix,
+                "append_eos_token": a.append_eos_token}
+
     # ---- steps ----
     def _encode(self, i: int, collection, kind: str, name: str, model_state: dict) -> Path:
         """Encode a collection's corpus or queries with episode i's model (loaded once per episode)."""
-        from ..mining.embeddings import is_complete
-        from ..mining.encode import encode_to_file
+        from ..retrieval.embeddings import is_complete
+        from ..retrieval.encode import encode_to_file
 
         prefix = self.folder.embeddings(i, name)
 
         def work():
             if "model" not in model_state:
-                from ..modeling import load_encoder
+                from ..backends import load_encoder
 
                 model_state["model"], model_state["tokenizer"] = load_encoder(
-                    self.model_dir(i), self.device, pooling=self.args.pooling, normalize=self.args.normalize)
+                    self.model_dir(i), self.device, pooling=self.args.pooling, normalize=self.args.normalize,
+                    backend=self.args.backend, input_options=self._input_options())
             is_query = kind == "queries"
             return encode_to_file(None, self._cache(collection, kind), prefix, is_query=is_query,
                                   max_len=self.args.q_max_len if is_query else self.args.p_max_len,
@@ -97,7 +104,7 @@ class EpisodeRunner:
         return prefix
 
     def _search(self, i: int, query_prefix: Path, corpus_prefix: Path, name: str, depth: int) -> Path:
-        from ..mining.search import search_to_file
+        from ..retrieval.search import search_to_file
 
         out = self.folder.ranking(i, name)
         self.folder.step(f"episode-{i}/search-{name}", out, lambda: search_to_file(
@@ -108,7 +115,7 @@ class EpisodeRunner:
     def _positive_embeddings(self, i: int, corpus_prefix: Path) -> Path:
         """Lookahead queries: the passage-encoder vectors of the training queries' positives (corpus rows),
         gathered shard by shard from memory-mapped files so the corpus is never loaded whole."""
-        from ..mining.embeddings import is_complete, load_rows, save_embeddings
+        from ..retrieval.embeddings import is_complete, load_rows, save_embeddings
 
         prefix = self.folder.embeddings(i, "positives")
 
@@ -120,7 +127,7 @@ class EpisodeRunner:
         return prefix
 
     def _bm25_run(self, collection, name: str) -> Path:
-        from ..mining.bm25 import bm25_run_to_file
+        from ..retrieval.bm25 import bm25_run_to_file
 
         out = self.folder.root / "bm25" / f"{name}.trec"
         depth = max(self.args.depth, self.args.eval_depth)
@@ -231,18 +238,28 @@ class EpisodeRunner:
                         disable_tqdm=not a.progress, use_cpu=self.device == "cpu")
         if a.train_nproc > 1:
             train_kw["negatives_x_device"] = True
+        train_kw["backend"] = a.backend
+        # current Tevatron's options, only when set (Tevatron 0.1.0's dataclasses do not have them)
+        v2_model = dict(attn_implementation=a.attn_implementation, lora=a.lora,
+                        lora_r=a.lora_r if a.lora else None, lora_target_modules=a.lora_target_modules)
+        v2_data = self._input_options()
+        v2_train = dict(grad_cache=a.grad_cache, gc_q_chunk_size=a.gc_q_chunk_size if a.grad_cache else None,
+                        gc_p_chunk_size=a.gc_p_chunk_size if a.grad_cache else None)
+        for kw, extra in ((model_kw, v2_model), (data_kw, v2_data), (train_kw, v2_train)):
+            kw.update({k: v for k, v in extra.items() if v})
         return model_kw, data_kw, train_kw
 
     def _train_work(self, i: int) -> Path:
-        from ..arguments import TeleDataArguments, TeleModelArguments, TeleTrainingArguments
-        from ..training.trainer import train
+        from ..backends import get_backend
+        from ..training.train import train
 
         shutil.rmtree(self.folder.episode(i) / "model.partial", ignore_errors=True)  # a killed run's leftovers
         model_kw, data_kw, train_kw = self._train_settings(i)
         if self.args.train_nproc > 1:
             return self._train_torchrun(i, {**model_kw, **data_kw, **train_kw})
-        return train(TeleModelArguments(**model_kw), TeleDataArguments(**data_kw), TeleTrainingArguments(**train_kw),
-                     callbacks=training_kill_callbacks(f"episode-{i}/train"))
+        backend = get_backend(self.args.backend)
+        return train(backend.TeleModelArguments(**model_kw), backend.TeleDataArguments(**data_kw),
+                     backend.TeleTrainingArguments(**train_kw), callbacks=training_kill_callbacks(f"episode-{i}/train"))
 
     def _train_torchrun(self, i: int, settings: dict) -> Path:
         """Train episode i in `train_nproc` processes (torchrun), negatives shared across devices."""

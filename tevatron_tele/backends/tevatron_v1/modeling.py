@@ -1,4 +1,4 @@
-"""Tevatron's bi-encoder with a choice of pooling, cosine scores, a temperature and false-negative masking.
+"""Tevatron 0.1.0's bi-encoder with a choice of pooling, cosine scores, a temperature and false-negative masking.
 
 A saved model directory holds the HF encoder (or `query_model/` and `passage_model/` when untied, each
 with tokenizer files), the tokenizer files, Tevatron's `pooler.pt` / `pooler_config.json` when a pooler
@@ -6,7 +6,6 @@ is used, and `tele_config.json` with the options below, which `load_encoder` rea
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -18,9 +17,11 @@ from tevatron.modeling import DenseModel, DenseModelForInference, DenseOutput
 from torch import Tensor, nn
 from transformers import AutoTokenizer
 
+from ...model_config import batch_positive_mask, read_tele_config, write_tele_config
+
 logger = logging.getLogger(__name__)
 
-TELE_CONFIG = "tele_config.json"
+# Tevatron 0.1.0 has no last-token pooling; it is current Tevatron's (backend v2).
 POOLINGS = ("cls", "mean")
 
 
@@ -58,7 +59,7 @@ class _TeleEncoding:
     def tele_config(self) -> dict:
         return {"pooling": self.pooling, "normalize": bool(self.normalize),
                 "temperature": float(getattr(self, "temperature", 1.0)),
-                "untie_encoder": self.lm_q is not self.lm_p, "add_pooler": self.pooler is not None}
+                "untie_encoder": self.lm_q is not self.lm_p, "add_pooler": self.pooler is not None, "backend": "v1"}
 
 
 class TeleDenseModel(_TeleEncoding, DenseModel):
@@ -123,15 +124,6 @@ class TeleDenseModel(_TeleEncoding, DenseModel):
         save_encoders(self, output_dir)
 
 
-def batch_positive_mask(query_positive_keys: Tensor, passage_keys: Tensor, target: Tensor) -> Tensor:
-    """Bool [queries, passages]: passage j is a judged positive of query i and is not i's own target."""
-    keys = query_positive_keys.to(passage_keys.device)
-    hit = (keys.unsqueeze(-1) == passage_keys.view(1, 1, -1)) & (keys.unsqueeze(-1) >= 0)
-    mask = hit.any(dim=1)
-    mask[torch.arange(mask.size(0), device=mask.device), target] = False
-    return mask
-
-
 def _pad_width_across_ranks(keys: Tensor) -> Tensor:
     """all_gather needs equal shapes: pad every rank's [B, K] key matrix to the largest K with -1."""
     width = torch.tensor([keys.size(1)], device=keys.device)
@@ -174,18 +166,6 @@ class TeleDenseModelForInference(_TeleEncoding, DenseModelForInference):
                    temperature=config.get("temperature", 1.0))
 
 
-def read_tele_config(path: str | os.PathLike) -> dict:
-    """Options saved beside a model; {} for a plain HF / Tevatron model (CLS pooling, dot product)."""
-    config_path = Path(path) / TELE_CONFIG
-    if not config_path.is_file():
-        return {}
-    with open(config_path, encoding="utf-8") as f:
-        config = json.load(f)
-    if config.get("pooling", "cls") not in POOLINGS:
-        raise ValueError(f"{config_path}: field 'pooling': expected one of {POOLINGS}, got {config['pooling']!r}")
-    return config
-
-
 def save_encoders(model: _TeleEncoding, output_dir: str | os.PathLike, tokenizer=None) -> None:
     """Save in Tevatron's layout (root or query_model/ + passage_model/), pooler, tele_config.json and,
     when given, the tokenizer (in the root and, untied, in each encoder folder so each loads alone)."""
@@ -202,9 +182,7 @@ def save_encoders(model: _TeleEncoding, output_dir: str | os.PathLike, tokenizer
         model.pooler.save_pooler(str(output_dir))
     if tokenizer is not None:
         tokenizer.save_pretrained(output_dir)
-    with open(output_dir / TELE_CONFIG, "w", encoding="utf-8") as f:
-        json.dump(model.tele_config(), f, indent=2)
-        f.write("\n")
+    write_tele_config(output_dir, model.tele_config())
 
 
 def load_encoder(path: str | os.PathLike, device: str | torch.device = "cpu", *, pooling: str | None = None,

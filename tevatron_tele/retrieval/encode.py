@@ -1,4 +1,4 @@
-"""Encode token-cached texts (corpus, queries, or queries' positive passages) with a Tevatron encoder.
+"""Encode token-cached texts (corpus, queries, or queries' positive passages) with either backend's encoder.
 
 Items are batched in order of length so a batch pads to its own longest item, not to max_len;
 results are put back in the requested order. On a GPU, fp16/bf16 autocast is available.
@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..compat import build_example
+from ..data.examples import InputFormat
 from ..utils import PathLike
 from .embeddings import is_complete, save_embeddings, shard_prefix
 
@@ -56,9 +56,10 @@ def encode_texts(
 ) -> np.ndarray:
     """Embeddings of the cached items (all of them when `positions_or_ids` is None), one row per item.
 
-    `model` is a Tevatron `DenseModelForInference` (tied or untied, with or without pooler);
-    queries go through `encode_query`, passages through `encode_passage`. `amp` ("fp16"/"bf16")
-    turns on autocast when the model is on a GPU and is ignored on CPU.
+    `model` is a backend's encoder (`backends.load_encoder`), called as both Tevatrons' models are:
+    `model(query=batch).q_reps` for queries, `model(passage=batch).p_reps` for passages; its
+    `input_format` (prefixes, appended EOS) shapes the inputs. `amp` ("fp16"/"bf16") turns on
+    autocast when the model is on a GPU and is ignored on CPU.
     """
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
@@ -69,18 +70,19 @@ def encode_texts(
     order = np.argsort(-lengths, kind="stable")  # longest first: the largest batch's memory shows at once
     device = _device_of(model)
     use_amp = amp is not None and device.type == "cuda"
-    encode = model.encode_query if is_query else model.encode_passage
+    input_format = getattr(model, "input_format", None) or InputFormat()
     out: np.ndarray | None = None
     model.eval()
     bar = tqdm(total=len(positions), desc="encode queries" if is_query else "encode passages", unit="text",
                disable=not progress)
     for start in range(0, len(order), batch_size):
         rows = order[start:start + batch_size]
-        features = [build_example(tokenizer, token_cache[int(positions[r])], max_len) for r in rows]
+        features = [input_format.build(tokenizer, token_cache[int(positions[r])], max_len, is_query=is_query)
+                    for r in rows]
         batch = tokenizer.pad(features, padding="longest", return_tensors="pt")
         batch = {k: v.to(device) for k, v in batch.items()}
         with torch.no_grad(), torch.autocast(device.type, dtype=AMP_DTYPES.get(amp, torch.float16), enabled=use_amp):
-            _, reps = encode(batch)
+            reps = model(query=batch).q_reps if is_query else model(passage=batch).p_reps
         reps = reps.float().cpu().numpy()
         if out is None:
             out = np.empty((len(positions), reps.shape[1]), dtype=DTYPES[dtype])
@@ -88,8 +90,8 @@ def encode_texts(
         bar.update(len(rows))
     bar.close()
     if out is None:
-        hidden = getattr(getattr(model, "lm_q", None), "config", None)
-        dim = getattr(hidden, "hidden_size", 0)
+        lm = getattr(model, "lm_q", None) or getattr(model, "encoder", None)
+        dim = getattr(getattr(lm, "config", None), "hidden_size", 0)
         out = np.empty((0, dim), dtype=DTYPES[dtype])
     return out
 
@@ -136,7 +138,7 @@ def encode_to_file(
     positions = _positions(token_cache, ids)
     mine = np.array_split(positions, num_shards)[shard_index]
     if model is None or tokenizer is None:
-        from ..modeling import load_encoder
+        from ..backends import load_encoder  # lazy: imports Tevatron
 
         model, tokenizer = load_encoder(model_dir, device, pooling=pooling, normalize=normalize)
     started = time.perf_counter()

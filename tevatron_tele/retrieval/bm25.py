@@ -21,7 +21,7 @@ import re
 import shutil
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 
 from ..data.trec import Run, write_run
@@ -211,10 +211,3 @@ def check_faiss_index_with_pyserini(index_dir: PathLike, query_emb, k: int = 10)
         out.append([(h.docid, float(h.score)) for h in hits])
     return out
 
-
-def bm25_negatives_from_run(run: Run, positives: Mapping[str, Sequence[str]], depth: int = 200,
-                            sample: int | None = 30, seed: int = 0) -> dict[str, list[str]]:
-    """BM25 negatives from a BM25 run (same rule as ANN negatives)."""
-    from .tele import bm25_negatives
-
-    return bm25_negatives(run, positives, depth, sample, seed)

@@ -1,7 +1,8 @@
 """Everything that lets tevatron 0.1.0 run on transformers 5, and nothing else.
 
 Four things broke when transformers 5 came out (see ENVIRONMENT.md):
-1. `tokenizer.encode_plus` is gone, and fast tokenizers refuse lists of ids -> `build_example`.
+1. `tokenizer.encode_plus` is gone, and fast tokenizers refuse lists of ids -> the dataset builds examples
+   with `tevatron_tele.data.examples.build_example`.
 2. `Trainer` calls `compute_loss(model, inputs, return_outputs, num_items_in_batch)` -> `CompatDenseTrainer`.
 3. `TrainingArguments.warmup_ratio` no longer exists, so Tevatron's field parses but does nothing
    -> `CompatTrainingArguments.get_warmup_steps`.
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,55 +36,6 @@ class GradCacheUnsupportedError(ValueError):
 
 
 # ---------------------------------------------------------------------------------------------
-# 1. Examples from cached token ids (replaces encode_plus(ids, truncation='only_first', ...))
-# ---------------------------------------------------------------------------------------------
-
-_SPECIAL_LAYOUT_ATTR = "_tele_special_layout"
-
-
-def _special_layout(tokenizer) -> tuple[list[int], list[int]]:
-    """Return the (prefix, suffix) special-token ids the tokenizer puts around a single sequence.
-
-    Found once by tokenizing a probe text with and without special tokens, so it works for any
-    single-sequence template (BERT's [CLS] x [SEP], RoBERTa's <s> x </s>, T5's x </s>, ...).
-    """
-    cached = getattr(tokenizer, "__dict__", {}).get(_SPECIAL_LAYOUT_ATTR)
-    if cached is not None:
-        return cached
-    probe = "retrieval probe text"
-    plain = list(tokenizer(probe, add_special_tokens=False)["input_ids"])
-    full = list(tokenizer(probe, add_special_tokens=True)["input_ids"])
-    for start in range(len(full) - len(plain) + 1):
-        if full[start : start + len(plain)] == plain:
-            layout = (full[:start], full[start + len(plain) :])
-            break
-    else:
-        raise ValueError(f"cannot find how {type(tokenizer).__name__} adds special tokens around a sequence")
-    try:
-        tokenizer.__dict__[_SPECIAL_LAYOUT_ATTR] = layout
-    except (AttributeError, TypeError):
-        pass
-    return layout
-
-
-def build_example(tokenizer, token_ids: Sequence[int], max_len: int) -> dict[str, list[int]]:
-    """Build one model input from token ids that carry no special tokens.
-
-    Same result as transformers 4's `encode_plus(token_ids, truncation='only_first', max_length=max_len,
-    padding=False, return_attention_mask=False, return_token_type_ids=False)`: the ids are cut so the
-    sequence with its special tokens fits `max_len`. The collator pads and adds the attention mask.
-    """
-    prefix, suffix = _special_layout(tokenizer)
-    room = max_len - len(prefix) - len(suffix)
-    if room < 0:
-        raise ValueError(f"max_len={max_len} leaves no room beside {len(prefix) + len(suffix)} special tokens")
-    body = token_ids[:room]
-    # one bulk conversion: element-wise int() on a memory-mapped slice costs ~15x more
-    body = body.tolist() if hasattr(body, "tolist") else [int(t) for t in body]
-    return {"input_ids": prefix + body + suffix}
-
-
-# ---------------------------------------------------------------------------------------------
 # 3. Warm-up ratio honoured, 4. GradCache refused (arguments side)
 # ---------------------------------------------------------------------------------------------
 
@@ -96,8 +47,6 @@ class CompatTrainingArguments(DenseTrainingArguments):
     def __post_init__(self):
         if self.grad_cache:
             raise GradCacheUnsupportedError(GRAD_CACHE_MESSAGE)
-        if not 0.0 <= self.warmup_ratio <= 1.0:
-            raise ValueError(f"--warmup_ratio must lie in [0, 1], got {self.warmup_ratio}")
         if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available():
             # Under torchrun without a GPU, transformers 5 sets up no distributed state unless use_cpu is
             # set: each process would train its own unsynchronised copy on all the data.
@@ -158,5 +107,4 @@ __all__ = [
     "CompatDenseTrainer",
     "CompatTrainingArguments",
     "GradCacheUnsupportedError",
-    "build_example",
 ]
