@@ -229,3 +229,52 @@ def build_tiny_model(
         model.save_pretrained(tmp)
     logger.info("tiny BERT (vocab %d, hidden %d, %d layers) -> %s", len(vocab), hidden_size, num_layers, out_dir)
     return out_dir
+
+
+def build_tiny_decoder(
+    out_dir: PathLike,
+    *,
+    vocab_source: PathLike | None = None,
+    hidden_size: int = 32,
+    num_layers: int = 2,
+    seed: int = 0,
+    max_words: int = 30000,
+) -> Path:
+    """Save a randomly initialised LLaMA-style decoder and a word-level fast tokenizer (`<pad>`, `<unk>`, `<s>`,
+    `</s>`; no BOS added, right padding), for last-token pooling tests without downloads.
+
+    Args:
+        out_dir: the model folder to write.
+        vocab_source: a BEIR folder whose words make the vocabulary (default: the generator's words).
+        hidden_size: model width.
+        num_layers: decoder layers.
+        seed: weight initialisation seed.
+        max_words: vocabulary cap (most frequent words first).
+
+    Returns:
+        `out_dir`, loadable by AutoModel / AutoTokenizer.
+    """
+    import torch
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+    from transformers import LlamaConfig, LlamaModel, PreTrainedTokenizerFast
+
+    out_dir = Path(out_dir)
+    words = vocabulary() if vocab_source is None else _collection_words(Path(vocab_source), max_words)
+    special = ["<pad>", "<unk>", "<s>", "</s>"]
+    vocab = {w: i for i, w in enumerate(special + [w for w in dict.fromkeys(words) if w not in special])}
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    backend.normalizer = normalizers.Lowercase()
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    config = LlamaConfig(vocab_size=len(vocab), hidden_size=hidden_size, intermediate_size=hidden_size * 2,
+                         num_hidden_layers=num_layers, num_attention_heads=2, num_key_value_heads=2,
+                         max_position_embeddings=512, pad_token_id=0, bos_token_id=2, eos_token_id=3)
+    with atomic_path(out_dir) as tmp:
+        tmp.mkdir(parents=True)
+        tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>", pad_token="<pad>",
+                                            bos_token="<s>", eos_token="</s>", padding_side="right")
+        tokenizer.save_pretrained(tmp)
+        torch.manual_seed(seed)
+        LlamaModel(config).save_pretrained(tmp)
+    logger.info("tiny LLaMA decoder (vocab %d, hidden %d, %d layers) -> %s", len(vocab), hidden_size, num_layers,
+                out_dir)
+    return out_dir

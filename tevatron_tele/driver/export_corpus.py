@@ -1,0 +1,49 @@
+"""Write a collection's corpus as `{"docid", "text"}` JSON lines, for current Tevatron's own training driver.
+
+    python -m tevatron_tele.driver.export_corpus --collection ../shared/data/scifact \\
+        --tokenizer MODEL --output corpus.jsonl
+    python -m tevatron.retriever.driver.train --dataset_name json --dataset_path RUN/episode-1/pool.jsonl \\
+        --corpus_name json --corpus_path corpus.jsonl ...
+
+Titles go into `text` as `title <sep> text` with the tokenizer's separator token, the template of the
+token cache, so Tevatron's text path and this package's token cache see the same passages.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from transformers import AutoTokenizer, HfArgumentParser
+
+from ..data.collections import load_corpus
+from ..data.corpus_export import write_corpus_jsonl
+from ..utils import setup_logging
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ExportCorpusArguments:
+    collection: str = field(metadata={"help": "Collection (BEIR dir, MS MARCO dir, DPR json, Tevatron jsonl)."})
+    output: str = field(metadata={"help": "The corpus .jsonl to write."})
+    tokenizer: str = field(default=None, metadata={"help": "Model or tokenizer folder whose separator token joins "
+                                                           "title and text (default: --sep)."})
+    sep: str = field(default="", metadata={"help": "Separator between title and text when no --tokenizer is given."})
+    passages: str = field(default=None, metadata={"help": "Passages TSV of a DPR json collection."})
+    progress: bool = field(default=True, metadata={"help": "Show a progress bar."})
+
+
+def main(argv: list[str] | None = None) -> None:
+    setup_logging()
+    (args,) = HfArgumentParser(ExportCorpusArguments, description=__doc__.split("\n\n")[0]).parse_args_into_dataclasses(
+        args=argv)
+    sep = args.sep
+    if args.tokenizer:
+        sep = AutoTokenizer.from_pretrained(args.tokenizer).sep_token or ""
+    corpus = load_corpus(args.passages or args.collection)  # a DPR collection's passages live in their TSV
+    write_corpus_jsonl(corpus, args.output, sep, progress=args.progress)
+    logger.info("wrote %d passages to %s (title %r text)", len(corpus), args.output, sep)
+
+
+if __name__ == "__main__":
+    main()
