@@ -287,3 +287,24 @@ def test_train_driver_takes_current_tevatrons_flags(tmp_path):
 def test_tokenizer_of_a_trained_model(tiny_model_dir):
     tok = load_tokenizer(SimpleNamespace(tokenizer_name=None, model_name_or_path=str(tiny_model_dir), cache_dir=None))
     assert tok.sep_token == "[SEP]" and math.isfinite(len(tok))
+
+
+def test_masked_loss_leaves_other_positives_out(tiny_model_dir, tokenizer, tmp_path):
+    """With --mask_batch_positives, a passage that is another judged positive of a query drops out of its softmax."""
+    model_args = v2.TeleModelArguments(model_name_or_path=str(tiny_model_dir), pooling="cls", temperature=0.5)
+    train_args = v2.TeleTrainingArguments(output_dir=str(tmp_path / "o"), use_cpu=True, report_to="none")
+    model = v2.build_model(model_args, v2.TeleDataArguments(mask_batch_positives=True), train_args)
+    model.train()
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    query, passage = _gc_inputs(tokenizer, n_queries=2, group=2)
+    passage_keys = torch.tensor([10, 11, 12, 13])
+    positive_keys = torch.tensor([[10, 12], [12, -1]])  # passage 12 (query 1's target) is also a positive of query 0
+    masked = model(query=query, passage=passage, passage_keys=passage_keys, query_positive_keys=positive_keys)
+    plain = model(query=query, passage=passage)
+    assert not torch.isclose(masked.loss, plain.loss)
+    scores = plain.scores / 0.5
+    expected = (torch.nn.functional.cross_entropy(scores[0, [0, 1, 3]].unsqueeze(0), torch.tensor([0]))
+                + torch.nn.functional.cross_entropy(scores[1].unsqueeze(0), torch.tensor([2]))) / 2
+    assert torch.isclose(masked.loss, expected, atol=1e-6)
