@@ -235,6 +235,8 @@ class EpisodeRunner:
                         warmup_ratio=a.warmup_ratio, early_stop_step=0 if last else a.refresh_steps, seed=a.seed,
                         data_seed=a.seed, bf16=a.bf16, fp16=a.fp16, logging_steps=a.logging_steps,
                         save_strategy="no", report_to="none", dataloader_num_workers=0,
+                        # full batches only, in both backends (Tevatron 0.1.0's trainer always drops the last one)
+                        dataloader_drop_last=True,
                         disable_tqdm=not a.progress, use_cpu=self.device == "cpu")
         if a.train_nproc > 1:
             train_kw["negatives_x_device"] = True
@@ -307,7 +309,8 @@ class EpisodeRunner:
         a = self.args
         key = json.dumps([str(Path(a.model_name_or_path).resolve()), str(Path(a.collection).resolve()),
                           a.train_split, a.eval_split, sorted(a.eval_collections), a.q_max_len, a.p_max_len,
-                          a.pooling, a.normalize, a.depth, a.eval_depth, a.embedding_dtype], sort_keys=True)
+                          a.pooling, a.normalize, a.depth, a.eval_depth, a.embedding_dtype]
+                         + ([self._input_options()] if any(self._input_options().values()) else []), sort_keys=True)
         return Path(a.base_cache_dir) / hashlib.sha1(key.encode()).hexdigest()[:16]
 
     def run(self) -> Path:
