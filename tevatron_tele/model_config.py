@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Literal
 
 import torch
+import torch.distributed as dist
+import torch.nn.functional as F
 from torch import Tensor
 
 TELE_CONFIG = "tele_config.json"
@@ -61,3 +63,19 @@ def batch_positive_mask(query_positive_keys: Tensor, passage_keys: Tensor, targe
     mask = hit.any(dim=1)
     mask[torch.arange(mask.size(0), device=mask.device), target] = False
     return mask
+
+
+def pad_keys_across_ranks(keys: Tensor) -> Tensor:
+    """all_gather needs equal shapes: pad every rank's [B, K] positive-key matrix to the largest K with -1.
+
+    Args:
+        keys: this process's [B, K] keys.
+
+    Returns:
+        [B, K_max] keys, K_max the widest over all processes.
+    """
+    width = torch.tensor([keys.size(1)], device=keys.device)
+    dist.all_reduce(width, op=dist.ReduceOp.MAX)
+    if int(width) > keys.size(1):
+        keys = F.pad(keys, (0, int(width) - keys.size(1)), value=-1)
+    return keys

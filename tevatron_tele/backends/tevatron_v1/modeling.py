@@ -11,13 +11,12 @@ import os
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from tevatron.modeling import DenseModel, DenseModelForInference, DenseOutput
 from torch import Tensor, nn
 from transformers import AutoTokenizer
 
-from ...model_config import batch_positive_mask, read_tele_config, write_tele_config
+from ...model_config import batch_positive_mask, pad_keys_across_ranks, read_tele_config, write_tele_config
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +105,7 @@ class TeleDenseModel(_TeleEncoding, DenseModel):
             q_reps, p_reps = self.dist_gather_tensor(q_reps), self.dist_gather_tensor(p_reps)
             if passage_keys is not None:
                 passage_keys = self.dist_gather_tensor(passage_keys)
-                query_positive_keys = self.dist_gather_tensor(_pad_width_across_ranks(query_positive_keys))
+                query_positive_keys = self.dist_gather_tensor(pad_keys_across_ranks(query_positive_keys))
 
         scores = torch.matmul(q_reps, p_reps.transpose(0, 1)) / self.temperature
         n_passages = p_reps.size(0) // q_reps.size(0)
@@ -122,15 +121,6 @@ class TeleDenseModel(_TeleEncoding, DenseModel):
     def save(self, output_dir: str) -> None:
         """Write the encoder(s), the pooler if any and tele_config.json into `output_dir`."""
         save_encoders(self, output_dir)
-
-
-def _pad_width_across_ranks(keys: Tensor) -> Tensor:
-    """all_gather needs equal shapes: pad every rank's [B, K] key matrix to the largest K with -1."""
-    width = torch.tensor([keys.size(1)], device=keys.device)
-    dist.all_reduce(width, op=dist.ReduceOp.MAX)
-    if int(width) > keys.size(1):
-        keys = F.pad(keys, (0, int(width) - keys.size(1)), value=-1)
-    return keys
 
 
 class TeleDenseModelForInference(_TeleEncoding, DenseModelForInference):

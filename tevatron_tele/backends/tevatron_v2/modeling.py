@@ -16,7 +16,7 @@ from torch import Tensor
 from transformers import AutoTokenizer
 
 from ...data.examples import InputFormat
-from ...model_config import POOLINGS, batch_positive_mask, read_tele_config, write_tele_config
+from ...model_config import POOLINGS, batch_positive_mask, pad_keys_across_ranks, read_tele_config, write_tele_config
 
 ADAPTER_CONFIG = "adapter_config.json"
 
@@ -35,7 +35,7 @@ class TeleDenseModel(DenseModel):
         if self.is_ddp:
             q_reps, p_reps = self._dist_gather_tensor(q_reps), self._dist_gather_tensor(p_reps)
             passage_keys = self._dist_gather_tensor(passage_keys)
-            query_positive_keys = self._dist_gather_tensor(_pad_width_across_ranks(query_positive_keys))
+            query_positive_keys = self._dist_gather_tensor(pad_keys_across_ranks(query_positive_keys))
         scores = self.compute_similarity(q_reps, p_reps)
         per_query = p_reps.size(0) // q_reps.size(0)
         target = torch.arange(scores.size(0), device=scores.device, dtype=torch.long) * per_query
@@ -45,16 +45,6 @@ class TeleDenseModel(DenseModel):
         if self.is_ddp:
             loss = loss * self.world_size  # as Tevatron: undo the gradient averaging over processes
         return EncoderOutput(loss=loss, scores=scores, q_reps=q_reps, p_reps=p_reps)
-
-
-def _pad_width_across_ranks(keys: Tensor) -> Tensor:
-    """all_gather needs equal shapes: pad every rank's [B, K] key matrix to the largest K with -1."""
-    import torch.distributed as dist
-    import torch.nn.functional as F
-
-    width = torch.tensor([keys.size(1)], device=keys.device)
-    dist.all_reduce(width, op=dist.ReduceOp.MAX)
-    return F.pad(keys, (0, int(width) - keys.size(1)), value=-1) if int(width) > keys.size(1) else keys
 
 
 def build_model(model_args, data_args, training_args) -> TeleDenseModel:
