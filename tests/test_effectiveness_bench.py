@@ -144,7 +144,8 @@ def test_per_query_scores_average_to_the_runner_metrics(bench, synthetic_dir, tm
     ids = list(collection.corpus.ids)
     run = {q: [(d, float(200 - r)) for r, d in enumerate(rng.sample(ids, 150))] for q in collection.queries}
     for q in list(run)[:5]:  # put some positives on top so the measures are not all zero
-        run[q] = [(collection.positives(q)[0], 1000.0)] + run[q]
+        top = collection.positives(q)[0]
+        run[q] = [(top, 1000.0)] + [(d, s) for d, s in run[q] if d != top]  # a docid once per query
     path = tmp_path / "run.trec"
     write_run(path, run, tag="t")
     per_query = bench.per_query_scores(path, collection)

@@ -126,3 +126,24 @@ def test_torchrun_two_processes_equal_one(synthetic_dir, tiny_model_dir, tmp_pat
     assert ids_one == ids_two and len(ids_one) > 10
     np.testing.assert_allclose(one, two, atol=1e-5)
     shutil.rmtree(tmp_path / "cache")
+
+
+def test_corpus_encoding_reads_only_the_corpus(synthetic_dir, tiny_model_dir, tmp_path):
+    """`--encode corpus` on a BEIR collection with only a test split: no queries or qrels are read, and the
+    corpus token cache is the one a full load of the collection uses."""
+    from tevatron_tele.driver.encode import EncodeArguments, run
+
+    only_test = tmp_path / synthetic_dir.name
+    shutil.copytree(synthetic_dir, only_test)
+    (only_test / "qrels" / "train.tsv").unlink()
+    (only_test / "queries.jsonl").write_text("not json\n")  # would fail if the corpus step read the queries
+    torch.set_num_threads(1)
+    kw = dict(model_dir=str(tiny_model_dir), encode="corpus", p_max_len=48, dtype="float32", device="cpu",
+              cache_dir=str(tmp_path / "cache"))
+    out = run(EncodeArguments(collection=str(only_test), output=str(tmp_path / "corpus"), **kw))
+    full = run(EncodeArguments(collection=str(synthetic_dir), output=str(tmp_path / "full"), **kw))
+    emb, ids = load_all(out)
+    ref, ref_ids = load_all(full)
+    assert ids == ref_ids and len(ids) > 100
+    np.testing.assert_allclose(emb, ref, atol=1e-6)
+    assert len([p for p in (tmp_path / "cache").glob("*-corpus-*") if p.is_dir()]) == 1, "one corpus cache for both"

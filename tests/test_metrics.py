@@ -1,7 +1,6 @@
 """Retrieval measures: hand-computed values, ir-measures vs Pyserini's trec_eval, DPR answer accuracy."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import random
@@ -76,8 +75,7 @@ def _random_case(seed=0, n_queries=12, n_docs=40):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(importlib.util.find_spec("pyserini") is None, reason="pyserini not installed")
-def test_ir_measures_agrees_with_pyserini_trec_eval(tmp_path):
+def test_ir_measures_agrees_with_pyserini_trec_eval(tmp_path, pyserini):
     qrels, run = _random_case()
     qrels_path = tmp_path / "qrels.tsv"
     qrels_path.write_text("query-id\tcorpus-id\tscore\n" + "".join(
@@ -121,8 +119,7 @@ def test_qa_accuracy_hand_computed():
     assert out == {"Top1": 1 / 4, "Top2": 2 / 4}
 
 
-def test_qa_accuracy_matches_pyserini_dpr_evaluation(tmp_path):
-    pytest.importorskip("pyserini.eval.evaluate_dpr_retrieval")
+def test_qa_accuracy_matches_pyserini_dpr_evaluation(tmp_path, pyserini):
     path = tmp_path / "retrieval.json"
     write_dpr_retrieval(path, QA_RUN, {q: f"question {q}" for q in ANSWERS}, ANSWERS, CORPUS, depth=2)
     assert json.loads(path.read_text())["q1"]["contexts"][0]["text"] == "Paris\nA city on a river."

@@ -55,6 +55,29 @@ def test_round_trip_and_stats(tmp_path):
     assert "ann" in SOURCES
 
 
+def test_a_pool_on_disk_always_has_its_stats(tmp_path, monkeypatch):
+    """The stats are written before the pool: a process dying between the two leaves no pool, so the step
+    that mines it runs again rather than keep a pool without stats."""
+    import tevatron_tele.data.pools as pools
+
+    def dies(*args, **kwargs):
+        raise KeyboardInterrupt  # as if killed while writing
+
+    path = tmp_path / "pool.jsonl"
+    monkeypatch.setattr(pools, "atomic_path", lambda *a, **k: dies())
+    with pytest.raises(KeyboardInterrupt):
+        write_pool(path, _entries())
+    assert not path.exists()  # the stats may be there; a pool is not
+    monkeypatch.undo()
+    monkeypatch.setattr(pools, "write_json", dies)
+    with pytest.raises(KeyboardInterrupt):
+        write_pool(path, _entries())
+    assert not path.exists(), "a pool was left without its stats"
+    monkeypatch.undo()
+    write_pool(path, _entries())
+    assert path.exists() and read_pool_stats(path)["queries"] == 3
+
+
 def test_known_doc_ids(tmp_path):
     path = tmp_path / "pool.jsonl"
     write_pool(path, _entries())

@@ -88,13 +88,76 @@ def test_markdown_has_a_row_per_run_and_episode():
     assert "lookahead per query" in per_episode and "momentum per query" in per_episode
 
 
-def test_write_report_files(tmp_path):
+def record_plots(monkeypatch) -> dict:
+    """What each PNG of `write_report` draws, by file name: per axes its title, its lines ({label: {x: y}}) and its
+    bars ([(x, height)]), read from the figure when it is saved."""
+    import tevatron_tele.evaluation.report as report
+
+    figures: dict[str, list[dict]] = {}
+    save = report._save
+
+    def recording_save(fig, path):
+        figures[path.name] = [
+            {"title": ax.get_title(),
+             "lines": {line.get_label(): {int(x): float(y) for x, y in zip(line.get_xdata(), line.get_ydata())}
+                       for line in ax.lines},
+             "bars": [(round(b.get_x() + b.get_width() / 2), b.get_height()) for b in ax.patches]}
+            for ax in fig.axes]
+        return save(fig, path)
+
+    monkeypatch.setattr(report, "_save", recording_save)
+    return figures
+
+
+def check_plots_show_the_analysis(figures: dict, analysis: dict) -> None:
+    """Every plot draws the series `run_series` makes of the analysis (analysis.json), for every run."""
+    from tevatron_tele.evaluation.report import run_series
+
+    runs = analysis["runs"]
+    assert set(figures) == {"forgetting.png", "metrics.png", "ann_overlap.png", "pool_composition.png"}
+    own, probe = figures["forgetting.png"]
+    overlap, = figures["ann_overlap.png"]
+    names = metric_names(runs)[:4]
+    assert [ax["title"] for ax in figures["metrics.png"]] == names
+    for n, run in enumerate(runs):
+        series = run_series(run)
+        assert own["lines"][run["name"]] == pytest.approx(series["own_pool"]) and series["own_pool"]
+        assert probe["lines"][run["name"]] == pytest.approx(series["probe"]) and series["probe"]
+        assert overlap["lines"][run["name"]] == pytest.approx(series["ann_jaccard"]) and series["ann_jaccard"]
+        for ax, name in zip(figures["metrics.png"], names):
+            assert ax["lines"][run["name"]] == pytest.approx(series["metrics"][name])
+        bars = figures["pool_composition.png"][n]
+        assert bars["title"] == run["name"]
+        stacked: dict[int, float] = {}
+        for x, height in bars["bars"]:
+            stacked[x] = stacked.get(x, 0.0) + height
+        assert stacked == pytest.approx({e: sum(c.values()) for e, c in series["composition"].items()})
+        assert series["composition"]
+
+
+def test_write_report_files(tmp_path, monkeypatch):
+    figures = record_plots(monkeypatch)
     paths = write_report(_analysis(), tmp_path / "report")
-    assert json.loads(paths["json"].read_text())["runs"][1]["name"] == "moving"
+    analysis = json.loads(paths["json"].read_text())
+    assert [r["name"] for r in analysis["runs"]] == ["static", "moving"]
     assert "| moving |" in paths["markdown"].read_text()
     for key in ("forgetting_png", "metrics_png", "overlap_png", "composition_png"):
-        data = paths[key].read_bytes()
-        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, key
+        assert paths[key].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", key
+    check_plots_show_the_analysis(figures, analysis)
+    # the values drawn, by hand from TABLES, RANKINGS and the pools of _analysis()
+    own, probe = figures["forgetting.png"]
+    # static: pool 1 = pool 2; learned in episode 1 (below the positive): q1 a, c; q2 x, y; model 2 puts q1 a
+    # (1.5) and q2 y (2.0) above the positive again -> 2/4. moving: pool 1 learned q1 a, c; q2 x -> q1 a, 1/3
+    assert own["lines"]["static"] == {2: 2 / 4} and own["lines"]["moving"] == pytest.approx({2: 1 / 3})
+    # the probe (base top 3 minus positives: q1 b, a; q2 y, x): learned a, y, x; forgotten a, y -> 2/3 for both
+    assert probe["lines"]["static"] == probe["lines"]["moving"] == pytest.approx({2: 2 / 3})
+    # episode 0's and 1's top-3 negatives are the same sets (q1 {a, b}, q2 {x, y}): Jaccard 1 at episode 1
+    assert figures["ann_overlap.png"][0]["lines"] == {"static": {1: 1.0}, "moving": {1: 1.0}}
+    assert figures["metrics.png"][0]["lines"]["moving"] == pytest.approx({0: 0.40, 1: 0.50, 2: 0.52})
+    # negatives per query by source: static ann (3 + 2) / 2 each episode, momentum the same in episode 2
+    static_bars, moving_bars = (ax["bars"] for ax in figures["pool_composition.png"])
+    assert sorted(static_bars) == [(1, 0.0), (1, 2.5), (2, 2.5), (2, 2.5)]  # no momentum in episode 1
+    assert sorted(moving_bars) == [(1, 1.0), (1, 1.5), (2, 1.0), (2, 1.0)]
 
 
 # ---- end to end: a hand-built run folder with tiny models -------------------------------------------------
@@ -143,7 +206,6 @@ def episode_runs(synthetic_dir, tiny_model_dir, tmp_path_factory):
     import numpy as np
     import torch
 
-    pytest.importorskip("tevatron_tele.data.pools")
     from tevatron_tele.backends import load_encoder
     from tevatron_tele.data.collections import load_collection
     from tevatron_tele.data.token_cache import corpus_token_cache, query_token_cache
@@ -200,12 +262,13 @@ def test_score_pairs_matches_full_corpus_encoding(episode_runs, tmp_path):
 
 
 @pytest.mark.slow
-def test_analyze_driver_on_episode_runs(episode_runs, tmp_path):
+def test_analyze_driver_on_episode_runs(episode_runs, tmp_path, monkeypatch):
     from tevatron_tele.driver.analyze import main
     from tevatron_tele.evaluation.analysis import build_probe, summarize_run
 
     runs, tables, rankings, positives, pools, evals = episode_runs
     out = tmp_path / "report"
+    figures = record_plots(monkeypatch)
     analysis = main([str(r) for r in runs] + ["--out", str(out), "--probe_k", "5", "--overlap_k", "10"])
     probe = build_probe(rankings[0], positives, 5)
     assert json.loads((out / "probe.json").read_text()) == probe
@@ -225,5 +288,4 @@ def test_analyze_driver_on_episode_runs(episode_runs, tmp_path):
     assert learned[0]["learned"] > 0  # the test exercises a non-empty learned set
     md = (out / "report.md").read_text()
     assert "| moving |" in md and "| static |" in md
-    for png in ("forgetting.png", "metrics.png", "ann_overlap.png", "pool_composition.png"):
-        assert (out / png).stat().st_size > 5000
+    check_plots_show_the_analysis(figures, json.loads((out / "analysis.json").read_text()))

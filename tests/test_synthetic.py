@@ -4,7 +4,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
+import torch
+import transformers
 
 from tevatron_tele.data.synthetic import build_tiny_model, generate, make_synthetic_collection
 
@@ -70,7 +71,6 @@ def test_reuses_complete_folder_and_regenerates_on_new_params(tmp_path):
 
 
 def test_tiny_model_tokenizes_corpus_without_unk(tiny_model_dir, synthetic_dir):
-    transformers = pytest.importorskip("transformers")
     tok = transformers.AutoTokenizer.from_pretrained(tiny_model_dir)
     model = transformers.AutoModel.from_pretrained(tiny_model_dir)
     assert model.config.hidden_size == 32 and model.config.num_hidden_layers == 2
@@ -87,8 +87,6 @@ def test_tiny_model_tokenizes_corpus_without_unk(tiny_model_dir, synthetic_dir):
 
 
 def test_tiny_model_is_deterministic(tmp_path):
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
     a = build_tiny_model(tmp_path / "a", hidden_size=16, num_layers=1, seed=7)
     b = build_tiny_model(tmp_path / "b", hidden_size=16, num_layers=1, seed=7)
     assert (a / "vocab.txt").read_bytes() == (b / "vocab.txt").read_bytes()

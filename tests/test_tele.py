@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from tevatron_tele.data.pools import PoolEntry, pool_stats_path, read_pool
+from tevatron_tele.data.trec import read_run, write_run
 from tevatron_tele.mining.tele import (
     Hooks,
     MiningConfig,
@@ -77,8 +78,25 @@ def test_build_pool_stats_and_drops():
     assert deduped[0].negative_document_ids == ["d0", "d1", "d2", "d5"]
 
 
+def test_overlap_with_previous_ann_negatives_hand_computed(tmp_path):
+    """Two episodes that rank differently: the stat is the mean per-query Jaccard of their ANN negatives."""
+    collection = SimpleNamespace(queries={"q1": "one", "q2": "two"}, answers=None,
+                                 positives=lambda q: {"q1": ["p1"], "q2": ["p2"]}[q])
+    config = MiningConfig(depth=3, sample=None)
+    first = {"q1": [("a", 4.0), ("b", 3.0), ("c", 2.0), ("p1", 1.0)], "q2": [("x", 3.0), ("y", 2.0), ("p2", 1.0)]}
+    second = {"q1": [("b", 4.0), ("c", 3.0), ("d", 2.0), ("p1", 1.0)], "q2": [("z", 3.0), ("p2", 2.0), ("x", 1.0)]}
+    pool1 = mine_episode(collection, tmp_path / "1.jsonl", query_run=first, config=config)
+    pool2 = mine_episode(collection, tmp_path / "2.jsonl", query_run=second, previous_pool=pool1, config=config)
+    assert {e.query_id: e.sources["ann"] for e in read_pool(pool2)} == {"q1": ["b", "c", "d"], "q2": ["z", "x"]}
+    # q1: {a, b, c} vs {b, c, d} -> 2/4; q2: {x, y} vs {z, x} -> 1/3; mean 5/12
+    overlap = read_json(pool_stats_path(pool2))["overlap_with_previous_ann_jaccard"]
+    assert overlap == {"mean": round(5 / 12, 6), "queries": 2}
+    assert read_json(pool_stats_path(pool1))["overlap_with_previous_ann_jaccard"] is None
+
+
 def _pipeline(collection_dir, model_dir, work, *, max_len=48, batch_size=64):
-    """Encode corpus, queries and positives; rank queries and positives; mine episodes 1 and 2."""
+    """Encode corpus, queries and positives; rank queries and positives; mine episodes 1 and 2 (episode 2's query
+    ranking is episode 1's without its top 5, so that the two episodes' ANN negatives differ)."""
     from tevatron_tele.backends import load_encoder
     from tevatron_tele.data.collections import load_collection
     from tevatron_tele.data.token_cache import corpus_token_cache, query_token_cache
@@ -100,7 +118,9 @@ def _pipeline(collection_dir, model_dir, work, *, max_len=48, batch_size=64):
     positive_run = search_to_file(p, c, work / "rankings" / "positives.trec", 200)
     pool1 = mine_episode(collection, work / "episode-1" / "pool.jsonl", query_run=query_run,
                          positive_run=positive_run)
-    pool2 = mine_episode(collection, work / "episode-2" / "pool.jsonl", query_run=query_run,
+    query_run_2 = work / "rankings" / "queries-2.trec"
+    write_run(query_run_2, {q: ranked[5:] for q, ranked in read_run(query_run).items()})
+    pool2 = mine_episode(collection, work / "episode-2" / "pool.jsonl", query_run=query_run_2,
                          positive_run=positive_run, previous_pool=pool1)
     return collection, pool1, pool2
 
@@ -118,8 +138,14 @@ def _check_episode_two(collection, pool1, pool2):
         assert set(e.positive_document_ids) == judged
         assert e.sources["momentum"] == previous[e.query_id].negative_document_ids
         assert len(e.sources["ann"]) <= 30 and len(e.sources["lookahead"]) <= 30
-    # episode 2's ANN rankings are episode 1's here, so its ANN negatives overlap them fully
-    assert stats["overlap_with_previous_ann_jaccard"]["mean"] == pytest.approx(1.0)
+    # the mean per-query Jaccard of the two episodes' ANN negatives, from the pools themselves
+    ann1 = {e.query_id: set(e.sources["ann"]) for e in previous.values()}
+    jaccards = [len(ann1[e.query_id] & set(e.sources["ann"])) / len(ann1[e.query_id] | set(e.sources["ann"]))
+                for e in entries]
+    overlap = stats["overlap_with_previous_ann_jaccard"]
+    assert overlap["queries"] == len(entries)
+    assert overlap["mean"] == pytest.approx(sum(jaccards) / len(jaccards), abs=1e-6)
+    assert 0 < overlap["mean"] < 0.9  # a sample of ranks 6..205 is not that of ranks 1..200
     return entries
 
 
@@ -128,10 +154,10 @@ def test_encode_search_mine_synthetic(synthetic_dir, tiny_model_dir, tmp_path):
     entries = _check_episode_two(collection, pool1, pool2)
     assert len(entries) == sum(1 for q in collection.queries if collection.positives(q))
     # same seed, same pool; another seed, another sample
-    again = mine_episode(collection, tmp_path / "again.jsonl", query_run=tmp_path / "rankings" / "queries.trec",
+    again = mine_episode(collection, tmp_path / "again.jsonl", query_run=tmp_path / "rankings" / "queries-2.trec",
                          positive_run=tmp_path / "rankings" / "positives.trec", previous_pool=pool1)
     assert again.read_text() == pool2.read_text()
-    other = mine_episode(collection, tmp_path / "other.jsonl", query_run=tmp_path / "rankings" / "queries.trec",
+    other = mine_episode(collection, tmp_path / "other.jsonl", query_run=tmp_path / "rankings" / "queries-2.trec",
                          positive_run=tmp_path / "rankings" / "positives.trec", previous_pool=pool1,
                          config=MiningConfig(seed=1))
     assert other.read_text() != pool2.read_text()

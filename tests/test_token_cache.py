@@ -8,11 +8,10 @@ import textwrap
 
 import numpy as np
 import pytest
+import transformers
 
 from tevatron_tele.data.collections import load_collection
 from tevatron_tele.data.token_cache import TokenCache, build_token_cache, corpus_token_cache, query_token_cache
-
-transformers = pytest.importorskip("transformers")
 
 
 @pytest.fixture(scope="module")

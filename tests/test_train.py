@@ -192,3 +192,47 @@ def test_library_use_example_trains(tiny_model_dir, synthetic_dir, synthetic_poo
     assert result.returncode == 0, result.stderr[-4000:]
     AutoModel.from_pretrained(out)
     assert DenseModelForInference.build(str(out)).lm_q is not None
+
+
+_RECORD_TRUE_LOSS = '''
+import json, os, sys
+import torch
+import torch.nn.functional as F
+from tevatron_tele.backends.tevatron_v1 import modeling
+
+forward, true_losses = modeling.TeleDenseModel.forward, []
+
+def recording_forward(self, *args, **kwargs):
+    out = forward(self, *args, **kwargs)
+    if self.training and out.loss is not None:  # the loss over the gathered batch, before any scaling
+        target = torch.arange(out.scores.size(0)) * (out.p_reps.size(0) // out.q_reps.size(0))
+        true_losses.append(F.cross_entropy(out.scores, target).item())
+    return out
+
+modeling.TeleDenseModel.forward = recording_forward
+from tevatron_tele.driver.train import main
+main(sys.argv[1:])
+with open(os.environ["TRUE_LOSS_FILE"] + "." + os.environ["RANK"], "w") as f:
+    json.dump(true_losses, f)
+'''
+
+
+def test_logged_loss_under_negatives_x_device_is_the_true_loss(tiny_model_dir, synthetic_dir, synthetic_pool,
+                                                               tmp_path):
+    """The model multiplies its loss by the world size (DDP averages gradients over processes); the logged loss
+    is the loss itself, the cross-entropy over the gathered batch, not world size times it."""
+    out = tmp_path / "out"
+    script = tmp_path / "record.py"
+    script.write_text(_RECORD_TRUE_LOSS)
+    flags = common_flags(tiny_model_dir, synthetic_pool, synthetic_dir, out, tmp_path / "cache")
+    torchrun = Path(sys.executable).parent / "torchrun"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "TRUE_LOSS_FILE": str(tmp_path / "true")}
+    cmd = [str(torchrun), "--nproc_per_node", "2", "--master_port", str(29500 + (os.getpid() + 7) % 1000),
+           str(script), *flags, "--negatives_x_device", "--num_train_epochs", "1", "--early_stop_step", "3"]
+    result = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-4000:]
+    true = [json.loads((tmp_path / f"true.{rank}").read_text()) for rank in (0, 1)]
+    assert len(true[0]) == 3 and true[0] == pytest.approx(true[1], rel=1e-5)  # every process sees the whole batch
+    assert logged(out, "loss") == pytest.approx(true[0], rel=1e-4)
+    log = json.loads((out / "train_log.json").read_text())
+    assert log["train_loss"] == pytest.approx(sum(true[0]) / 3, rel=1e-4)

@@ -42,28 +42,128 @@ def write_json(path: PathLike, obj: Any) -> None:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n", encoding="utf-8")
 
 
-def iter_jsonl(path: PathLike, error: Callable[[PathLike, int, str, str], Exception]) -> Iterator[tuple[int, dict]]:
+class InputFileError(ValueError):
+    """A bad input file; the message names file, line and field: `FILE:LINE: field 'F': problem`."""
+
+
+def input_error(path: PathLike, line: int | str | None, field_name: str, problem: str) -> InputFileError:
+    """An InputFileError whose message reads `FILE:LINE: field 'F': problem` (`FILE: field ...` without a line).
+
+    Args:
+        path: the file, as the user named it.
+        line: 1-based line number (or another position such as "item 3"); None for the whole file.
+        field_name: the file format's own name of the field, or `<json>`, `<utf-8>`, `<columns>`, `<file>`.
+        problem: what is wrong (and what to do, where that helps).
+
+    Returns:
+        The exception, to be raised by the caller.
+    """
+    return InputFileError(location(path, line, field_name, problem))
+
+
+def location(path: PathLike, line: int | str | None, field_name: str, problem: str) -> str:
+    """`FILE:LINE: field 'F': problem`, the one shape of every input-error message (no `:LINE` when None)."""
+    where = f"{path}" if line is None else f"{path}:{line}"
+    return f"{where}: field '{field_name}': {problem}"
+
+
+ErrorFactory = Callable[[PathLike, int | str | None, str, str], Exception]
+
+
+def _utf8_problem(byte: int, file_offset: int, line_offset: int) -> str:
+    return (f"invalid UTF-8: byte 0x{byte:02x} at byte offset {file_offset} of the file "
+            f"(byte {line_offset + 1} of the line); save the file as UTF-8")
+
+
+def iter_lines(path: PathLike, error: ErrorFactory = input_error) -> Iterator[tuple[int, str]]:
+    """(line number, text without its line ending) for each line of a UTF-8 text file.
+
+    A byte-order mark at the start is dropped and CRLF endings are accepted. Undecodable bytes raise
+    `error(path, line, "<utf-8>", problem)` with the byte offset in the file.
+
+    Args:
+        path: the file.
+        error: builds the exception of the calling reader from (path, line, field, problem).
+
+    Returns:
+        An iterator over (1-based line number, line text).
+    """
+    offset = 0
+    with open(path, "rb") as f:
+        for line_no, raw in enumerate(f, start=1):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise error(path, line_no, "<utf-8>", _utf8_problem(raw[e.start], offset + e.start, e.start)) from None
+            if line_no == 1 and text.startswith("\ufeff"):
+                text = text[1:]
+            offset += len(raw)
+            yield line_no, text.rstrip("\r\n")
+
+
+def read_text(path: PathLike, error: ErrorFactory = input_error) -> str:
+    """The whole of a UTF-8 text file, without a leading byte-order mark; undecodable bytes raise
+    `error(path, line, "<utf-8>", problem)` naming the line and byte offset.
+
+    Args:
+        path: the file.
+        error: builds the exception of the calling reader from (path, line, field, problem).
+
+    Returns:
+        The text.
+    """
+    data = Path(path).read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line_start = data.rfind(b"\n", 0, e.start) + 1
+        line = data.count(b"\n", 0, e.start) + 1
+        raise error(path, line, "<utf-8>", _utf8_problem(data[e.start], e.start, e.start - line_start)) from None
+    return text[1:] if text.startswith("\ufeff") else text
+
+
+def iter_jsonl(path: PathLike, error: ErrorFactory = input_error) -> Iterator[tuple[int, dict]]:
     """(line number, object) for each non-blank line of a JSON-lines file.
 
     A malformed line, or one that is not a JSON object, raises `error(path, line, "<json>", problem)`, so
-    each reader reports file, line and field with its own exception type.
+    each reader reports file, line and field with its own exception type; so do undecodable bytes (field
+    `<utf-8>`, with the byte offset). A byte-order mark and CRLF line endings are accepted.
+
+    Args:
+        path: the file.
+        error: builds the exception of the calling reader from (path, line, field, problem).
+
+    Returns:
+        An iterator over (1-based line number, object).
     """
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise error(path, line_no, "<json>", f"malformed JSON ({e.msg} at column {e.colno})") from None
-            if not isinstance(obj, dict):
-                raise error(path, line_no, "<json>", f"expected an object, got {type(obj).__name__}")
-            yield line_no, obj
+    for line_no, line in iter_lines(path, error):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise error(path, line_no, "<json>", f"malformed JSON ({e.msg} at column {e.colno})") from None
+        if not isinstance(obj, dict):
+            raise error(path, line_no, "<json>", f"expected an object, got {type(obj).__name__}")
+        yield line_no, obj
 
 
-def read_json(path: PathLike) -> Any:
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+def read_json(path: PathLike, error: ErrorFactory = input_error) -> Any:
+    """A JSON file's value; malformed JSON or undecodable bytes raise `error(path, line, field, problem)`.
+
+    Args:
+        path: the file.
+        error: builds the exception from (path, line, field, problem).
+
+    Returns:
+        The decoded value.
+    """
+    text = read_text(path, error)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        problem = "empty file" if not text.strip() else f"malformed JSON ({e.msg} at column {e.colno})"
+        raise error(path, e.lineno, "<json>", problem) from None
 
 
 def setup_logging(level: int = logging.INFO) -> None:

@@ -9,24 +9,25 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..utils import PathLike, iter_jsonl
+from ..utils import InputFileError, PathLike, iter_jsonl, iter_lines, location, read_text
 
 logger = logging.getLogger(__name__)
 
 FORMATS = ("beir", "msmarco", "dpr", "tevatron")
 
 
-class CollectionError(ValueError):
+class CollectionError(InputFileError):
     """Bad collection input; the message names file, line and field."""
 
 
-def _error(path: PathLike, line: int | str, field_name: str, problem: str) -> CollectionError:
-    return CollectionError(f"{path}:{line}: field '{field_name}': {problem}")
+def _error(path: PathLike, line: int | str | None, field_name: str, problem: str) -> CollectionError:
+    return CollectionError(location(path, line, field_name, problem))
 
 
 @dataclass
@@ -81,11 +82,10 @@ def _jsonl(path: Path) -> Iterator[tuple[int, dict]]:
 
 
 def _tsv(path: Path) -> Iterator[tuple[int, list[str]]]:
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
-            line = line.rstrip("\r\n")
-            if line.strip():
-                yield line_no, line.split("\t")
+    """(line number, columns) for each non-blank line; a BOM and CRLF are accepted, invalid UTF-8 raises."""
+    for line_no, line in iter_lines(path, _error):
+        if line.strip():
+            yield line_no, line.split("\t")
 
 
 def _str_field(path: Path, line: int | str, obj: dict, name: str, *, required: bool = True,
@@ -128,37 +128,52 @@ def _parse_grade(path: Path, line: int, raw: str, field_name: str) -> int:
         value = float(raw)
     except ValueError:
         raise _error(path, line, field_name, f"not a number: {raw!r}") from None
-    if value != int(value):
+    if not math.isfinite(value) or value != int(value):
         raise _error(path, line, field_name, f"not an integer grade: {raw!r}")
     return int(value)
 
 
+# first-line words that mark a header (BEIR's `query-id corpus-id score`), not a judgement
+_QRELS_HEADER_WORDS = {"query-id", "query_id", "qid", "query", "topic", "corpus-id", "corpus_id", "docid", "doc-id",
+                       "score", "grade", "relevance", "label", "rel"}
+
+
 def read_qrels(path: PathLike) -> dict[str, dict[str, int]]:
     """Relevance judgements from BEIR (`query-id corpus-id score`, header line), TREC / MS MARCO
-    (`qid 0 docid grade` or `qid docid grade`) or headerless 2-column `qid docid` (grade 1) files."""
+    (`qid 0 docid grade` or `qid docid grade`) or headerless 2-column `qid docid` (grade 1) files.
+
+    Errors name the format's own columns (BEIR: query-id, corpus-id, score; TREC: qid, docid, grade).
+    Grades must be integers; negative grades (TREC's "junk") are kept and count as not relevant.
+
+    Args:
+        path: the qrels file.
+
+    Returns:
+        {query id: {document id: grade}}.
+    """
     path = Path(path)
     qrels: dict[str, dict[str, int]] = {}
-    grade_field = "grade"
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
-            parts = line.split()
-            if not parts:
-                continue
-            if line_no == 1 and not _is_number(parts[-1]):
-                grade_field = "score"  # header line such as "query-id corpus-id score" (BEIR)
-                continue
-            if len(parts) == 4:
-                qid, _, docid, grade = parts
-            elif len(parts) == 3:
-                qid, docid, grade = parts
-            elif len(parts) == 2 and grade_field == "grade":  # a bare list of relevant pairs; BEIR needs 3
-                (qid, docid), grade = parts, "1"
-            else:
-                raise _error(path, line_no, "<columns>", f"expected 2 to 4 columns, got {len(parts)}")
-            grades = qrels.setdefault(qid, {})
-            if docid in grades:
-                raise _error(path, line_no, "corpus-id", f"duplicate judgement for query {qid!r}, document {docid!r}")
-            grades[docid] = _parse_grade(path, line_no, grade, grade_field)
+    doc_field, grade_field = "docid", "grade"
+    for line_no, line in iter_lines(path, _error):
+        parts = line.split()
+        if not parts:
+            continue
+        if line_no == 1 and not _is_number(parts[-1]) and _QRELS_HEADER_WORDS & {p.lower() for p in parts}:
+            doc_field, grade_field = "corpus-id", "score"  # header line such as "query-id corpus-id score" (BEIR)
+            continue
+        if len(parts) == 4:
+            qid, _, docid, grade = parts
+        elif len(parts) == 3:
+            qid, docid, grade = parts
+        elif len(parts) == 2 and grade_field == "grade":  # a bare list of relevant pairs; BEIR needs 3
+            (qid, docid), grade = parts, "1"
+        else:
+            expected = "3 (query-id corpus-id score)" if grade_field == "score" else "2 to 4"
+            raise _error(path, line_no, "<columns>", f"expected {expected} columns, got {len(parts)}")
+        grades = qrels.setdefault(qid, {})
+        if docid in grades:
+            raise _error(path, line_no, doc_field, f"duplicate judgement for query {qid!r}, document {docid!r}")
+        grades[docid] = _parse_grade(path, line_no, grade, grade_field)
     return qrels
 
 
@@ -170,16 +185,25 @@ def _is_number(s: str) -> bool:
     return True
 
 
+def _require(path: Path, count: int, field_name: str, what: str) -> None:
+    """Refuse a file that yielded nothing (0 bytes, blank lines, or only a header)."""
+    if count == 0:
+        raise _error(path, None, field_name, f"empty: no {what} in the file")
+
+
 # ---------------------------------------------------------------- corpus readers
 
 def _beir_corpus(path: Path) -> Corpus:
     builder = _CorpusBuilder()
     for line_no, obj in _jsonl(path):
-        id_field = "_id" if "_id" in obj else "docid"
+        id_field = "docid" if "_id" not in obj and "docid" in obj else "_id"  # BEIR's _id; docid also read
+        if id_field not in obj:
+            raise _error(path, line_no, "_id", "missing (nor a 'docid')")
         docid = _str_field(path, line_no, obj, id_field)
         title = _str_field(path, line_no, obj, "title", required=False)
         text = _str_field(path, line_no, obj, "text", allow_empty=True)
         builder.add(docid, title, text, path, line_no, id_field)
+    _require(path, len(builder.ids), "_id", "documents")
     return builder.build()
 
 
@@ -201,6 +225,7 @@ def _tsv_corpus(path: Path, *, dpr: bool = False) -> Corpus:
         if dpr and len(text) >= 2 and text[0] == text[-1] == '"':
             text = text[1:-1].replace('""', '"')  # DPR's psgs_w100.tsv quotes texts CSV-style
         builder.add(docid, title, text, path, line_no, "id")
+    _require(path, len(builder.ids), "id", "passages")
     return builder.build()
 
 
@@ -233,6 +258,9 @@ def _finish(name: str, corpus: Corpus, queries: dict[str, str], qrels: dict[str,
         logger.warning("%s; dropped", msg)
     if split_queries_from_qrels:
         queries = {qid: queries[qid] for qid in clean}
+    if not queries:
+        raise CollectionError(f"{qrels_path}: no query is left: all {len(qrels)} judged queries are unknown "
+                              f"(e.g. {unknown_q[:3]}); are the qrels those of this collection?")
     no_positive = [q for q in queries if not any(g > 0 for g in clean.get(q, {}).values())]
     if no_positive:
         logger.info("%s: %d of %d queries have no positive judgement", name, len(no_positive), len(queries))
@@ -260,7 +288,9 @@ def _load_beir(folder: Path, split: str, strict: bool) -> Collection:
         if qid in queries:
             raise _error(qpath, line_no, "_id", f"duplicate query id {qid!r}")
         queries[qid] = _str_field(qpath, line_no, obj, "text")
+    _require(qpath, len(queries), "_id", "queries")
     qrels = read_qrels(qrels_path)
+    _require(qrels_path, len(qrels), "query-id", "judgements")
     return _finish(f"{folder.name}/{split}", corpus, queries, qrels, qrels_path, strict, split_queries_from_qrels=True)
 
 
@@ -280,9 +310,13 @@ def _load_msmarco(folder: Path, split: str, strict: bool) -> Collection:
             raise _error(qpath, line_no, "<columns>", f"expected 2 tab-separated columns (qid, text), got {len(parts)}")
         if parts[0] in queries:
             raise _error(qpath, line_no, "qid", f"duplicate query id {parts[0]!r}")
+        if not parts[1].strip():
+            raise _error(qpath, line_no, "text", "empty")
         queries[parts[0]] = parts[1]
+    _require(qpath, len(queries), "qid", "queries")
     qrels_path = _msmarco_file(folder, [f"qrels.{split}.tsv", f"qrels.{split}.txt"])
     qrels = read_qrels(qrels_path)
+    _require(qrels_path, len(qrels), "qid", "judgements")
     return _finish(f"{folder.name}/{split}", corpus, queries, qrels, qrels_path, strict)
 
 
@@ -296,13 +330,16 @@ def _dpr_ctx_id(path: Path, where: str, ctx: Any) -> str:
 
 
 def _load_dpr(path: Path, passages: PathLike | None, strict: bool) -> Collection:
+    text = read_text(path, _error)
+    if not text.strip():
+        raise _error(path, None, "<json>", "empty: no questions in the file")
     try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
+        data = json.loads(text)
     except json.JSONDecodeError as e:
         raise _error(path, e.lineno, "<json>", f"malformed JSON ({e.msg} at column {e.colno})") from None
     if not isinstance(data, list):
         raise _error(path, 1, "<json>", f"expected a list of questions, got {type(data).__name__}")
+    _require(path, len(data), "<json>", "questions")
     builder = _CorpusBuilder() if passages is None else None
     queries: dict[str, str] = {}
     answers: dict[str, list[str]] = {}
@@ -365,6 +402,7 @@ def _load_tevatron(path: Path, strict: bool) -> Collection:
                     builder.add(docid, title, text, path, line_no, f"{key}.docid")
                 if key == "positive_passages":
                     qrels[qid][docid] = 1
+    _require(path, len(queries), "query_id", "queries")
     return _finish(path.stem, builder.build(), queries, qrels, path, strict)
 
 
@@ -386,24 +424,100 @@ def detect_format(path: PathLike) -> str:
     raise CollectionError(f"{path}: cannot tell the format; pass fmt= one of {FORMATS}")
 
 
-def load_collection(path: PathLike, split: str = "train", *, fmt: str = "auto", passages: PathLike | None = None,
-                    strict: bool = False) -> Collection:
-    """Load one split of a collection. `passages` is the DPR passages TSV (DPR format only)."""
+# The split a single-file collection (DPR json, Tevatron jsonl) is read as: the loaders' default.
+SINGLE_FILE_SPLIT = "train"
+
+
+def collection_splits(path: PathLike, fmt: str = "auto") -> list[str] | None:
+    """The splits a collection offers, or None for a single-file collection that has none.
+
+    BEIR folders have `qrels/<split>.tsv`, MS MARCO folders `queries.<split>.tsv`, Tevatron folders
+    `<split>.jsonl`; a DPR json or Tevatron jsonl file is one set of queries without splits.
+
+    Args:
+        path: the collection (folder or file).
+        fmt: its format, or "auto" to detect it.
+
+    Returns:
+        The split names (sorted), or None when the collection has no splits.
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path} not found")
     fmt = detect_format(path) if fmt == "auto" else fmt
+    if fmt == "beir":
+        return sorted(p.stem for p in (path / "qrels").glob("*.tsv"))
+    if fmt == "msmarco":
+        return sorted(p.name[len("queries."):-len(".tsv")] for p in path.glob("queries.*.tsv"))
+    if fmt == "tevatron" and path.is_dir():
+        return sorted(p.stem for p in path.glob("*.jsonl"))
+    return None
+
+
+def check_split(path: PathLike, split: str | None, *, flag: str = "--split", fmt: str = "auto") -> None:
+    """Refuse a split that a collection without splits cannot give.
+
+    A DPR json or Tevatron jsonl file has no splits: its queries are read for split None, "" or
+    "train" (SINGLE_FILE_SPLIT, the default); any other split (e.g. the runner's default
+    `--eval_split test`) would silently read those same queries, so it is refused.
+
+    Args:
+        path: the collection.
+        split: the split asked for.
+        flag: the option that named it, for the message (e.g. "--eval_split").
+        fmt: the collection's format, or "auto".
+
+    Raises:
+        CollectionError: `PATH: field 'split': ...`, saying what to pass instead.
+    """
+    if split in (None, "", SINGLE_FILE_SPLIT) or collection_splits(path, fmt) is not None:
+        return
+    kind = "DPR json" if (detect_format(path) if fmt == "auto" else fmt) == "dpr" else "Tevatron jsonl"
+    field_name = flag.lstrip("-") or "split"
+    if flag == "--eval_split":
+        problem = (f"a {kind} file has no splits: --eval_split {split!r} would evaluate on the training queries; "
+                   "pass --eval_split '' and give held-out queries as their own file with --eval_collections")
+    else:
+        problem = (f"a {kind} file has no splits (it is one set of queries), so {flag} {split!r} cannot be chosen; "
+                   f"pass {flag} '' to read all its queries")
+    raise _error(path, None, field_name, problem)
+
+
+def load_collection(path: PathLike, split: str | None = "train", *, fmt: str = "auto",
+                    passages: PathLike | None = None, strict: bool = False) -> Collection:
+    """Load one split of a collection. `passages` is the DPR passages TSV (DPR format only).
+
+    Args:
+        path: a BEIR or MS MARCO folder, a DPR json file, a Tevatron jsonl file or folder.
+        split: the split to read; a single-file collection (DPR json, Tevatron jsonl) has none and
+            accepts only None, "" or "train" (see `check_split`).
+        fmt: the format, or "auto" to detect it.
+        passages: a DPR collection's passages TSV.
+        strict: raise on qrels naming unknown queries or documents, instead of dropping and counting them.
+
+    Returns:
+        The collection: corpus, the split's queries and qrels (and answers for QA).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found")
+    fmt = detect_format(path) if fmt == "auto" else fmt
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; expected one of {FORMATS} or 'auto'")
+    check_split(path, split, fmt=fmt)
+    if fmt in ("beir", "msmarco") and not split:
+        raise _error(path, None, "split", f"a {fmt} collection needs a split (here: {collection_splits(path, fmt)})")
     if fmt == "beir":
         return _load_beir(path, split, strict)
     if fmt == "msmarco":
         return _load_msmarco(path, split, strict)
     if fmt == "dpr":
         return _load_dpr(path, passages, strict)
-    if fmt == "tevatron":
-        if path.is_dir():
-            path = path / f"{split}.jsonl"
-        return _load_tevatron(path, strict)
-    raise ValueError(f"unknown format {fmt!r}; expected one of {FORMATS} or 'auto'")
+    if path.is_dir():
+        if not split or not (path / f"{split}.jsonl").is_file():
+            raise _error(path, None, "split", f"no {split}.jsonl here (splits: {collection_splits(path, fmt)})")
+        path = path / f"{split}.jsonl"
+    return _load_tevatron(path, strict)
 
 
 def load_corpus(path: PathLike, fmt: str = "auto") -> Corpus:
@@ -419,14 +533,12 @@ def load_corpus(path: PathLike, fmt: str = "auto") -> Corpus:
             return _tsv_corpus(_msmarco_file(path, ["collection.tsv", "corpus.tsv"]))
         raise CollectionError(f"{path}: a {fmt} corpus must be given as a file")
     if path.suffix == ".tsv":
-        with open(path, encoding="utf-8") as f:
-            first = f.readline().rstrip("\r\n").split("\t")
+        first = next((line.split("\t") for _, line in iter_lines(path, _error)), [])
         return _tsv_corpus(path, dpr=fmt == "dpr" or first == ["id", "text", "title"])
     if fmt in ("dpr", "tevatron") or (fmt == "auto" and path.suffix == ".json"):
         return load_collection(path, fmt=fmt).corpus
     if path.suffix == ".jsonl" and fmt == "auto":
-        with open(path, encoding="utf-8") as f:
-            first_line = f.readline()
+        first_line = next((line for _, line in iter_lines(path, _error)), "")
         if '"query_id"' in first_line:
             return load_collection(path, fmt="tevatron").corpus
     return _beir_corpus(path)

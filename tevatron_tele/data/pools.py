@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..utils import PathLike, atomic_path, iter_jsonl, write_json
+from ..utils import InputFileError, PathLike, atomic_path, iter_jsonl, location, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ def ordered_sources(names: Iterable[str]) -> list[str]:
     return [s for s in SOURCES if s in names] + sorted(names - set(SOURCES))
 
 
-class PoolError(ValueError):
+class PoolError(InputFileError):
     """Bad pool input; the message names file, line and field."""
 
 
@@ -88,20 +88,24 @@ def summarize_pool(entries: list[PoolEntry]) -> dict[str, Any]:
 
 
 def write_pool(path: PathLike, entries: Iterable[PoolEntry], stats: dict | None = None) -> None:
-    """Write the pool atomically, and its stats file beside it (the given stats over a computed summary)."""
+    """Write the pool atomically, and its stats file beside it (the given stats over a computed summary).
+
+    The stats are written first and the pool last, so a pool on disk always has its stats: a process killed
+    in between leaves no pool, and the step that writes it runs again.
+    """
     entries = list(entries)
+    write_json(pool_stats_path(path), {**summarize_pool(entries), **(stats or {})})
     with atomic_path(path) as tmp:
         with open(tmp, "w", encoding="utf-8") as f:
             for e in entries:
                 f.write(e.to_json() + "\n")
-    write_json(pool_stats_path(path), {**summarize_pool(entries), **(stats or {})})
     logger.info("wrote pool of %d queries -> %s", len(entries), path)
 
 
 # ---------------------------------------------------------------- reading and validation
 
-def _fail(path: PathLike, line: int, field_name: str, problem: str) -> PoolError:
-    return PoolError(f"{path}:{line}: field '{field_name}': {problem}")
+def _fail(path: PathLike, line: int | None, field_name: str, problem: str) -> PoolError:
+    return PoolError(location(path, line, field_name, problem))
 
 
 def _id_list(path: PathLike, line: int, name: str, value: Any, *, unique: bool = False) -> list[str]:
@@ -126,6 +130,8 @@ def _parse_entry(path: PathLike, line: int, obj: Any, known_doc_ids: AbstractCol
     for name in ("query_id", "query_text"):
         if not isinstance(obj[name], str):
             raise _fail(path, line, name, f"expected a string, got {type(obj[name]).__name__}")
+    if not obj["query_text"].strip():
+        raise _fail(path, line, "query_text", "empty: a training query needs its text")
     positives = _id_list(path, line, "positive_document_ids", obj["positive_document_ids"], unique=True)
     if not positives:
         raise _fail(path, line, "positive_document_ids", "empty: a training query needs a positive")
@@ -221,13 +227,11 @@ def detect_pool_format(path: str | Path) -> str:
         if not files:
             raise FileNotFoundError(f"no .json/.jsonl files in {path}")
         path = files[0]
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                obj = json.loads(line)
-                if "query_id" in obj:
-                    return "ids"
-                if "query" in obj and "positives" in obj:
-                    return "reference"
-                raise ValueError(f"{path}:1: neither a pool.jsonl line (query_id) nor a tokenized line (query)")
-    raise ValueError(f"{path}: empty pool")
+    for line_no, obj in iter_jsonl(path, _fail):
+        if "query_id" in obj:
+            return "ids"
+        if "query" in obj and "positives" in obj:
+            return "reference"
+        raise _fail(path, line_no, "query_id", "missing: neither a pool.jsonl line (query_id, ...) nor a tokenized "
+                                               "line (query, positives)")
+    raise _fail(path, None, "<file>", "empty: no training queries in the pool")

@@ -16,7 +16,7 @@ from transformers import HfArgumentParser
 
 from ..evaluation.analysis import analyze_runs, open_run, probe_from_run
 from ..evaluation.report import write_report
-from ..utils import read_json, setup_logging, write_json
+from ..utils import input_error, read_json, setup_logging, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -41,11 +41,30 @@ def parse_args(argv: list[str] | None = None) -> tuple[AnalyzeArguments, list[st
     return args, list(extra.runs)
 
 
+def read_probe(path: str) -> dict[str, list[str]]:
+    """A probe file, {query id: [document id, ...]}; anything else raises a one-line InputFileError.
+
+    Args:
+        path: the probe.json.
+
+    Returns:
+        The probe, ids as strings.
+    """
+    data = read_json(path)
+    if not isinstance(data, dict):
+        raise input_error(path, 1, "<json>", f"expected an object of query id -> document ids, "
+                                             f"got {type(data).__name__}")
+    for q, ds in data.items():
+        if not isinstance(ds, list) or not all(isinstance(d, (str, int)) for d in ds):
+            raise input_error(path, None, q, "expected a list of document ids")
+    return {str(q): [str(d) for d in ds] for q, ds in data.items()}
+
+
 def main(argv: list[str] | None = None) -> dict:
     setup_logging()
     args, runs = parse_args(argv)
     if args.probe:
-        probe = {str(q): [str(d) for d in ds] for q, ds in read_json(args.probe).items()}
+        probe = read_probe(args.probe)
         logger.info("probe from %s: %d queries", args.probe, len(probe))
     else:
         probe = probe_from_run(open_run(runs[0]), args.probe_k, args.max_queries)
@@ -62,4 +81,6 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    from ..cli import run_cli
+
+    run_cli(main)

@@ -39,6 +39,19 @@ class EncodeArguments:
     num_shards: int = field(default=1)
 
 
+def corpus_collection(collection: str, passages: str | None = None):
+    """A Collection holding only the corpus of `collection` (or of a DPR collection's `passages` TSV), named
+    as `load_collection` names it, so the corpus token cache is the one the other steps use."""
+    from ..data.collections import Collection, load_corpus
+
+    path = Path(collection)
+    if passages:
+        corpus = load_corpus(passages, fmt="dpr" if str(passages).endswith(".tsv") else "auto")
+    else:
+        corpus = load_corpus(path)
+    return Collection(path.name if path.is_dir() else path.stem, corpus, {}, {})
+
+
 def run(args: EncodeArguments) -> Path:
     import torch
 
@@ -56,7 +69,9 @@ def run(args: EncodeArguments) -> Path:
         device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
     shard_index, num_shards = distributed_shard(args.shard_index, args.num_shards)
     cache_dir = Path(args.cache_dir) if args.cache_dir else Path(args.output).parent / "token_cache"
-    collection = load_collection(args.collection, args.split, passages=args.passages)
+    # the corpus needs neither queries nor qrels: a collection without the --split's files encodes its corpus
+    collection = (corpus_collection(args.collection, args.passages) if args.encode == "corpus"
+                  else load_collection(args.collection, args.split, passages=args.passages))
     model, tokenizer = load_encoder(args.model_dir, device, pooling=args.pooling, normalize=args.normalize)
     is_query = args.encode == "queries"
     ids = None
@@ -80,4 +95,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from ..cli import run_cli
+
+    run_cli(main)

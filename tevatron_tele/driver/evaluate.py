@@ -3,6 +3,11 @@ Pyserini's trec_eval), and top-k answer accuracy for QA collections.
 
     python -m tevatron_tele.driver.evaluate --run run.trec --qrels qrels/test.tsv
     python -m tevatron_tele.driver.evaluate --run run.trec --collection data/scifact --split test --trec_eval
+    python -m tevatron_tele.driver.evaluate --collection data/scifact --split test --write_qrels scifact-test.qrels
+
+`--write_qrels FILE` exports the qrels as TREC qrels (`qid 0 docid grade`; the queries with a relevant
+judgement), the file `python -m pyserini.eval.trec_eval -c -m ndcg_cut.10 FILE RUN` reads (it cannot
+read a BEIR qrels tsv); without --run it only exports.
 """
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ from pathlib import Path
 
 from transformers import HfArgumentParser
 
-from ..data.trec import read_run, write_qrels
+from ..data.trec import read_run
 from ..evaluation.metrics import (
     DEFAULT_MEASURES,
     DEFAULT_QA_KS,
@@ -23,6 +28,7 @@ from ..evaluation.metrics import (
     evaluate_with_trec_eval,
     read_qrels,
     relevant_qrels,
+    write_trec_qrels,
 )
 from ..utils import setup_logging, write_json
 
@@ -31,7 +37,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class EvaluateArguments:
-    run: str = field(metadata={"help": "TREC run file (qid Q0 docid rank score tag)"})
+    run: str | None = field(default=None, metadata={"help": "TREC run file (qid Q0 docid rank score tag)"})
     qrels: str | None = field(default=None, metadata={"help": "qrels file (TREC 4-column or BEIR tsv)"})
     collection: str | None = field(default=None, metadata={"help": "collection folder/file instead of --qrels"})
     split: str = field(default="test", metadata={"help": "split of --collection to evaluate on"})
@@ -40,6 +46,9 @@ class EvaluateArguments:
     qa_ks: str = field(default=",".join(map(str, DEFAULT_QA_KS)), metadata={"help": "top-k accuracy depths (QA)"})
     trec_eval: bool = field(default=False, metadata={"help": "also compute with Pyserini's trec_eval (Java)"})
     output: str | None = field(default=None, metadata={"help": "JSON output (default: RUN with .eval.json)"})
+    write_qrels: str | None = field(default=None, metadata={
+        "help": "also write the qrels of --collection/--split (or --qrels) to this file as TREC qrels "
+                "(qid 0 docid grade), the format Pyserini's trec_eval reads; without --run, only that"})
 
 
 def _table(results: dict, check: dict | None) -> str:
@@ -59,21 +68,34 @@ def main(argv: list[str] | None = None) -> dict:
         args=sys.argv[1:] if argv is None else argv)
     if (args.qrels is None) == (args.collection is None):
         raise SystemExit("give exactly one of --qrels or --collection")
+    if args.run is None and args.write_qrels is None:
+        raise SystemExit("give --run (a TREC run to evaluate), --write_qrels FILE, or both")
     measures = [m.strip() for m in args.measures.split(",") if m.strip()]
-    run = read_run(args.run)
+    run = read_run(args.run) if args.run is not None else None  # the run first: it fails faster than a collection
+    collection = None
+    if args.collection:
+        from ..data.collections import load_collection
+
+        collection = load_collection(args.collection, split=args.split, passages=args.passages)
+    qrels = collection.qrels if collection is not None else read_qrels(args.qrels)
+    if args.write_qrels:
+        written = relevant_qrels(qrels)
+        write_trec_qrels(args.write_qrels, written)
+        print(f"wrote {args.write_qrels}: TREC qrels of {len(written)} queries, "
+              f"{sum(map(len, written.values()))} judgements (for Pyserini's trec_eval)")
+        if args.run is None:
+            return {"qrels": args.write_qrels, "num_queries": len(written)}
     logger.info("evaluating %s (%d queries)", args.run, len(run))
     with tempfile.TemporaryDirectory(prefix="tele-eval-") as tmp:
         if args.qrels:
             qrels_path = Path(args.qrels)
-            results = {"run": args.run, "qrels": args.qrels, **evaluate_run(run, read_qrels(qrels_path), measures)}
+            results = {"run": args.run, "qrels": args.qrels, **evaluate_run(run, qrels, measures)}
         else:
-            from ..data.collections import load_collection
-
-            collection = load_collection(args.collection, split=args.split, passages=args.passages)
             ks = [int(k) for k in args.qa_ks.split(",") if k.strip()]
             results = {"run": args.run, "split": args.split, **evaluate_collection(run, collection, measures, ks)}
-            qrels_path = Path(tmp) / "qrels.txt"
-            write_qrels(qrels_path, relevant_qrels(collection.qrels))
+            qrels_path = Path(args.write_qrels) if args.write_qrels else Path(tmp) / "qrels.txt"
+            if not args.write_qrels and args.trec_eval:
+                write_trec_qrels(qrels_path, qrels)
         check = None
         if args.trec_eval:
             check = evaluate_with_trec_eval(args.run, qrels_path, measures)
@@ -90,4 +112,6 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    from ..cli import run_cli
+
+    run_cli(main)

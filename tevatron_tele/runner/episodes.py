@@ -25,24 +25,42 @@ def _device(args: EpisodeArguments) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def _resolved(path) -> str:
+    return str(Path(path).resolve())
+
+
 class EpisodeRunner:
     """Runs (or resumes) the episodes of one run folder. `run()` returns the run folder."""
 
     def __init__(self, args: EpisodeArguments):
-        from ..data.collections import load_collection
+        from ..data.collections import check_split, collection_splits, load_collection
 
         self.args = args
         self.folder = RunFolder(args.output_dir)
         self.device = _device(args)
+        # a collection without splits (DPR json, Tevatron jsonl) refuses --eval_split test, which would be its
+        # training queries, with a message saying what to pass
+        check_split(args.collection, args.train_split, flag="--train_split")
+        check_split(args.collection, args.eval_split, flag="--eval_split")
         self.train_collection = load_collection(args.collection, split=args.train_split, passages=args.passages)
         self.eval_collections = {}
         if args.eval_split:
             main = load_collection(args.collection, split=args.eval_split, passages=args.passages)
             main.corpus = self.train_collection.corpus  # one corpus in memory, encoded once per episode
             self.eval_collections["main"] = main
+        # (path, split) each collection was read from, the key of its in-memory query token cache: names
+        # (folder/split) repeat across folders
+        self._sources = {id(self.train_collection): (_resolved(args.collection), args.train_split)}
+        if "main" in self.eval_collections:
+            self._sources[id(self.eval_collections["main"])] = (_resolved(args.collection), args.eval_split)
         for path in args.eval_collections:
             name = Path(path).name
-            self.eval_collections[name] = load_collection(path, split="test")
+            n = 2
+            while name in self.eval_collections:  # two folders of one name are both evaluated
+                name, n = f"{Path(path).name}-{n}", n + 1
+            split = "test" if collection_splits(path) is not None else None  # a file without splits: all of it
+            self.eval_collections[name] = load_collection(path, split=split)
+            self._sources[id(self.eval_collections[name])] = (_resolved(path), "test")
         self.token_cache_dir = Path(args.token_cache_dir or self.folder.root / "token_cache")
         self._caches: dict[tuple, object] = {}
         self._tokenizer = None
@@ -59,7 +77,7 @@ class EpisodeRunner:
     def _cache(self, collection, kind: str):
         from ..data.token_cache import corpus_token_cache, query_token_cache
 
-        key = (id(collection.corpus) if kind == "corpus" else collection.name, kind)
+        key = (id(collection.corpus) if kind == "corpus" else self._sources.get(id(collection), id(collection)), kind)
         if key not in self._caches:
             if kind == "corpus":
                 self._caches[key] = corpus_token_cache(collection, self.tokenizer, self.args.p_max_len,
@@ -112,15 +130,29 @@ class EpisodeRunner:
             tag=f"episode-{i}"))
         return out
 
+    def _mining_positives(self, i: int) -> dict[str, list[str]]:
+        """The positives pool i+1 gives each training query: the judged ones and, for a QA collection, the answer
+        passages `mine_episode` promotes from episode i's rankings."""
+        from ..mining.tele import mining_positives
+
+        collection = self.train_collection
+        if not collection.answers:
+            return {q: collection.positives(q) for q in collection.queries}
+        sources = self.args.sources()
+        return mining_positives(collection, depth=self.args.depth,
+                                query_run=self.folder.ranking(i, "queries") if "ann" in sources else None,
+                                bm25_run=self._bm25_run(collection, "train") if "bm25" in sources else None)
+
     def _positive_embeddings(self, i: int, corpus_prefix: Path) -> Path:
-        """Lookahead queries: the passage-encoder vectors of the training queries' positives (corpus rows),
-        gathered shard by shard from memory-mapped files so the corpus is never loaded whole."""
+        """Lookahead queries: the passage-encoder vectors of the positives pool i+1 will hold (corpus rows; a QA
+        query's promoted answer passage too), gathered shard by shard from memory-mapped files so the corpus is
+        never loaded whole."""
         from ..retrieval.embeddings import is_complete, load_rows, save_embeddings
 
         prefix = self.folder.embeddings(i, "positives")
 
         def work():
-            wanted = {d for q in self.train_collection.queries for d in self.train_collection.positives(q)}
+            wanted = {d for ps in self._mining_positives(i).values() for d in ps}
             save_embeddings(prefix, *load_rows(corpus_prefix, wanted))
 
         self.folder.step(f"episode-{i}/positives", prefix, work, done=lambda: is_complete(prefix))
@@ -137,10 +169,28 @@ class EpisodeRunner:
 
     def _evaluate(self, i: int, corpus_prefixes: dict[str, Path], model_state: dict) -> None:
         from ..data.trec import read_run
-        from ..evaluation.metrics import evaluate_collection
+        from ..evaluation.metrics import evaluate_collection, relevant_qrels, write_trec_qrels
 
+        if not self.eval_collections:
+            return
+        # Each evaluated split's qrels as TREC qrels beside the runs, RUN/qrels/<collection>-<split>.qrels (written
+        # once, atomically): the file Pyserini's trec_eval reads, e.g. `python -m pyserini.eval.trec_eval -c -m
+        # ndcg_cut.10 RUN/qrels/scifact-test.qrels RUN/episode-1/rankings/test.trec` gives eval.json's nDCG@10.
+        labels: set[str] = set()
+        for name, collection in self.eval_collections.items():
+            label, split = (Path(self.args.collection).name, self.args.eval_split) if name == "main" else (name, "test")
+            for suffix in (".jsonl", ".json", ".tsv"):
+                label = label.removesuffix(suffix)
+            base = label = f"{label}-{split}"
+            n = 2
+            while label in labels:  # an extra collection of the main one's name
+                label, n = f"{base}-{n}", n + 1
+            labels.add(label)
+            qrels_path = self.folder.root / "qrels" / f"{label}.qrels"
+            if not qrels_path.exists() and relevant_qrels(collection.qrels or {}):
+                write_trec_qrels(qrels_path, collection.qrels)
         out = self.folder.eval(i)
-        if out.exists() or not self.eval_collections:
+        if out.exists():
             return
         results = {}
         for name, collection in self.eval_collections.items():
@@ -180,12 +230,18 @@ class EpisodeRunner:
         out = self.folder.episode(i) / SCORES_FILE
 
         def work():
-            positives = {q: self.train_collection.positives(q) for q in self.train_collection.queries}
+            entries = {j: read_pool(self.folder.pool(j)) for j in range(1, i + 1)}
+            # the positives the analysis reads (each query's in its first pool), then those of pool i+1
+            positives: dict[str, list[str]] = {}
+            for j in sorted(entries):
+                for e in entries[j]:
+                    positives.setdefault(e.query_id, list(e.positive_document_ids))
+            for q, ps in self._mining_positives(i).items():
+                positives.setdefault(q, ps)
             base_ranking = self.folder.ranking(0, "queries")
             probe = (build_probe(read_run(base_ranking), positives, self.args.analysis_probe_k)
                      if base_ranking.exists() else None)
-            pools = {j: {e.query_id: e.negative_document_ids for e in read_pool(self.folder.pool(j))}
-                     for j in range(1, i + 1)}
+            pools = {j: {e.query_id: e.negative_document_ids for e in es} for j, es in entries.items()}
             wanted = pairs_needed_by_episode(pools, probe, positives)[i]
             save_score_table(out, score_pairs_from_embeddings(query_prefix, corpus_prefix, wanted))
 
@@ -193,6 +249,7 @@ class EpisodeRunner:
         return out
 
     def _mine_pool(self, i: int) -> Path:
+        from ..data.pools import pool_stats_path
         from ..mining.tele import MiningConfig, mine_episode
 
         out = self.folder.pool(i)
@@ -209,7 +266,8 @@ class EpisodeRunner:
                 config=MiningConfig(depth=self.args.depth, sample=self.args.sample or None, seed=self.args.seed + i,
                                     all_positives=self.args.lookahead_all_positives))
 
-        self.folder.step(f"episode-{i}/mine", out, work)
+        # complete when the pool and its stats are both there (a pool left without stats is mined again)
+        self.folder.step(f"episode-{i}/mine", out, work, done=lambda: out.exists() and pool_stats_path(out).exists())
         return out
 
     def _train(self, i: int) -> Path:
@@ -307,11 +365,18 @@ class EpisodeRunner:
         import json
 
         a = self.args
-        key = json.dumps([str(Path(a.model_name_or_path).resolve()), str(Path(a.collection).resolve()),
-                          a.train_split, a.eval_split, sorted(a.eval_collections), a.q_max_len, a.p_max_len,
-                          a.pooling, a.normalize, a.depth, a.eval_depth, a.embedding_dtype]
-                         + ([self._input_options()] if any(self._input_options().values()) else []), sort_keys=True)
-        return Path(a.base_cache_dir) / hashlib.sha1(key.encode()).hexdigest()[:16]
+        key = [str(Path(a.model_name_or_path).resolve()), str(Path(a.collection).resolve()),
+               a.train_split, a.eval_split, sorted(a.eval_collections), a.q_max_len, a.p_max_len,
+               a.pooling, a.normalize, a.depth, a.eval_depth, a.embedding_dtype]
+        if any(self._input_options().values()):
+            key.append(self._input_options())
+        # more options that change the base model's embeddings or its corpus, only when set (so the keys of
+        # caches made without them stay what they were)
+        extra = {"encode_amp": a.encode_amp, "passages": _resolved(a.passages) if a.passages else None}
+        if any(extra.values()):
+            key.append({k: v for k, v in extra.items() if v})
+        digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+        return Path(a.base_cache_dir) / digest
 
     def run(self) -> Path:
         setup_logging()

@@ -11,8 +11,11 @@ RUN/episode-<i>/DONE              written last: the episode is complete and neve
 from __future__ import annotations
 
 import datetime
+import logging
 import os
 import platform
+import re
+import shutil
 import signal
 import time
 from collections.abc import Callable
@@ -20,6 +23,8 @@ from pathlib import Path
 
 from ..utils import PathLike, read_json, write_json
 from .config import EpisodeArguments, config_differences
+
+logger = logging.getLogger(__name__)
 
 
 class ConfigMismatchError(ValueError):
@@ -90,7 +95,31 @@ class RunFolder:
                         "seeds": {"training": args.seed, "negative_sampling": args.seed}, "timings": {}}
         manifest["runtime"] = {k: v for k, v in args.to_dict().items() if k not in new}
         write_json(self.manifest_path, manifest)
+        self.remove_temporaries()
         return manifest
+
+    def remove_temporaries(self) -> list[Path]:
+        """Remove what a process killed mid-write left under a temporary name (`.tmp-*`, see utils.atomic_path,
+        e.g. a truncated file after a crash or a full disk), outside finished episodes and the token caches.
+
+        Nothing reads such names, so this only frees the space; a DONE episode is never touched, and the token
+        caches are left to their own locking (several runs may share them).
+        """
+        removed = []
+        for path in sorted(self.root.rglob(".tmp-*")):
+            top = path.relative_to(self.root).parts[0]
+            episode = re.fullmatch(r"episode-(\d+)", top)
+            if top == "token_cache" or (episode and self.is_done(int(episode.group(1)))) or not path.exists():
+                continue
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+            removed.append(path)
+        if removed:
+            logger.info("%s: removed %d unfinished temporary outputs of an earlier process, e.g. %s", self.root,
+                        len(removed), removed[0])
+        return removed
 
     def record(self, step: str, seconds: float, **extra) -> None:
         manifest = read_json(self.manifest_path)

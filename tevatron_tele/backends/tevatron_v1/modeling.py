@@ -115,7 +115,10 @@ class TeleDenseModel(_TeleEncoding, DenseModel):
             scores = scores.masked_fill(mask, torch.finfo(scores.dtype).min)
         loss = self.cross_entropy(scores, target)
         if x_device:
-            loss = loss * self.world_size  # DDP averages gradients over processes; undo that here
+            # DDP averages gradients over processes; undo that here. The logged loss is the loss itself:
+            # Tevatron's DenseTrainer.training_step divides what it returns by the world size (tested in
+            # tests/test_train.py), so no trainer of this package divides again.
+            loss = loss * self.world_size
         return DenseOutput(loss=loss, scores=scores, q_reps=q_reps, p_reps=p_reps)
 
     def save(self, output_dir: str) -> None:
