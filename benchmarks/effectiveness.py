@@ -43,6 +43,7 @@ if str(REPO) not in sys.path:  # run as a script from a checkout
     sys.path.insert(0, str(REPO))
 
 from tevatron_tele.evaluation.report import format_value as fmt  # noqa: E402
+from tevatron_tele.evaluation.verdict import paired_bootstrap  # noqa: E402
 from tevatron_tele.utils import read_json, setup_logging, write_json  # noqa: E402
 
 logger = logging.getLogger("effectiveness")
@@ -512,34 +513,11 @@ def metric(run: dict, episode: int, collection: str, name: str) -> float | None:
 
 def per_query_scores(run_path: Path, collection) -> dict[str, dict[str, float]]:
     """Per-query nDCG@10, MRR@10 and R@100 of a TREC run, computed as evaluation.metrics does."""
-    import ir_measures
-    from ir_measures import RR, R, nDCG
-
     from tevatron_tele.data.trec import read_run
-    from tevatron_tele.evaluation.metrics import relevant_qrels, truncate_run
+    from tevatron_tele.evaluation.metrics import per_query_values
 
-    judged = relevant_qrels(collection.qrels)
     run = read_run(run_path)
-    full = {q: {d: float(s) for d, s in r} for q, r in run.items() if q in judged}
-    cut = {q: {d: float(s) for d, s in r} for q, r in truncate_run(run, 10).items() if q in judged}
-    out = {m: dict.fromkeys(judged, 0.0) for m in METRICS}
-    for row in ir_measures.pytrec_eval.evaluator([nDCG @ 10, R(rel=1) @ 100], judged).iter_calc(full):
-        out["nDCG@10" if row.measure == nDCG @ 10 else "R@100"][row.query_id] = float(row.value)
-    for row in ir_measures.pytrec_eval.evaluator([RR(rel=1)], judged).iter_calc(cut):
-        out["MRR@10"][row.query_id] = float(row.value)
-    return out
-
-
-def paired_bootstrap(diffs: list[float], samples: int = 10000, seed: int = 0) -> dict:
-    """Mean of per-query differences with a 95% percentile interval over resampled queries."""
-    import numpy as np
-
-    d = np.asarray(diffs, dtype=np.float64)
-    rng = np.random.default_rng(seed)
-    means = d[rng.integers(0, len(d), size=(samples, len(d)))].mean(axis=1)
-    lo, hi = np.percentile(means, [2.5, 97.5])
-    return {"mean": float(d.mean()), "ci95": [float(lo), float(hi)], "p_le_0": float((means <= 0).mean()),
-            "queries": len(d), "samples": samples}
+    return {m: per_query_values(run, collection.qrels, m) for m in METRICS}
 
 
 def _mean_sd(values: list[float]) -> dict:

@@ -116,6 +116,33 @@ def evaluate_run(
     return {m.name: results[m.name] for m in parsed}
 
 
+def per_query_values(run: Mapping[str, Sequence[tuple[str, float]]], qrels: Qrels, measure: str) -> dict[str, float]:
+    """One measure per judged query (0 for a query the run misses), computed as `evaluate_run` computes its mean.
+
+    Args:
+        run: {query id: [(docid, score), ...]}.
+        qrels: {query id: {docid: grade}}.
+        measure: e.g. 'nDCG@10', 'MRR@10', 'R@100'.
+
+    Returns:
+        {query id: value} over the queries with a relevant judgement.
+    """
+    import ir_measures
+    from ir_measures import RR, R, nDCG
+
+    m = parse_measure(measure)
+    judged = relevant_qrels(qrels)
+    values = dict.fromkeys(judged, 0.0)
+    if m.kind == "rr":
+        measure_obj, scored = RR(rel=1), _as_dict_of_dict(truncate_run(run, m.cutoff), judged)
+    else:
+        measure_obj = R(rel=1) @ m.cutoff if m.kind == "recall" else nDCG @ m.cutoff
+        scored = _as_dict_of_dict(run, judged)
+    for row in ir_measures.pytrec_eval.evaluator([measure_obj], judged).iter_calc(scored):
+        values[row.query_id] = float(row.value)
+    return values
+
+
 # ---- Pyserini's trec_eval (Java) -------------------------------------------------------------------
 
 def java_env(base: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -1,0 +1,105 @@
+"""Which episode to keep, and whether it is better than where training started and than BM25.
+
+The episode is chosen on a dev split (never on the test split it is reported on): the best dev figure
+of the selection metric, ties to the earlier episode, and episode 0 (the start model) unless a trained
+episode beats it. The verdict compares the selected episode's test figures with the start's and BM25's
+as per-query differences with a paired bootstrap 95% interval.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+BOOTSTRAP_SAMPLES = 10000
+
+
+def paired_bootstrap(diffs, samples: int = BOOTSTRAP_SAMPLES, seed: int = 0) -> dict:
+    """Mean of per-query differences with a 95% percentile interval over resampled queries.
+
+    Args:
+        diffs: one difference per query (a - b).
+        samples: bootstrap resamples.
+        seed: RNG seed (the interval is reproducible).
+
+    Returns:
+        {"mean", "ci95": [lo, hi], "p_le_0", "queries", "samples"}.
+    """
+    d = np.asarray(list(diffs), dtype=np.float64)
+    if not len(d):
+        raise ValueError("paired_bootstrap needs at least one query")
+    rng = np.random.default_rng(seed)
+    means = d[rng.integers(0, len(d), size=(samples, len(d)))].mean(axis=1)
+    lo, hi = np.percentile(means, [2.5, 97.5])
+    return {"mean": float(d.mean()), "ci95": [float(lo), float(hi)], "p_le_0": float((means <= 0).mean()),
+            "queries": len(d), "samples": samples}
+
+
+def compare(a: Mapping[str, float], b: Mapping[str, float], seed: int = 0) -> dict:
+    """Paired bootstrap of a - b over the queries both score (per-query values, e.g. `per_query_values`)."""
+    shared = sorted(set(a) & set(b))
+    return paired_bootstrap([a[q] - b[q] for q in shared], seed=seed)
+
+
+def select_episode(dev: Mapping[int, float]) -> int:
+    """The episode to keep: best dev figure, ties to the earlier episode; episode 0 unless beaten.
+
+    Args:
+        dev: {episode: dev figure of the selection metric}; must contain episode 0.
+
+    Returns:
+        The selected episode.
+    """
+    if 0 not in dev:
+        raise ValueError("select_episode needs the start model's dev figure (episode 0)")
+    best = 0
+    for episode in sorted(dev):
+        if dev[episode] > dev[best]:
+            best = episode
+    return best
+
+
+def _describe(name: str, result: dict, metric: str) -> str:
+    lo, hi = result["ci95"]
+    sign = "beats" if lo > 0 else "loses to" if hi < 0 else "ties with"
+    return f"{sign} {name} by {result['mean']:+.3f} [{lo:+.3f}, {hi:+.3f}] {metric}"
+
+
+def verdict(selected: int, dev: Mapping[int, float] | None, test: Mapping[int, Mapping[str, float]],
+            baselines: Mapping[str, Mapping[str, float]] | None = None, metric: str = "nDCG@10",
+            seed: int = 0) -> dict:
+    """The selected episode against the start and the baselines, on the test split, with a sentence.
+
+    Args:
+        selected: the episode chosen on dev (`select_episode`).
+        dev: {episode: dev figure}, or None when there was no dev split (the selected episode is then
+            just the last one, and the sentence says so).
+        test: {episode: {query id: test value}} (episode 0 and the selected one at least).
+        baselines: {name: {query id: test value}}, e.g. {"BM25": ...}.
+        metric: the metric's name, for the sentence.
+        seed: bootstrap seed.
+
+    Returns:
+        {"selected", "metric", "dev", "test_mean", "vs": {name: bootstrap}, "text"}.
+    """
+    out = {"selected": selected, "metric": metric, "dev": {int(k): v for k, v in (dev or {}).items()} or None,
+           "test_mean": {int(e): float(np.mean(list(v.values()))) for e, v in test.items() if v}, "vs": {}}
+    parts = []
+    if dev is None:
+        parts.append(f"episode {selected} (the last: no dev split to select on)")
+        if selected:
+            out["vs"]["start"] = compare(test[selected], test[0], seed)
+            parts[-1] += " " + _describe("the start", out["vs"]["start"], metric) + " on test"
+    elif selected == 0:
+        parts.append(f"no episode beats the start on the dev split ({metric} {dev[0]:.4f}): the start model "
+                     "(episode 0) is kept")
+    else:
+        out["vs"]["start"] = compare(test[selected], test[0], seed)
+        parts.append(f"episode {selected} (best on dev, {metric} {dev[selected]:.4f} against {dev[0]:.4f} at the "
+                     f"start) " + _describe("the start", out["vs"]["start"], metric) + " on test")
+    for name, values in (baselines or {}).items():
+        out["vs"][name] = compare(test[selected], values, seed)
+        subject = "it" if selected else "the start model"
+        parts.append(f"{subject} " + _describe(name, out["vs"][name], metric))
+    out["text"] = "; ".join(parts) + "."
+    return out
