@@ -24,7 +24,7 @@ def _args(synthetic_dir: Path, model_dir: Path, out: Path, **overrides) -> Episo
                     num_episodes=3, refresh_steps=4, num_train_epochs=1, train_n_passages=3,
                     per_device_train_batch_size=8, learning_rate=1e-3, q_max_len=12, p_max_len=32, depth=20,
                     sample=5, pooling="mean", normalize=True, temperature=0.05, eval_depth=50, seed=7,
-                    progress=False, logging_steps=50, device="cpu")
+                    progress=False, logging_steps=50, device="cpu", baselines="none")
     settings.update(overrides)
     return EpisodeArguments(**settings)
 

@@ -21,7 +21,7 @@ for RECIPE in ${RECIPES:-tele ann}; do
   $PY -m tevatron_tele.driver.episodes \
     --output_dir "$OUT/$RECIPE" --negatives "$RECIPE" \
     --model_name_or_path "$MODEL" --pooling mean --normalize --temperature 0.05 \
-    --collection "$DATA/scifact" --train_split train --eval_split test \
+    --collection "$DATA/scifact" --train_split train --eval_split test --dev_from_train 100 \
     --eval_collections "$DATA/msmarco-dl19-subset" \
     --num_episodes 3 --refresh_steps 40 --num_train_epochs 2 \
     --per_device_train_batch_size 8 --train_n_passages 4 --learning_rate 2e-5 \

@@ -53,8 +53,13 @@ def _pad_with(rng: random.Random, words: list[str], pool: list[str], lo: int, hi
     return out
 
 
-def generate(n_topics: int = 40, seed: int = 0) -> dict:
-    """Build the collection in memory: {"corpus": [...], "queries": [...], "qrels": {"train": [...], "test": [...]}}."""
+def generate(n_topics: int = 40, seed: int = 0, shared_positives: bool = False) -> dict:
+    """Build the collection in memory: {"corpus": [...], "queries": [...], "qrels": {"train": [...], "test": [...]}}.
+
+    With `shared_positives`, every query of a topic also has the other queries' positives of that topic as
+    judged positives (grade 1): many positives per query, each judged for several queries, like collections
+    with deep judgements of related passages.
+    """
     if n_topics < 1:
         raise ValueError(f"n_topics must be >= 1, got {n_topics}")
     rng = random.Random(seed)
@@ -105,6 +110,10 @@ def generate(n_topics: int = 40, seed: int = 0) -> dict:
                 if fill_pos:
                     dup[rng.choice(fill_pos)] = rng.choice(filler)
                 add_passage(title, dup)
+        if shared_positives:  # within a split, so no test passage is judged for a training query
+            for rows in qrels.values():
+                topic_rows = [r for r in rows if r[0].startswith(f"q{t}_")]
+                rows += [(qid, pos, 1) for qid, own, _ in topic_rows for other, pos, _ in topic_rows if other != qid]
         for _ in range(_DISTRACTORS_PER_TOPIC):
             facets = rng.choice(facets_all)
             body = facets + rng.sample(topic_words, 5)
@@ -121,18 +130,20 @@ def generate(n_topics: int = 40, seed: int = 0) -> dict:
     return {"corpus": corpus, "queries": queries, "qrels": qrels}
 
 
-def _params(n_topics: int, seed: int) -> dict:
-    return {"format_version": _FORMAT_VERSION, "n_topics": n_topics, "seed": seed}
+def _params(n_topics: int, seed: int, shared_positives: bool = False) -> dict:
+    params = {"format_version": _FORMAT_VERSION, "n_topics": n_topics, "seed": seed}
+    return {**params, "shared_positives": True} if shared_positives else params
 
 
-def make_synthetic_collection(out_dir: PathLike, *, n_topics: int = 40, seed: int = 0) -> Path:
+def make_synthetic_collection(out_dir: PathLike, *, n_topics: int = 40, seed: int = 0,
+                              shared_positives: bool = False) -> Path:
     """Write the collection as a BEIR folder (corpus.jsonl, queries.jsonl, qrels/{train,test}.tsv).
 
-    Deterministic in (n_topics, seed). A folder already complete with the same parameters is
+    Deterministic in (n_topics, seed, shared_positives). A folder already complete with the same parameters is
     reused as is; any other existing folder is replaced atomically.
     """
     out_dir = Path(out_dir)
-    params = _params(n_topics, seed)
+    params = _params(n_topics, seed, shared_positives)
     marker = out_dir / _PARAMS_FILE
     if marker.exists():
         try:
@@ -140,7 +151,7 @@ def make_synthetic_collection(out_dir: PathLike, *, n_topics: int = 40, seed: in
                 return out_dir
         except json.JSONDecodeError:
             pass
-    data = generate(n_topics=n_topics, seed=seed)
+    data = generate(n_topics=n_topics, seed=seed, shared_positives=shared_positives)
     with atomic_path(out_dir) as tmp:
         (tmp / "qrels").mkdir(parents=True)
         with open(tmp / "corpus.jsonl", "w", encoding="utf-8") as f:

@@ -16,6 +16,7 @@ from transformers import HfArgumentParser
 
 from ..evaluation.analysis import analyze_runs, open_run, probe_from_run
 from ..evaluation.report import write_report
+from ..runner.selection import compare_runs
 from ..utils import input_error, read_json, setup_logging, write_json
 
 logger = logging.getLogger(__name__)
@@ -75,6 +76,7 @@ def main(argv: list[str] | None = None) -> dict:
                             batch_size=args.batch_size)
     if args.probe:
         analysis["probe"]["from"] = args.probe
+    analysis["verdict"] = compare_runs(runs)  # each run's kept episode, the runs against each other, baselines
     paths = write_report(analysis, args.out, args.main_metric)
     print(paths["markdown"].read_text(encoding="utf-8"))
     return analysis

@@ -15,6 +15,7 @@ from transformers import HfArgumentParser
 
 from ..runner.config import EpisodeArguments, load_config_file
 from ..runner.episodes import run_episodes
+from ..utils import read_json
 
 
 def config_file_as_flags(path: str) -> list[str]:
@@ -44,6 +45,9 @@ def parse_args(argv: list[str] | None = None) -> EpisodeArguments:
 
 def main(argv: list[str] | None = None) -> None:
     run_dir = run_episodes(parse_args(argv))
+    best = run_dir / "best.json"
+    if best.exists():
+        print(f"verdict: {read_json(best)['text']}")
     print(f"run finished: {run_dir}")
 
 

@@ -78,12 +78,31 @@ def _mean(values) -> float | None:
 
 # ---- markdown -------------------------------------------------------------------------------------------
 
+def verdict_lines(verdict: Mapping | None) -> list[str]:
+    """The report's opening section: each run's kept episode in plain words, then the runs against each other
+    and the baselines (from `runner.selection.compare_runs`)."""
+    if not verdict:
+        return []
+    metric = verdict["metric"]
+    lines = ["## Verdict", ""]
+    lines += [f"- **{name}**: {run['text']}" for name, run in verdict["runs"].items()]
+    if verdict["pairs"]:
+        lines += ["", f"Kept episodes against each other, test {metric}, paired bootstrap 95% interval over the "
+                      "queries:", "", "| run | against | difference | 95% interval |", "|---|---|---|---|"]
+        lines += [f"| {p['a']} | {p['b']} | {p['mean']:+.3f} | [{p['ci95'][0]:+.3f}, {p['ci95'][1]:+.3f}] |"
+                  for p in verdict["pairs"]]
+    if verdict["baselines"]:
+        lines += ["", "Baselines, test " + metric + ": " + ", ".join(f"{name} {format_value(value)}"
+                                                                   for name, value in verdict["baselines"].items())]
+    return lines + [""]
+
+
 def markdown_report(analysis: Mapping, main_metric: str | None = None) -> str:
     runs = analysis["runs"]
     names = metric_names(runs)
     main = main_metric or (names[0] if names else None)
     probe = analysis.get("probe") or {}
-    lines = ["# Forgetting analysis", ""]
+    lines = ["# Forgetting analysis", ""] + verdict_lines(analysis.get("verdict"))
     if probe:
         lines += [f"Probe: {probe.get('pairs', 0)} negatives of {probe.get('queries', 0)} training queries "
                   f"(top {probe.get('k', '?')} of the base model's ranking in {probe.get('from', '?')}), "

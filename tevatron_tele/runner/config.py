@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..data.pools import TELE_SOURCES
+from ..evaluation.metrics import parse_measure
 from ..utils import InputFileError, PathLike, location, read_text
 
 NEGATIVE_RECIPES = ("tele", "ann", "bm25", "ann+bm25", "tele+bm25")
@@ -16,7 +17,7 @@ NEGATIVE_RECIPES = ("tele", "ann", "bm25", "ann+bm25", "tele+bm25")
 # Fields that change how a run is carried out but not what it computes; a rerun may change them.
 RUNTIME_ONLY_FIELDS = frozenset({
     "output_dir", "analyze", "device", "encode_batch_size", "keep_embeddings", "progress", "logging_steps",
-    "token_cache_dir", "base_cache_dir", "analysis_max_queries", "analysis_probe_k",
+    "token_cache_dir", "base_cache_dir", "analysis_max_queries", "analysis_probe_k", "baselines",
 })
 
 
@@ -31,6 +32,21 @@ class EpisodeArguments:
     passages: str | None = field(default=None, metadata={"help": "Passages TSV of a DPR json collection."})
     train_split: str = field(default="train", metadata={"help": "Split whose queries are trained on."})
     eval_split: str = field(default="test", metadata={"help": "Split evaluated after every episode ('' for none)."})
+    dev_split: str = field(
+        default="",
+        metadata={"help": "Split the kept episode is chosen on (e.g. 'dev'; MS MARCO's dev queries, a BEIR "
+                          "collection's qrels/dev.tsv): RUN/best names the episode with the best dev "
+                          "--selection_metric, episode 0 unless a trained one beats it. Never the test split."})
+    dev_from_train: int = field(
+        default=0,
+        metadata={"help": "For collections without a dev split: hold out this many training queries (seeded) as "
+                          "the dev split; they are never trained on."})
+    selection_metric: str = field(default="nDCG@10", metadata={"help": "Metric of the dev-split selection and of "
+                                                                       "the verdict (e.g. MRR@10, R@100)."})
+    baselines: str = field(
+        default="auto",
+        metadata={"help": "Baselines of the verdict: 'bm25' (Pyserini BM25 on the evaluated queries, computed once "
+                          "and reused), 'none', or 'auto' (bm25 when Pyserini is installed)."})
     eval_collections: list[str] = field(
         default_factory=list,
         metadata={"help": "More collections (BEIR-style dirs, test split) evaluated zero-shot after every episode."})
@@ -131,6 +147,14 @@ class EpisodeArguments:
         if self.episode_train_n_passages and len(self.n_passages_by_episode()) != self.num_episodes:
             raise ValueError(f"--episode_train_n_passages needs {self.num_episodes} values, got "
                              f"'{self.episode_train_n_passages}'")
+        if self.dev_split and self.dev_from_train:
+            raise ValueError("--dev_split and --dev_from_train both name a dev split; pass one")
+        if self.dev_split and self.dev_split == self.eval_split:
+            raise ValueError(f"--dev_split '{self.dev_split}' is the evaluated (test) split: selecting on it would "
+                             "peek at the test set")
+        parse_measure(self.selection_metric)  # a one-line error now rather than after the last episode
+        if self.baselines not in ("auto", "bm25", "none"):
+            raise ValueError(f"--baselines must be auto, bm25 or none; got '{self.baselines}'")
         if self.backend not in ("auto", "v1", "v2"):
             raise ValueError(f"--backend must be one of auto, v1, v2; got '{self.backend}'")
         if isinstance(self.eval_collections, str):

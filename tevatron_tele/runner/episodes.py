@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..utils import read_json, setup_logging, write_json
 from .config import EpisodeArguments
+from .selection import compare_runs, hold_out_dev, judge_run
 from .workspace import RunFolder, training_kill_callbacks
 
 logger = logging.getLogger(__name__)
@@ -53,6 +54,19 @@ class EpisodeRunner:
         self._sources = {id(self.train_collection): (_resolved(args.collection), args.train_split)}
         if "main" in self.eval_collections:
             self._sources[id(self.eval_collections["main"])] = (_resolved(args.collection), args.eval_split)
+        # the dev split the kept episode is chosen on, evaluated after every episode like the test split
+        if args.dev_split:
+            check_split(args.collection, args.dev_split, flag="--dev_split")
+            dev = load_collection(args.collection, split=args.dev_split, passages=args.passages)
+            dev_source = (_resolved(args.collection), args.dev_split)
+        elif args.dev_from_train:
+            self.train_collection, dev = hold_out_dev(self.train_collection, args.dev_from_train, args.seed)
+            dev_source = (_resolved(args.collection), f"{args.train_split}:dev-from-train")
+            self._sources[id(self.train_collection)] = (_resolved(args.collection), f"{args.train_split}:rest")
+        if args.dev_split or args.dev_from_train:
+            dev.corpus = self.train_collection.corpus
+            self.eval_collections["dev"] = dev
+            self._sources[id(dev)] = dev_source
         for path in args.eval_collections:
             name = Path(path).name
             n = 2
@@ -178,7 +192,11 @@ class EpisodeRunner:
         # ndcg_cut.10 RUN/qrels/scifact-test.qrels RUN/episode-1/rankings/test.trec` gives eval.json's nDCG@10.
         labels: set[str] = set()
         for name, collection in self.eval_collections.items():
-            label, split = (Path(self.args.collection).name, self.args.eval_split) if name == "main" else (name, "test")
+            if name in ("main", "dev"):
+                label = Path(self.args.collection).name
+                split = self.args.eval_split if name == "main" else (self.args.dev_split or "dev-from-train")
+            else:
+                label, split = name, "test"
             for suffix in (".jsonl", ".json", ".tsv"):
                 label = label.removesuffix(suffix)
             base = label = f"{label}-{split}"
@@ -199,9 +217,10 @@ class EpisodeRunner:
                 corpus_prefix = corpus_prefixes[name] = self._encode(i, collection, "corpus", f"corpus-{name}",
                                                                      model_state)
             q_prefix = self._encode(i, collection, "queries", f"queries-{name}", model_state)
-            run_path = self._search(i, q_prefix, corpus_prefix, f"test-{name}" if name != "main" else "test",
-                                    self.args.eval_depth)
-            results[name if name != "main" else collection.name] = evaluate_collection(read_run(run_path), collection)
+            ranking = {"main": "test", "dev": "dev"}.get(name, f"test-{name}")
+            run_path = self._search(i, q_prefix, corpus_prefix, ranking, self.args.eval_depth)
+            results[name if name not in ("main", "dev") else collection.name] = evaluate_collection(
+                read_run(run_path), collection)
         write_json(out, results)
         main = next(iter(results.values()))
         logger.info("episode %d: %s", i, {k: round(v, 4) for k, v in main.items() if isinstance(v, float)})
@@ -216,7 +235,7 @@ class EpisodeRunner:
             self._store_scores(i, queries, corpus)
         if "lookahead" in self.args.sources() and i < self.args.num_episodes:
             self._search(i, self._positive_embeddings(i, corpus), corpus, "positives", self.args.depth)
-        self._evaluate(i, {"main": corpus}, model_state)
+        self._evaluate(i, {"main": corpus, "dev": corpus}, model_state)
         return corpus
 
     def _store_scores(self, i: int, query_prefix: Path, corpus_prefix: Path) -> Path:
@@ -372,7 +391,8 @@ class EpisodeRunner:
             key.append(self._input_options())
         # more options that change the base model's embeddings or its corpus, only when set (so the keys of
         # caches made without them stay what they were)
-        extra = {"encode_amp": a.encode_amp, "passages": _resolved(a.passages) if a.passages else None}
+        extra = {"encode_amp": a.encode_amp, "passages": _resolved(a.passages) if a.passages else None,
+                 "dev_split": a.dev_split, "dev_from_train": a.dev_from_train}
         if any(extra.values()):
             key.append({k: v for k, v in extra.items() if v})
         digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
@@ -395,9 +415,34 @@ class EpisodeRunner:
             logger.info("episode %d: encoding and evaluating", i)
             self._mine_inputs(i)
             self._finish_episode(i)
+        self.judge()
         if self.args.analyze:
             self.analyze()
         return self.folder.root
+
+    def _bm25_baseline(self) -> Path | None:
+        """BM25's run of the test queries (computed once, RUN/bm25/test.trec), unless --baselines none, or auto
+        without Pyserini."""
+        if self.args.baselines == "none" or "main" not in self.eval_collections:
+            return None
+        if self.args.baselines == "auto":
+            from ..retrieval.bm25 import PyseriniUnavailableError, ensure_pyserini
+
+            try:
+                ensure_pyserini()
+            except PyseriniUnavailableError as e:
+                logger.info("no BM25 baseline (--baselines auto): %s", e)
+                return None
+        return self._bm25_run(self.eval_collections["main"], "test")
+
+    def judge(self) -> dict | None:
+        """Choose the episode to keep on the dev split and compare it with the start and BM25 (RUN/best.json,
+        RUN/best -> episode-k); None without an evaluated test split."""
+        if "main" not in self.eval_collections:
+            return None
+        dev = self.eval_collections.get("dev")
+        return judge_run(self.folder, self.eval_collections["main"].qrels, self.args.selection_metric,
+                         dev.name if dev is not None else None, self._bm25_baseline(), seed=self.args.seed)
 
     def analyze(self) -> Path | None:
         """The forgetting and convergence report of this run (RUN/report/)."""
@@ -411,6 +456,7 @@ class EpisodeRunner:
         analysis = analyze_runs([self.folder.root], max_queries=self.args.analysis_max_queries,
                                 probe_k=self.args.analysis_probe_k,
                                 cache_dir=self.token_cache_dir, device=self.device, progress=self.args.progress)
+        analysis["verdict"] = compare_runs([self.folder.root])
         write_report(analysis, out)
         self.folder.record("analyze", time.perf_counter() - started)
         return out

@@ -1,0 +1,130 @@
+"""The episode a run keeps, chosen on a dev split, and the verdict against the start model and BM25.
+
+`hold_out_dev` makes a dev split from training queries (never trained on) for collections without one;
+`judge_run` reads the finished episodes' dev figures and test rankings, writes `RUN/best.json` and points
+`RUN/best` at the selected episode.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import random
+from pathlib import Path
+
+from ..data.trec import read_run
+from ..evaluation.metrics import per_query_values
+from ..evaluation.verdict import compare, select_episode, verdict
+from ..utils import read_json, write_json
+from .workspace import RunFolder
+
+logger = logging.getLogger(__name__)
+
+
+def hold_out_dev(collection, n: int, seed: int):
+    """Split `n` judged training queries off as a dev collection.
+
+    Args:
+        collection: the training collection.
+        n: dev queries (chosen with `seed` among queries with a positive).
+        seed: sampling seed.
+
+    Returns:
+        (training collection without them, dev collection of them, named '<collection>/dev-from-train').
+    """
+    judged = sorted(q for q in collection.queries if collection.positives(q))
+    if not 0 < n < len(judged):
+        raise ValueError(f"--dev_from_train {n}: the training split has {len(judged)} judged queries; hold out "
+                         f"between 1 and {len(judged) - 1}")
+    dev_ids = set(random.Random(seed).sample(judged, n))
+
+    def part(keep) -> dict:
+        return {"queries": {q: t for q, t in collection.queries.items() if keep(q)},
+                "qrels": {q: r for q, r in collection.qrels.items() if keep(q)},
+                "answers": ({q: a for q, a in collection.answers.items() if keep(q)}
+                            if collection.answers else collection.answers)}
+
+    train = dataclasses.replace(collection, **part(lambda q: q not in dev_ids))
+    dev = dataclasses.replace(collection, name=f"{collection.name.split('/')[0]}/dev-from-train",
+                              **part(lambda q: q in dev_ids))
+    return train, dev
+
+
+def episode_values(folder: RunFolder, episode: int, ranking: str, qrels, metric: str) -> dict[str, float]:
+    """Per-query `metric` of one of an episode's rankings."""
+    return per_query_values(read_run(folder.ranking(episode, ranking)), qrels, metric)
+
+
+def judge_run(folder: RunFolder, test_qrels, metric: str, dev_name: str | None, bm25_run: Path | None = None,
+              seed: int = 0) -> dict:
+    """Select the episode on dev, compare it with the start and BM25 on test, and record the choice.
+
+    Args:
+        folder: the run folder (episodes with eval.json and rankings/test.trec).
+        test_qrels: qrels of the test split.
+        metric: the selection metric, e.g. 'nDCG@10'.
+        dev_name: the dev collection's key in eval.json (None: no dev split; the last episode is reported).
+        bm25_run: a BM25 TREC run of the test queries, for the baseline.
+        seed: bootstrap seed.
+
+    Returns:
+        The verdict dict (also written to RUN/best.json).
+    """
+    episodes = sorted(i for i in range(0, 1000) if folder.eval(i).exists() and folder.ranking(i, "test").exists())
+    if not episodes or episodes[0] != 0:
+        raise ValueError(f"{folder.root}: no evaluated start model (episode 0) to judge against")
+    dev = None
+    if dev_name:
+        dev = {i: read_json(folder.eval(i))[dev_name][metric] for i in episodes}
+        selected = select_episode(dev)
+    else:
+        selected = episodes[-1]
+    test = {i: episode_values(folder, i, "test", test_qrels, metric) for i in {0, selected}}
+    baselines = {"BM25": per_query_values(read_run(bm25_run), test_qrels, metric)} if bm25_run else {}
+    result = verdict(selected, dev, test, baselines, metric, seed)
+    # per-query values, so that runs can be compared later without their collections
+    result["per_query"] = {"selected": test[selected], "start": test[0], **baselines}
+    write_json(folder.root / "best.json", result)
+    link, tmp = folder.root / "best", folder.root / "best.tmp-link"
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    os.symlink(folder.episode(selected).name, tmp)
+    os.replace(tmp, link)
+    logger.info("verdict: %s", result["text"])
+    return result
+
+
+def compare_runs(run_dirs, seed: int = 0) -> dict | None:
+    """Each run's kept episode and verdict, the differences between the runs' kept episodes, and the baselines.
+
+    Args:
+        run_dirs: run folders (those without RUN/best.json are left out).
+        seed: bootstrap seed.
+
+    Returns:
+        {"metric", "runs": {name: {selected, test_mean, text}}, "pairs": [{a, b, ...bootstrap}],
+        "baselines": {name: mean}}, or None when no run has a verdict.
+    """
+    judged = {}
+    for run_dir in run_dirs:
+        path = Path(run_dir) / "best.json"
+        if path.exists():
+            judged[Path(run_dir).name] = read_json(path)
+    if not judged:
+        return None
+    names = list(judged)
+    metrics = {v["metric"] for v in judged.values()}
+    if len(metrics) > 1:
+        raise ValueError(f"runs were judged on different metrics {sorted(metrics)}; compare runs of one metric")
+    out = {"metric": metrics.pop(), "runs": {}, "pairs": [], "baselines": {}}
+    for name, v in judged.items():
+        out["runs"][name] = {"selected": v["selected"], "test_mean": v["test_mean"].get(str(v["selected"])),
+                             "text": v["text"]}
+        for base, values in v["per_query"].items():
+            if base not in ("selected", "start"):
+                out["baselines"].setdefault(base, sum(values.values()) / len(values))
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            diff = compare(judged[a]["per_query"]["selected"], judged[b]["per_query"]["selected"], seed)
+            out["pairs"].append({"a": a, "b": b, **diff})
+    return out
