@@ -56,3 +56,27 @@ def test_per_query_values_average_to_the_reported_mean():
         values = per_query_values(run, qrels, measure)
         assert set(values) == {"q1", "q2", "q3"} and values["q3"] == 0.0
         assert sum(values.values()) / 3 == pytest.approx(evaluate_run(run, qrels, [measure])[measure])
+
+
+def test_runs_compared_by_their_kept_episodes(tmp_path):
+    from tevatron_tele.evaluation.report import verdict_lines
+    from tevatron_tele.runner.selection import compare_runs
+    from tevatron_tele.utils import write_json
+
+    qids = [f"q{i}" for i in range(30)]
+    for name, value, selected in (("tele", 0.6, 2), ("ance", 0.5, 1)):
+        (tmp_path / name).mkdir()
+        write_json(tmp_path / name / "best.json", {
+            "selected": selected, "metric": "nDCG@10", "text": f"{name} text", "test_mean": {str(selected): value},
+            "per_query": {"selected": dict.fromkeys(qids, value), "start": dict.fromkeys(qids, 0.4),
+                          "BM25": dict.fromkeys(qids, 0.55)}})
+    (tmp_path / "unjudged").mkdir()
+    result = compare_runs([tmp_path / "tele", tmp_path / "ance", tmp_path / "unjudged"])
+    assert set(result["runs"]) == {"tele", "ance"} and result["runs"]["tele"]["selected"] == 2
+    (pair,) = result["pairs"]
+    assert (pair["a"], pair["b"]) == ("tele", "ance") and pair["mean"] == pytest.approx(0.1)
+    assert result["baselines"] == {"BM25": pytest.approx(0.55)}
+    lines = verdict_lines(result)
+    assert lines[0] == "## Verdict" and "- **tele**: tele text" in lines and any("| tele | ance | +0.100" in x
+                                                                                  for x in lines)
+    assert compare_runs([tmp_path / "unjudged"]) is None
