@@ -15,6 +15,13 @@ judged queries and little else, so relevant passages are far denser in it than i
 collection and absolute rates are much higher than MS MARCO training would see; grade-0 judgments were dropped
 from the slice, so "not judged relevant" means judged non-relevant or unjudged. Compare the sources and the
 models with each other and with `random`, the share expected from negatives drawn uniformly from the slice.
+
+The positive-aware filter as a false-negative detector (`filter` in the result, per model and source): each
+setting of `tevatron_tele.mining.filters` (--max_negative_ratio, --negative_margin, --skip_top) is applied, as
+the runner applies it, to every candidate of the top 200 (before sampling), scored by the mining model's
+S(q, d) (for lookahead and BM25 candidates too), and the candidates it removes are compared with the judgments:
+the share of judged-relevant candidates removed (false negatives caught) and of the others kept (hard
+negatives spared), and the judged-relevant share among what is left.
 """
 from __future__ import annotations
 
@@ -39,6 +46,13 @@ logger = logging.getLogger("false_negatives")
 
 # (depth, sample): what the runner mines by default (30 drawn from the top 200) and the hardest ten.
 SETTINGS = ((200, 30), (10, None))
+# positive-aware filter settings measured on the top-200 candidates: name -> FilterSettings keyword arguments
+FILTERS = {"none": {}, "ratio 0.90": {"max_negative_ratio": 0.90}, "ratio 0.95": {"max_negative_ratio": 0.95},
+           "ratio 0.98": {"max_negative_ratio": 0.98}, "margin 0": {"negative_margin": 0.0},
+           "margin 0.05": {"negative_margin": 0.05}, "margin 0.10": {"negative_margin": 0.10},
+           "margin 0.15": {"negative_margin": 0.15}, "margin 0.20": {"negative_margin": 0.20},
+           "skip 10": {"skip_top": 10}, "skip 30": {"skip_top": 30}}
+FILTER_DEPTH = 200
 
 
 def sparse_positives(qrels: dict[str, dict[str, int]], seed: int) -> dict[str, list[str]]:
@@ -89,12 +103,14 @@ def rank_of_positive(run: dict[str, list[tuple[str, float]]], positives: dict[st
 
 
 def dense_rankings(model_dir: str, collection, positives: dict[str, list[str]], depth: int, cache_dir: Path,
-                   args) -> tuple[dict, dict, float]:
-    """The model's ranking of each query and of each labelled positive passage (its lookahead ranking)."""
+                   args) -> tuple[dict, dict, float, object]:
+    """The model's ranking of each query and of each labelled positive passage (its lookahead ranking), and a
+    scorer of its S(q, d) (the filter's scores)."""
     import torch
 
     from tevatron_tele.backends import load_encoder
     from tevatron_tele.data.token_cache import corpus_token_cache, query_token_cache
+    from tevatron_tele.mining.filters import EmbeddingScorer
     from tevatron_tele.retrieval.embeddings import save_embeddings
     from tevatron_tele.retrieval.encode import encode_texts
     from tevatron_tele.retrieval.search import search
@@ -111,11 +127,13 @@ def dense_rankings(model_dir: str, collection, positives: dict[str, list[str]], 
     qids = sorted(positives)
     query_emb = encode_texts(model, tokenizer, query_cache, qids, is_query=True, max_len=args.q_max_len,
                              batch_size=args.batch_size, progress=args.progress)
+    save_embeddings(prefix.with_name("queries"), query_emb, qids)
     query_run = search(query_emb, qids, prefix, depth + 1, progress=False)
     pos_ids = sorted({p for ps in positives.values() for p in ps})
     rows = [corpus_cache.position(p) for p in pos_ids]
     positive_run = search(corpus_emb[rows], pos_ids, prefix, depth + 1, progress=False)
-    return query_run, positive_run, time.perf_counter() - started
+    scorer = EmbeddingScorer(prefix.with_name("queries"), prefix)
+    return query_run, positive_run, time.perf_counter() - started, scorer
 
 
 def count_sources(runs: dict[str, dict], positives: dict, qrels: dict, seed: int) -> dict:
@@ -131,6 +149,75 @@ def count_sources(runs: dict[str, dict], positives: dict, qrels: dict, seed: int
             key = f"{source}@top{depth}" + (f"-sample{sample}" if sample else "")
             out[key] = {f"grade>={g}": judged_share(negatives, qrels, g) for g in (1, 2)}
     return out
+
+
+def _miners(positives: dict, seed: int) -> dict:
+    from tevatron_tele.mining.tele import ann_negatives, bm25_negatives, lookahead_negatives
+
+    return {"ann": lambda r, keep=None: ann_negatives(r, positives, FILTER_DEPTH, None, seed, keep=keep),
+            "lookahead": lambda r, keep=None: lookahead_negatives(r, positives, FILTER_DEPTH, None, seed, keep=keep),
+            "bm25": lambda r, keep=None: bm25_negatives(r, positives, FILTER_DEPTH, None, seed, keep=keep)}
+
+
+def filter_detection(candidates: dict[str, list[str]], kept: dict[str, list[str]], qrels: dict,
+                     min_grade: int) -> dict:
+    """How the filter's removals (candidates minus kept, per query) match the judgments at `min_grade`."""
+    rel = rel_removed = other = other_kept = kept_n = emptied = 0
+    for qid, docs in candidates.items():
+        left = set(kept.get(qid, []))
+        emptied += bool(docs) and not left
+        kept_n += len(left)
+        for d in docs:
+            if qrels.get(qid, {}).get(d, 0) >= min_grade:
+                rel += 1
+                rel_removed += d not in left
+            else:
+                other += 1
+                other_kept += d in left
+    left_rel = rel - rel_removed
+    removed = rel_removed + other - other_kept
+    return {"candidates": rel + other, "judged_relevant": rel, "relevant_removed": rel_removed,
+            "relevant_removed_share": rel_removed / rel if rel else None,
+            "removed": removed, "removed_relevant_share": rel_removed / removed if removed else None,
+            "not_relevant": other, "not_relevant_kept": other_kept,
+            "not_relevant_kept_share": other_kept / other if other else None,
+            "kept": kept_n, "kept_relevant_share": left_rel / kept_n if kept_n else None,
+            "kept_per_query": kept_n / len(candidates) if candidates else None, "queries_emptied": emptied}
+
+
+def filter_sources(runs: dict[str, dict], positives: dict, qrels: dict, scorer, seed: int) -> dict:
+    """Per source and FILTERS setting, the filter's removals among the top-FILTER_DEPTH candidates, judged."""
+    from tevatron_tele.mining.filters import FilterSettings, PositiveAwareFilter
+
+    miners = _miners(positives, seed)
+    out: dict = {}
+    for source, run in runs.items():
+        candidates = miners[source](run)
+        out[source] = {}
+        for name, options in FILTERS.items():
+            settings = FilterSettings(**options)
+            filt = PositiveAwareFilter(settings, positives, scorer)
+            kept = miners[source](run, filt.keeper(source)) if settings.active else candidates
+            out[source][name] = {f"grade>={g}": filter_detection(candidates, kept, qrels, g) for g in (1, 2)}
+            if settings.active:
+                out[source][name]["rules"] = filt.stats()["sources"][source]
+    return out
+
+
+def filter_table(result: dict, model: str, min_grade: int = 1) -> str:
+    """A markdown table of one model's `filter` results, a row per source and setting: the judged-relevant
+    candidates removed, the others kept, the judged-relevant share among the removed and among the kept, and
+    the candidates kept per query."""
+    block = result["models"][model]["filter"]
+    keys = ("relevant_removed_share", "not_relevant_kept_share", "removed_relevant_share", "kept_relevant_share")
+    lines = ["| source | setting | relevant removed | others kept | relevant among removed | relevant among kept "
+             "| kept per query |", "|---|---|---|---|---|---|---|"]
+    for source, settings in block.items():
+        for name in FILTERS:
+            c = settings[name][f"grade>={min_grade}"]
+            cells = ["-" if c[k] is None else f"{c[k]:.1%}" for k in keys]
+            lines.append(f"| {source} | {name} | " + " | ".join(cells) + f" | {c['kept_per_query'] or 0:.1f} |")
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -151,6 +238,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=1, help="Breaks ties when picking the labelled positive; sampling.")
     p.add_argument("--no_bm25", action="store_true", help="Skip the BM25 source (no Java).")
     p.add_argument("--progress", action="store_true")
+    p.add_argument("--table", default=None, help="Also write the filter tables (markdown, grade >= 1 and >= 2).")
     args = p.parse_args(argv)
     setup_logging()
 
@@ -169,13 +257,15 @@ def main(argv: list[str] | None = None) -> None:
         "collection": str(args.data), "split": args.split, "queries": len(positives),
         "passages": len(collection.corpus), "judged_pairs": sum(len(g) for g in qrels.values()),
         "positive_rule": "one highest-graded passage per query (seeded tie-break); every other passage is a candidate",
-        "settings": {"depth_sample": [list(s) for s in SETTINGS], "p_max_len": args.p_max_len,
+        "settings": {"depth_sample": [list(s) for s in SETTINGS], "filters": FILTERS, "filter_depth": FILTER_DEPTH,
+                     "p_max_len": args.p_max_len,
                      "q_max_len": args.q_max_len, "pooling": args.pooling, "normalize": args.normalize,
                      "seed": args.seed},
         "random": {f"grade>={g}": random_share(qrels, positives, len(collection.corpus), g) for g in (1, 2)},
         "machine": {"platform": platform.platform(), "python": platform.python_version()},
         "models": {},
     }
+    bm25 = None
     if not args.no_bm25:
         from tevatron_tele.retrieval.bm25 import bm25_search, build_lucene_index
 
@@ -189,14 +279,24 @@ def main(argv: list[str] | None = None) -> None:
         name, _, model_dir = spec.partition("=")
         if not model_dir:
             p.error(f"--model wants NAME=DIR, got {spec!r}")
-        query_run, positive_run, seconds = dense_rankings(model_dir, collection, positives, depth, cache_dir, args)
+        query_run, positive_run, seconds, scorer = dense_rankings(model_dir, collection, positives,
+                                                                  max(depth, FILTER_DEPTH), cache_dir, args)
+        started = time.perf_counter()
+        runs = {"ann": query_run, "lookahead": positive_run, **({"bm25": bm25} if bm25 is not None else {})}
         result["models"][name] = {
             "path": model_dir, "seconds": round(seconds, 1), "positive_mrr": rank_of_positive(query_run, positives),
-            "sources": count_sources({"ann": query_run, "lookahead": positive_run}, positives, qrels, args.seed)}
+            "sources": count_sources({"ann": query_run, "lookahead": positive_run}, positives, qrels, args.seed),
+            "filter": filter_sources(runs, positives, qrels, scorer, args.seed)}
+        result["models"][name]["filter_seconds"] = round(time.perf_counter() - started, 1)
         logger.info("%s: %s", name, {k: round(v["grade>=1"]["pooled_share"], 3)
                                      for k, v in result["models"][name]["sources"].items()})
     write_json(args.out, result)
     logger.info("wrote %s", args.out)
+    if args.table:
+        text = "".join(f"### {name}, grade >= {g}\n\n{filter_table(result, name, g)}\n"
+                       for name in result["models"] for g in (1, 2))
+        Path(args.table).write_text(text, encoding="utf-8")
+        logger.info("wrote %s", args.table)
 
 
 if __name__ == "__main__":

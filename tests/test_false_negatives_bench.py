@@ -41,6 +41,36 @@ def test_judged_and_random_shares_by_hand(bench):
     assert bench.random_share(qrels, {"q1": ["p"], "q2": ["p2"]}, 10, 1) == pytest.approx((2 / 9 + 1 / 9) / 2)
 
 
+def test_filter_detection_by_hand(bench):
+    qrels = {"q1": {"p": 3, "a": 1, "b": 2}, "q2": {"p2": 2, "c": 1}}
+    candidates = {"q1": ["a", "x", "b", "y"], "q2": ["c", "z"]}
+    kept = {"q1": ["x", "b", "y"], "q2": []}
+    ge1 = bench.filter_detection(candidates, kept, qrels, 1)
+    # relevant a, b, c: a and c removed; others x, y, z: x, y kept
+    assert (ge1["judged_relevant"], ge1["relevant_removed"], ge1["not_relevant"], ge1["not_relevant_kept"]) == (
+        3, 2, 3, 2)
+    assert ge1["relevant_removed_share"] == pytest.approx(2 / 3)
+    assert ge1["not_relevant_kept_share"] == pytest.approx(2 / 3)
+    assert ge1["kept_relevant_share"] == pytest.approx(1 / 3) and ge1["queries_emptied"] == 1
+    ge2 = bench.filter_detection(candidates, kept, qrels, 2)
+    assert (ge2["judged_relevant"], ge2["relevant_removed"]) == (1, 0)
+
+
+def test_filter_sources_on_hand_made_scores(bench):
+    from tevatron_tele.mining.filters import TableScorer
+
+    positives = {"q": ["p"]}
+    run = {"q": [("p", 0.9), ("r1", 0.95), ("r2", 0.86), ("n1", 0.5), ("n2", 0.3)]}
+    qrels = {"q": {"p": 3, "r1": 2, "r2": 1}}
+    out = bench.filter_sources({"ann": run}, positives, qrels, TableScorer({"q": dict(run["q"])}), seed=0)["ann"]
+    assert out["none"]["grade>=1"]["relevant_removed"] == 0 and out["none"]["grade>=1"]["kept"] == 4
+    assert out["ratio 0.95"]["grade>=1"]["relevant_removed"] == 2  # threshold 0.855: r1, r2 go, n1, n2 stay
+    assert out["ratio 0.95"]["grade>=1"]["not_relevant_kept_share"] == 1.0
+    assert out["margin 0"]["grade>=1"]["relevant_removed"] == 1  # only r1 lies above the positive
+    assert out["skip 10"]["grade>=1"]["kept"] == 0 and out["skip 10"]["grade>=1"]["queries_emptied"] == 1
+    assert out["ratio 0.95"]["rules"]["max_negative_ratio"] == 2
+
+
 @pytest.mark.slow
 def test_counts_on_the_synthetic_collection(bench, synthetic_dir, tiny_model_dir, tmp_path):
     from tevatron_tele.data.collections import load_collection
@@ -48,6 +78,7 @@ def test_counts_on_the_synthetic_collection(bench, synthetic_dir, tiny_model_dir
     out = tmp_path / "fn.json"
     bench.main(["--data", str(synthetic_dir), "--split", "test", "--model", f"tiny={tiny_model_dir}",
                 "--out", str(out), "--cache_dir", str(tmp_path / "cache"), "--no_bm25",
+                "--table", str(tmp_path / "t.md"),
                 "--p_max_len", "32", "--q_max_len", "16"])
     result = json.loads(out.read_text())
     collection = load_collection(synthetic_dir, split="test")
@@ -63,3 +94,16 @@ def test_counts_on_the_synthetic_collection(bench, synthetic_dir, tiny_model_dir
     assert 9 * len(judged) <= sources["ann@top10"]["grade>=1"]["negatives"] <= 10 * len(judged)
     assert sources["lookahead@top10"]["grade>=1"]["negatives"] == 9 * len(judged)  # a passage ranks itself first
     assert 0 <= result["random"]["grade>=1"] < 1
+    # the filter: every setting per dense source, on the same top-200 candidates
+    filt = result["models"]["tiny"]["filter"]
+    assert set(filt) == {"ann", "lookahead"} and set(filt["ann"]) == set(bench.FILTERS)
+    for per_setting in filt.values():
+        none = per_setting["none"]["grade>=1"]
+        assert none["relevant_removed"] == 0 and none["not_relevant_kept_share"] == 1.0
+        for name, counts in per_setting.items():
+            c = counts["grade>=1"]
+            assert c["candidates"] == none["candidates"] and c["kept"] <= none["kept"], name
+        # a smaller ratio removes at least as much
+        kept = [per_setting[f"ratio {r}"]["grade>=1"]["kept"] for r in ("0.90", "0.95", "0.98")]
+        assert kept == sorted(kept)
+    assert "ratio 0.95" in (tmp_path / "t.md").read_text()

@@ -3,6 +3,13 @@
     python -m tevatron_tele.driver.mine --collection DATA --split train --output RUN/episode-2/pool.jsonl \
         --query_run RUN/episode-1/rankings/queries.trec --positive_run RUN/episode-1/rankings/positives.trec \
         --previous_pool RUN/episode-1/pool.jsonl [--bm25_run bm25.trec] --depth 200 --sample 30 --seed 0
+
+Positive-aware filter (every source; see tevatron_tele/mining/filters.py): --max_negative_ratio 0.95,
+--negative_margin 0.05, --skip_top 10; forgotten-negative replay: --momentum forgotten-first|forgotten-only.
+The ratio / margin rules and replay need the mining model's S(q, d): --query_embeddings
+RUN/episode-1/embeddings/train-queries --corpus_embeddings RUN/episode-1/embeddings/corpus (the episode's
+embedding prefixes), or --scores RUN/episode-1/scores.npz (a stored table; it covers only pools and
+positives, so it serves replay but not the filter of fresh rankings).
 """
 from __future__ import annotations
 
@@ -31,6 +38,20 @@ class MineArguments:
     seed: int = field(default=0)
     all_positives: bool = field(default=False, metadata={"help": "lookahead from every positive, not the first"})
     dedupe: bool = field(default=False, metadata={"help": "drop repeated negatives across sources"})
+    max_negative_ratio: float | None = field(
+        default=None, metadata={"help": "drop a candidate d when S(q,d) > s+ - (1-R)*|s+| (= R*s+ for s+ >= 0), s+ "
+                                        "the weakest positive's score (e.g. 0.95)"})
+    negative_margin: float | None = field(default=None, metadata={"help": "drop d when S(q,d) > s+ - M"})
+    skip_top: int = field(default=0, metadata={"help": "the K best-ranked candidates of each ranking are never "
+                                                       "negatives"})
+    momentum: str = field(default="all", metadata={"help": "all | forgotten-first | forgotten-only: momentum "
+                                                           "negatives model i-1 scores above the positive first/only"})
+    query_embeddings: str | None = field(default=None, metadata={"help": "the mining model's training-query "
+                                                                         "embeddings (prefix), for the scores"})
+    corpus_embeddings: str | None = field(default=None, metadata={"help": "the mining model's corpus embeddings "
+                                                                          "(prefix), for the scores"})
+    scores: str | None = field(default=None, metadata={"help": "a stored score table (.npz, e.g. RUN/episode-1/"
+                                                               "scores.npz) instead of the embeddings"})
     overwrite: bool = field(default=False)
 
 
@@ -40,10 +61,21 @@ def run(args: MineArguments) -> str:
 
     collection = load_collection(args.collection, args.split, passages=args.passages)
     config = MiningConfig(depth=args.depth, sample=args.sample or None, seed=args.seed,
-                          all_positives=args.all_positives, dedupe=args.dedupe)
+                          all_positives=args.all_positives, dedupe=args.dedupe,
+                          max_negative_ratio=args.max_negative_ratio, negative_margin=args.negative_margin,
+                          skip_top=args.skip_top, momentum=args.momentum)
+    scores = args.scores
+    if args.query_embeddings or args.corpus_embeddings:
+        if not (args.query_embeddings and args.corpus_embeddings):
+            raise ValueError("--query_embeddings and --corpus_embeddings go together")
+        if args.scores:
+            raise ValueError("pass --scores or --query_embeddings/--corpus_embeddings, not both")
+        from ..mining.filters import EmbeddingScorer
+
+        scores = EmbeddingScorer(args.query_embeddings, args.corpus_embeddings)
     return str(mine_episode(collection, args.output, query_run=args.query_run, positive_run=args.positive_run,
                             previous_pool=args.previous_pool, bm25_run=args.bm25_run, config=config,
-                            overwrite=args.overwrite))
+                            overwrite=args.overwrite, scores=scores))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -9,6 +9,9 @@ Replace any hook by passing your own function in `Hooks`.
 - momentum: the whole negative pool of episode i-1 (the past, which accumulates);
 - bm25: a BM25 ranking of the query (optional ablation).
 A judged positive (or, for QA sets, any retrieved passage holding an answer) is never a negative.
+Optionally (`MiningConfig`, see `filters`): a positive-aware filter drops the candidates of every source that
+the mining model scores too close to the query's positive (likely false negatives) before the sample is drawn,
+and momentum can replay the negatives model i-1 has forgotten.
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ from pathlib import Path
 from ..data.pools import PoolEntry, ordered_sources, pool_stats_path, read_pool, write_pool
 from ..data.trec import Run, read_run
 from ..utils import PathLike
+from .filters import MOMENTUM_MODES, FilterSettings, PositiveAwareFilter, as_scorer, replay_momentum_negatives
 
 logger = logging.getLogger(__name__)
 
@@ -54,11 +58,13 @@ def ranked_negatives(
     *,
     source: str = "ann",
     exclude: Mapping[str, Iterable[str]] | None = None,
+    keep: Callable[[str, list[str]], list[str]] | None = None,
 ) -> Negatives:
     """From each query's top `depth` in `run`, drop its positives (and `exclude`), then sample `sample`.
 
     Queries are those of `positives` that `run` ranks, visited in sorted order (so a shared
-    `random.Random` also gives a reproducible result).
+    `random.Random` also gives a reproducible result). `keep(qid, candidates)`, when given, filters the
+    rank-ordered candidates before the sample is drawn (the positive-aware filter, `filters`).
     """
     out: Negatives = {}
     for qid in sorted(positives):
@@ -67,6 +73,8 @@ def ranked_negatives(
             continue
         banned = set(positives[qid]) | set((exclude or {}).get(qid, ()))
         candidates = [d for d, _ in ranked[:depth] if d not in banned]
+        if keep is not None:
+            candidates = keep(qid, candidates)
         out[qid] = _sample(candidates, sample, _query_rng(rng, source, qid))
     return out
 
@@ -78,9 +86,11 @@ def ann_negatives(
     sample: int | None = DEFAULT_SAMPLE,
     rng: int | random.Random = 0,
     exclude: Mapping[str, Iterable[str]] | None = None,
+    keep: Callable[[str, list[str]], list[str]] | None = None,
 ) -> Negatives:
     """ANN negatives: a sample of the query's top `depth` passages that are not its positives."""
-    return ranked_negatives(query_run, positives, depth, sample, rng, source="ann", exclude=exclude)
+    return ranked_negatives(query_run, positives, depth, sample, rng, source="ann", exclude=exclude,
+                            keep=keep)
 
 
 def bm25_negatives(
@@ -90,9 +100,11 @@ def bm25_negatives(
     sample: int | None = DEFAULT_SAMPLE,
     rng: int | random.Random = 0,
     exclude: Mapping[str, Iterable[str]] | None = None,
+    keep: Callable[[str, list[str]], list[str]] | None = None,
 ) -> Negatives:
     """BM25 negatives: as ANN negatives, from a BM25 ranking of the queries."""
-    return ranked_negatives(bm25_run, positives, depth, sample, rng, source="bm25", exclude=exclude)
+    return ranked_negatives(bm25_run, positives, depth, sample, rng, source="bm25", exclude=exclude,
+                            keep=keep)
 
 
 def lookahead_negatives(
@@ -103,9 +115,12 @@ def lookahead_negatives(
     rng: int | random.Random = 0,
     all_positives: bool = False,
     exclude: Mapping[str, Iterable[str]] | None = None,
+    keep: Callable[[str, list[str]], list[str]] | None = None,
 ) -> Negatives:
     """Lookahead negatives: from the ranking of the query's first positive passage (`positive_run` is keyed by
-    positive docid). With `all_positives`, the rankings of all its positives are merged by best score."""
+    positive docid). With `all_positives`, the rankings of all its positives are merged by best score.
+    `keep` (the positive-aware filter) judges the candidates by the query's S(q, d), not by the scores of this
+    ranking (positive-to-passage)."""
     merged: dict[str, list[tuple[str, float]]] = {}
     for qid in sorted(positives):
         pos = list(positives[qid]) if all_positives else list(positives[qid])[:1]
@@ -120,7 +135,7 @@ def lookahead_negatives(
             if d not in best or s > best[d]:
                 best[d] = s
         merged[qid] = sorted(best.items(), key=lambda kv: -kv[1])
-    return ranked_negatives(merged, positives, depth, sample, rng, source="lookahead", exclude=exclude)
+    return ranked_negatives(merged, positives, depth, sample, rng, source="lookahead", exclude=exclude, keep=keep)
 
 
 def momentum_negatives(previous_pool_entries: Iterable) -> Negatives:
@@ -252,7 +267,11 @@ def mining_positives(
 
 @dataclass
 class Hooks:
-    """The functions `mine_episode` calls; swap any of them for your own with the same signature."""
+    """The functions `mine_episode` calls; swap any of them for your own with the same signature.
+
+    With a positive-aware filter set, the ann, lookahead and bm25 hooks also receive `keep=` (a function
+    `keep(qid, rank-ordered candidates) -> kept` to apply before sampling); momentum's lists are filtered
+    after the hook."""
 
     ann: Callable[..., Negatives] = ann_negatives
     lookahead: Callable[..., Negatives] = lookahead_negatives
@@ -269,6 +288,19 @@ class MiningConfig:
     all_positives: bool = False
     dedupe: bool = False
     hooks: Hooks = field(default_factory=Hooks)
+    # positive-aware filter (filters.FilterSettings) and momentum replay (filters.MOMENTUM_MODES); off by default
+    max_negative_ratio: float | None = None
+    negative_margin: float | None = None
+    skip_top: int = 0
+    momentum: str = "all"
+
+    def __post_init__(self):
+        if self.momentum not in MOMENTUM_MODES:
+            raise ValueError(f"--momentum must be one of {', '.join(MOMENTUM_MODES)}; got '{self.momentum}'")
+        self.filter_settings()  # checks the filter's values
+
+    def filter_settings(self) -> FilterSettings:
+        return FilterSettings(self.max_negative_ratio, self.negative_margin, self.skip_top)
 
 
 def mine_episode(
@@ -281,6 +313,7 @@ def mine_episode(
     bm25_run: PathLike | Run | None = None,
     config: MiningConfig | None = None,
     overwrite: bool = False,
+    scores=None,
 ) -> Path:
     """Build and write episode i's pool (`pool.jsonl` + `pool.stats.json`) from the given rankings.
 
@@ -290,6 +323,10 @@ def mine_episode(
     For QA collections (`collection.answers`), retrieved passages holding an answer are never
     negatives and the best of them becomes the positive of a query that has none.
     An existing pool is kept unless `overwrite`.
+    `scores` (a `filters.Scorer`, a score table or a stored `.npz` table) gives the mining model's S(q, d) of
+    every candidate and positive, which the positive-aware filter (`config.max_negative_ratio`,
+    `negative_margin`) and momentum replay (`config.momentum`) need; `pool.stats.json` then counts what each
+    rule removed per source (`positive_aware_filter`) and what replay kept (`momentum_replay`).
     """
     pool_path = Path(pool_path)
     if pool_path.exists() and pool_stats_path(pool_path).exists() and not overwrite:
@@ -297,6 +334,11 @@ def mine_episode(
         return pool_path
     cfg = config or MiningConfig()
     hooks = cfg.hooks
+    settings = cfg.filter_settings()
+    scorer = as_scorer(scores)
+    if (settings.needs_scores or (cfg.momentum != "all" and previous_pool is not None)) and scorer is None:
+        raise ValueError(f"{pool_path}: --max_negative_ratio, --negative_margin and --momentum "
+                         f"{'/'.join(MOMENTUM_MODES[1:])} need the mining model's scores (pass scores=...)")
     runs = {name: read_run(r) if isinstance(r, (str, Path)) else r
             for name, r in (("ann", query_run), ("lookahead", positive_run), ("bm25", bm25_run)) if r is not None}
     positives = {q: collection.positives(q) for q in collection.queries}
@@ -307,23 +349,42 @@ def mine_episode(
         positives, exclude = answer_positives_and_exclusions(collection, _query_runs(runs), positives, depth=cfg.depth,
                                                              positive_run=runs.get("lookahead"))
     common = dict(depth=cfg.depth, sample=cfg.sample, rng=cfg.seed, exclude=exclude)
+    filt = PositiveAwareFilter(settings, positives, scorer) if settings.active else None
+
+    def opts(name: str) -> dict:  # `keep` reaches the hooks only with a filter set (custom hooks need not know it)
+        return {**common, "keep": filt.keeper(name)} if filt is not None else common
+
     sources: dict[str, Negatives] = {}
     if "ann" in runs:
-        sources["ann"] = hooks.ann(runs["ann"], positives, **common)
+        sources["ann"] = hooks.ann(runs["ann"], positives, **opts("ann"))
     if "lookahead" in runs:
-        sources["lookahead"] = hooks.lookahead(runs["lookahead"], positives, all_positives=cfg.all_positives, **common)
+        sources["lookahead"] = hooks.lookahead(runs["lookahead"], positives, all_positives=cfg.all_positives,
+                                               **opts("lookahead"))
     previous = None
+    replay_stats = None
     if previous_pool is not None:
         previous = read_pool(previous_pool) if isinstance(previous_pool, (str, Path)) else list(previous_pool)
         sources["momentum"] = hooks.momentum(previous)
+        if cfg.momentum != "all":
+            sources["momentum"], replay_stats = replay_momentum_negatives(sources["momentum"], positives, scorer,
+                                                                          cfg.momentum)
+        if filt is not None:
+            keep = filt.keeper("momentum", ranked=False)
+            sources["momentum"] = {q: keep(q, list(ds)) for q, ds in sources["momentum"].items()}
     if "bm25" in runs:
-        sources["bm25"] = hooks.bm25(runs["bm25"], positives, **common)
+        sources["bm25"] = hooks.bm25(runs["bm25"], positives, **opts("bm25"))
     if not sources:
         raise ValueError(f"{pool_path}: no ranking or previous pool given; nothing to mine from")
     entries, stats = hooks.combine(collection, sources, previous, positives=positives, exclude=exclude,
                                    dedupe=cfg.dedupe)
     stats["config"] = {"depth": cfg.depth, "sample": cfg.sample, "seed": cfg.seed,
                        "all_positives": cfg.all_positives, "dedupe": cfg.dedupe, "sources": list(sources)}
+    if filt is not None:  # (keys only when set: the stats of an unfiltered pool stay what they were)
+        stats["config"].update(settings.to_dict())
+        stats["positive_aware_filter"] = filt.stats()
+    if cfg.momentum != "all":
+        stats["config"]["momentum"] = cfg.momentum
+        stats["momentum_replay"] = replay_stats
     logger.info("pool %s: %d queries kept, dropped %s; sources %s", pool_path, stats["kept"], stats["dropped"],
                 {k: v["negatives"] for k, v in stats["sources"].items()})
     write_pool(pool_path, entries, stats)

@@ -69,6 +69,21 @@ class EpisodeArguments:
                                                       "top --depth; 0 keeps all)."})
     lookahead_all_positives: bool = field(
         default=False, metadata={"help": "Lookahead from every positive of a query, not only the first."})
+    max_negative_ratio: float | None = field(
+        default=None,
+        metadata={"help": "Positive-aware filter, every source: drop a candidate d that the mining model scores "
+                          "S(q,d) > s+ - (1-R)*|s+| (= R*s+ when s+ >= 0; s+ the weakest positive's score), e.g. "
+                          "0.95. Pool i+1 is then mined before episode i's corpus embeddings are removed."})
+    negative_margin: float | None = field(
+        default=None, metadata={"help": "Positive-aware filter: drop a candidate d with S(q,d) > s+ - M."})
+    skip_top: int = field(default=0, metadata={"help": "Never take the K best-ranked candidates of a ranking (ANN, "
+                                                       "lookahead, BM25) as negatives."})
+    momentum: str = field(
+        default="all",
+        metadata={"help": "Momentum negatives: 'all' (the whole previous pool), 'forgotten-first' (those model "
+                          "i-1 scores above the weakest positive listed once more, ahead of the rest) or "
+                          "'forgotten-only'; scores from RUN/episode-<i-1>/scores.npz (with a ratio or margin "
+                          "filter set, the same scores from the episode's embeddings)."})
     # training
     train_n_passages: int = field(default=8, metadata={"help": "Passages per query in a step (1 positive + n-1 "
                                                                "negatives)."})
@@ -157,6 +172,14 @@ class EpisodeArguments:
             raise ValueError(f"--baselines must be auto, bm25 or none; got '{self.baselines}'")
         if self.backend not in ("auto", "v1", "v2"):
             raise ValueError(f"--backend must be one of auto, v1, v2; got '{self.backend}'")
+        from ..mining.filters import MOMENTUM_MODES, FilterSettings
+
+        FilterSettings(self.max_negative_ratio, self.negative_margin, self.skip_top)  # a one-line error now
+        if self.momentum not in MOMENTUM_MODES:
+            raise ValueError(f"--momentum must be one of {', '.join(MOMENTUM_MODES)}; got '{self.momentum}'")
+        if self.momentum != "all" and "momentum" not in self.sources():
+            raise ValueError(f"--momentum {self.momentum} needs the momentum source (--negatives tele with "
+                             f"momentum in --tele_sources); this recipe mines {sorted(self.sources())}")
         if isinstance(self.eval_collections, str):
             self.eval_collections = [self.eval_collections]
 

@@ -267,6 +267,37 @@ class EpisodeRunner:
         self.folder.step(f"episode-{i}/scores", out, work)
         return out
 
+    def _filter_needs_scores(self) -> bool:
+        return self.args.max_negative_ratio is not None or self.args.negative_margin is not None
+
+    def _mining_scores(self, prev: int):
+        """The mining model's S(q, d) for pool prev+1, or None when no option needs them.
+
+        The positive-aware filter scores every candidate (any source) from episode prev's embeddings of the
+        training queries and the corpus. Pool prev+1 is mined before `_finish_episode(prev)` removes the corpus
+        embeddings, so they are there; only when they are not (episode 0 copied from --base_cache_dir, which
+        holds no embeddings) are they encoded again, and removed after mining unless --keep_embeddings.
+        Momentum replay alone reads the stored RUN/episode-<prev>/scores.npz (S_prev of pools 1..prev and the
+        positives, which covers the momentum candidates: pool prev's negatives).
+        """
+        from ..retrieval.embeddings import is_complete
+
+        if self._filter_needs_scores():
+            from ..mining.filters import EmbeddingScorer
+
+            queries = self.folder.embeddings(prev, "train-queries")
+            corpus = self.folder.embeddings(prev, "corpus")
+            if not (is_complete(queries) and is_complete(corpus)):
+                model_state: dict = {}
+                corpus = self._encode(prev, self.train_collection, "corpus", "corpus", model_state)
+                queries = self._encode(prev, self.train_collection, "queries", "train-queries", model_state)
+            return EmbeddingScorer(queries, corpus)
+        if self.args.momentum != "all" and prev >= 1:
+            from ..evaluation.analysis import SCORES_FILE
+
+            return self.folder.episode(prev) / SCORES_FILE
+        return None
+
     def _mine_pool(self, i: int) -> Path:
         from ..data.pools import pool_stats_path
         from ..mining.tele import MiningConfig, mine_episode
@@ -274,6 +305,7 @@ class EpisodeRunner:
         out = self.folder.pool(i)
         sources = self.args.sources()
         prev = i - 1
+        a = self.args
 
         def work():
             mine_episode(
@@ -282,8 +314,13 @@ class EpisodeRunner:
                 positive_run=self.folder.ranking(prev, "positives") if "lookahead" in sources else None,
                 previous_pool=self.folder.pool(prev) if "momentum" in sources and prev >= 1 else None,
                 bm25_run=self._bm25_run(self.train_collection, "train") if "bm25" in sources else None,
-                config=MiningConfig(depth=self.args.depth, sample=self.args.sample or None, seed=self.args.seed + i,
-                                    all_positives=self.args.lookahead_all_positives))
+                config=MiningConfig(depth=a.depth, sample=a.sample or None, seed=a.seed + i,
+                                    all_positives=a.lookahead_all_positives, max_negative_ratio=a.max_negative_ratio,
+                                    negative_margin=a.negative_margin, skip_top=a.skip_top, momentum=a.momentum),
+                scores=self._mining_scores(prev))
+            if self._filter_needs_scores() and self.folder.is_done(prev) and not a.keep_embeddings:
+                for p in (self.folder.episode(prev) / "embeddings").glob("corpus*"):  # encoded again just now
+                    p.unlink()
 
         # complete when the pool and its stats are both there (a pool left without stats is mined again)
         self.folder.step(f"episode-{i}/mine", out, work, done=lambda: out.exists() and pool_stats_path(out).exists())
@@ -354,6 +391,10 @@ class EpisodeRunner:
         return self.folder.model(i)
 
     def _finish_episode(self, i: int) -> None:
+        if self._filter_needs_scores() and i < self.args.num_episodes:
+            # the positive-aware filter scores pool i+1's candidates with this episode's corpus embeddings: mine
+            # it now, before they are removed (the loop then finds it done)
+            self._mine_pool(i + 1)
         if not self.args.keep_embeddings:
             for p in (self.folder.episode(i) / "embeddings").glob("corpus*"):
                 p.unlink()

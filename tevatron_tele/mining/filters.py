@@ -1,0 +1,273 @@
+"""Positive-aware negative filtering and forgotten-negative replay, from the mining model's S(q, d).
+
+Positive-aware filter (NV-Retriever's TopK-PercPos / TopK-MarginPos, sentence-transformers'
+`mine_hard_negatives` with `relative_margin` / `absolute_margin` / `range_min`): a mined candidate that the
+mining model scores too close to the query's positive is likely an unlabelled relevant passage (a false
+negative), so it is dropped before the sample is drawn. With s+ the score of the query's *weakest* positive
+(the lowest S(q, d+) among its positives; a candidate close to any positive is suspect):
+
+- `max_negative_ratio R`: drop d when S(q, d) > s+ - (1 - R) * |s+|. For s+ > 0 this is S(q, d) > R * s+,
+  "above a share R of the positive's score". Written this way it stays right when s+ < 0 (unnormalized dot
+  products, or cosine scores of a poor model): R * s+ would then lie *above* s+ and a smaller R would drop
+  *less*, while here the threshold is always s+ minus (1 - R) of its magnitude, so it never exceeds s+ for
+  R <= 1 and a smaller R always drops more, whatever the sign. R > 1 puts the threshold above s+ (drop only
+  candidates clearly above the positive). s+ = 0 makes the threshold 0 for every R.
+- `negative_margin M`: drop d when S(q, d) > s+ - M (M = 0: anything scored above the weakest positive).
+- `skip_top K`: the K best-ranked candidates of each ranking (after the query's positives are removed) are
+  never negatives. It needs no scores and does not apply to momentum, which is not a ranking.
+
+Ratio and margin both apply when both are set (a candidate goes when either rule fires). A candidate or a
+query's positives without a score are kept and counted as `unscored`. Scores come from a `Scorer`: stored
+tables (`TableScorer`, e.g. a runner's `scores.npz`) or an episode's embedding files (`EmbeddingScorer`).
+
+Forgotten-negative replay (a momentum variant): a negative of the earlier pools that model i-1 again scores
+above the query's weakest positive is one it has forgotten. `momentum="forgotten-only"` keeps just those;
+`"forgotten-first"` lists them (each once, in pool order) ahead of the whole momentum list, so they appear
+once more than under `"all"`: both mixing rules shuffle a query's list, so a mere reordering would change
+nothing in training, whereas the extra copy makes concat mixing (the default) draw a forgotten negative about
+twice as often, as it does a negative found by two sources. (`weighted` mixing de-duplicates each source, so
+there `forgotten-first` equals `all`; `--dedupe` removes the copy too.) Replay comes before the filter, and the
+two pull apart: a forgotten negative scores above the positive, which is just what the filter takes for a false
+negative, so with R <= 1 or M >= 0 the filter removes every replayed one (pool.stats.json counts both).
+"""
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from ..utils import PathLike
+
+logger = logging.getLogger(__name__)
+
+MOMENTUM_MODES = ("all", "forgotten-first", "forgotten-only")
+FILTER_RULES = ("skip_top", "max_negative_ratio", "negative_margin")
+
+
+class Scorer(Protocol):
+    def scores(self, qid: str, docids: Iterable[str]) -> dict[str, float]:
+        """S(q, d) of the given passages; passages (or a query) without a score are left out."""
+
+
+class TableScorer:
+    """Scores from a table `{qid: {docid: score}}` (`evaluation.scoring.ScoreTable`)."""
+
+    def __init__(self, table: Mapping[str, Mapping[str, float]]):
+        self.table = table
+
+    def scores(self, qid: str, docids: Iterable[str]) -> dict[str, float]:
+        row = self.table.get(qid, {})
+        return {d: float(row[d]) for d in docids if d in row}
+
+
+class EmbeddingScorer:
+    """S(q, d) = <q, d> from an episode's embedding files: the training queries' (loaded whole) and the
+    corpus' (memory-mapped, sharded or not; only the rows asked for are read). The arithmetic is that of
+    `evaluation.scoring.score_pairs_from_embeddings` (vectors as stored, float32 dot products), so the scores
+    equal those the runner stores in `scores.npz`."""
+
+    def __init__(self, query_prefix: PathLike, corpus_prefix: PathLike):
+        from ..retrieval.embeddings import load_all, load_embeddings, shard_prefixes
+
+        q_emb, q_ids = load_all(query_prefix)
+        self._queries = np.asarray(q_emb, dtype=np.float32)
+        self._query_row = {q: n for n, q in enumerate(q_ids)}
+        self._shards: list[np.ndarray] = []
+        self._row: dict[str, tuple[int, int]] = {}
+        for s, prefix in enumerate(shard_prefixes(corpus_prefix)):
+            emb, ids = load_embeddings(prefix, mmap=True)
+            self._shards.append(emb)
+            self._row.update((d, (s, n)) for n, d in enumerate(ids))
+
+    def scores(self, qid: str, docids: Iterable[str]) -> dict[str, float]:
+        if qid not in self._query_row:
+            return {}
+        docs = [d for d in dict.fromkeys(docids) if d in self._row]
+        if not docs:
+            return {}
+        by_shard: dict[int, list[int]] = {}
+        for k, d in enumerate(docs):
+            by_shard.setdefault(self._row[d][0], []).append(k)
+        vecs = np.empty((len(docs), self._queries.shape[1]), dtype=np.float32)
+        for s, ks in by_shard.items():
+            vecs[ks] = np.asarray(self._shards[s][[self._row[docs[k]][1] for k in ks]], dtype=np.float32)
+        values = vecs @ self._queries[self._query_row[qid]]
+        return {d: float(v) for d, v in zip(docs, values)}
+
+
+def as_scorer(scores) -> Scorer | None:
+    """A Scorer from None, a Scorer, a score table, or the path of a stored table (.npz)."""
+    if scores is None or hasattr(scores, "scores"):
+        return scores
+    if isinstance(scores, (str, Path)):
+        from ..evaluation.scoring import load_score_table
+
+        return TableScorer(load_score_table(scores))
+    if isinstance(scores, Mapping):
+        return TableScorer(scores)
+    raise TypeError(f"scores: expected a Scorer, a score table or a .npz path, got {type(scores).__name__}")
+
+
+def weakest_positive_score(scores: Mapping[str, float], positives: Iterable[str]) -> float | None:
+    """The lowest score among the query's positives that have one; None when none has."""
+    values = [scores[p] for p in positives if p in scores]
+    return min(values) if values else None
+
+
+def ratio_threshold(positive_score: float, ratio: float) -> float:
+    """The score above which `max_negative_ratio` drops a candidate: s+ - (1 - R) * |s+| (= R * s+ for s+ >= 0)."""
+    return positive_score - (1.0 - ratio) * abs(positive_score)
+
+
+@dataclass(frozen=True)
+class FilterSettings:
+    """The positive-aware filter's options (all off by default)."""
+
+    max_negative_ratio: float | None = None
+    negative_margin: float | None = None
+    skip_top: int = 0
+
+    def __post_init__(self):
+        if self.max_negative_ratio is not None and not self.max_negative_ratio > 0:
+            raise ValueError(f"--max_negative_ratio must be > 0 (e.g. 0.95), got {self.max_negative_ratio}")
+        if self.negative_margin is not None and not np.isfinite(self.negative_margin):
+            raise ValueError(f"--negative_margin must be a finite number, got {self.negative_margin}")
+        if self.skip_top < 0:
+            raise ValueError(f"--skip_top must be >= 0, got {self.skip_top}")
+
+    @property
+    def active(self) -> bool:
+        return self.needs_scores or self.skip_top > 0
+
+    @property
+    def needs_scores(self) -> bool:
+        return self.max_negative_ratio is not None or self.negative_margin is not None
+
+    def to_dict(self) -> dict:
+        return {"max_negative_ratio": self.max_negative_ratio, "negative_margin": self.negative_margin,
+                "skip_top": self.skip_top}
+
+
+def filter_candidates(candidates: Sequence[str], scores: Mapping[str, float], positive_score: float | None,
+                      settings: FilterSettings, *, ranked: bool = True) -> tuple[list[str], Counter]:
+    """The candidates the filter keeps (order and repeats kept), and what each rule removed.
+
+    `candidates` are in rank order (`ranked`; `skip_top` then drops the first K) or an unranked list
+    (momentum: `skip_top` does not apply). Ratio and margin are counted independently (a candidate both
+    drop counts under both), `removed` counts each dropped candidate once.
+    """
+    counts: Counter = Counter(candidates=len(candidates))
+    skip = settings.skip_top if ranked else 0
+    kept: list[str] = []
+    ratio_at = (ratio_threshold(positive_score, settings.max_negative_ratio)
+                if positive_score is not None and settings.max_negative_ratio is not None else None)
+    margin_at = (positive_score - settings.negative_margin
+                 if positive_score is not None and settings.negative_margin is not None else None)
+    for rank, d in enumerate(candidates):
+        if rank < skip:
+            counts["skip_top"] += 1
+            continue
+        if settings.needs_scores and (positive_score is None or d not in scores):
+            counts["unscored"] += 1
+            kept.append(d)
+            continue
+        s = scores.get(d)
+        by_ratio = ratio_at is not None and s > ratio_at
+        by_margin = margin_at is not None and s > margin_at
+        counts["max_negative_ratio"] += by_ratio
+        counts["negative_margin"] += by_margin
+        if not (by_ratio or by_margin):
+            kept.append(d)
+    counts["removed"] = len(candidates) - len(kept)
+    counts["kept"] = len(kept)
+    return kept, counts
+
+
+class PositiveAwareFilter:
+    """The filter of one mining step: `keeper(source)` gives the per-query function the negative hooks call
+    (`keep(qid, candidates) -> kept`), and `stats()` what each rule removed per source."""
+
+    def __init__(self, settings: FilterSettings, positives: Mapping[str, Sequence[str]],
+                 scorer: Scorer | None = None):
+        if settings.needs_scores and scorer is None:
+            raise ValueError("--max_negative_ratio / --negative_margin need the mining model's scores S(q, d) "
+                             "(a scorer: stored scores or the episode's embeddings)")
+        self.settings = settings
+        self.positives = positives
+        self.scorer = scorer
+        self.counts: dict[str, Counter] = {}
+
+    def keeper(self, source: str, *, ranked: bool = True) -> Callable[[str, list[str]], list[str]]:
+        counts = self.counts.setdefault(source, Counter())
+
+        def keep(qid: str, candidates: list[str]) -> list[str]:
+            pos = list(self.positives.get(qid, ()))
+            scores: Mapping[str, float] = {}
+            if self.settings.needs_scores:
+                scores = self.scorer.scores(qid, [*pos, *candidates])
+            positive_score = weakest_positive_score(scores, pos)
+            if self.settings.needs_scores and positive_score is None and candidates:
+                counts["queries_without_positive_score"] += 1
+            kept, c = filter_candidates(candidates, scores, positive_score, self.settings, ranked=ranked)
+            counts.update(c)
+            counts["queries"] += 1
+            return kept
+
+        return keep
+
+    def stats(self) -> dict:
+        keys = ("queries", "candidates", "kept", "removed", *FILTER_RULES, "unscored",
+                "queries_without_positive_score")
+        return {"rule": "drop d when S(q,d) > s+ - (1-R)*|s+| (ratio) or S(q,d) > s+ - M (margin), s+ = the "
+                        "weakest positive's score; skip the top K candidates of each ranking",
+                **self.settings.to_dict(),
+                "sources": {name: {k: int(c.get(k, 0)) for k in keys} for name, c in self.counts.items()}}
+
+
+def forgotten(negatives: Sequence[str], scores: Mapping[str, float], positive_score: float | None) -> list[str]:
+    """The entries of `negatives` (order and repeats kept) scored above the weakest positive."""
+    if positive_score is None:
+        return []
+    return [d for d in negatives if d in scores and scores[d] > positive_score]
+
+
+def replay_momentum(negatives: Sequence[str], scores: Mapping[str, float], positive_score: float | None,
+                    mode: str) -> list[str]:
+    """A query's momentum list under `mode` (see the module doc): all | forgotten-first | forgotten-only."""
+    if mode not in MOMENTUM_MODES:
+        raise ValueError(f"--momentum must be one of {', '.join(MOMENTUM_MODES)}; got '{mode}'")
+    if mode == "all":
+        return list(negatives)
+    lost = forgotten(negatives, scores, positive_score)
+    if mode == "forgotten-only":
+        return lost
+    return list(dict.fromkeys(lost)) + list(negatives)
+
+
+def replay_momentum_negatives(momentum: Mapping[str, Sequence[str]], positives: Mapping[str, Sequence[str]],
+                              scorer: Scorer, mode: str) -> tuple[dict[str, list[str]], dict]:
+    """`replay_momentum` for every query of `momentum`, with counts for pool.stats.json."""
+    out: dict[str, list[str]] = {}
+    counts = Counter()
+    for qid, negatives in momentum.items():
+        pos = list(positives.get(qid, ()))
+        scores = scorer.scores(qid, [*pos, *negatives]) if mode != "all" else {}
+        positive_score = weakest_positive_score(scores, pos)
+        lost = forgotten(negatives, scores, positive_score) if mode != "all" else []
+        out[qid] = replay_momentum(negatives, scores, positive_score, mode)
+        counts["queries"] += 1
+        counts["negatives"] += len(negatives)
+        counts["forgotten"] += len(lost)
+        counts["queries_with_forgotten"] += bool(lost)
+        counts["unscored"] += sum(1 for d in negatives if d not in scores) if mode != "all" else 0
+        counts["queries_without_positive_score"] += positive_score is None and mode != "all"
+        counts["listed"] += len(out[qid])
+    keys = ("queries", "negatives", "forgotten", "queries_with_forgotten", "unscored",
+            "queries_without_positive_score", "listed")
+    return out, {"mode": mode, "rule": "forgotten: S_{i-1}(q,d) > the weakest positive's S_{i-1}(q,d+)",
+                 **{k: int(counts[k]) for k in keys}}
