@@ -10,6 +10,12 @@
 #   ANCE-Tele 0.624 / 0.648 / 0.646 / 0.684      ANCE 0.624 / 0.648 / 0.652 / 0.682
 # (a tie: one seed resolves differences of about 0.02 at best); DL19 subset nDCG@10 0.798 -> 0.789 / 0.790;
 # forgetting on the shared probe at episode 3: 0.6% (Tele) and 0.3% (ANCE).
+#
+# With the dev split added (--dev_from_train 100: 100 training queries held out, never trained on), run
+# Dec 2026 with RECIPES=tele on the same 2 cores (36 min, peak memory 4.7 GB), the run keeps episode 3 and
+# prints: "episode 3 (best on dev, nDCG@10 0.6306 against 0.5800 at the start) beats the start by
+# +0.061 [+0.039, +0.084] nDCG@10 on test; it ties with BM25 by +0.006 [-0.036, +0.047] nDCG@10."
+# (test nDCG@10 by episode 0-3: 0.624 / 0.657 / 0.659 / 0.685; BM25 0.679).
 set -euo pipefail
 OUT=${1:-runs/scifact}
 DATA=${DATA:-../shared/data}
