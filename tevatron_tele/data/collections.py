@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,12 @@ class Corpus:
     titles: list[str]
     texts: list[str]
     _index: dict[str, int] | None = field(default=None, init=False, repr=False, compare=False)
+    # The files a loader read the corpus from (a `file_stamp` each) and how it read them, which a token cache is
+    # keyed on instead of hashing every text; empty for a corpus made in memory. Not an __init__ argument, so
+    # dataclasses.replace does not carry it over to a derived corpus. Code that edits a loaded corpus in place
+    # must set it back to ().
+    source_files: tuple = field(default=(), init=False, repr=False, compare=False)
+    source_reader: str = field(default="", init=False, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -69,9 +76,19 @@ class Collection:
     qrels: dict[str, dict[str, int]]
     answers: dict[str, list[str]] | None = None
     stats: dict[str, Any] = field(default_factory=dict)
+    # The files a loader read the queries from (a `file_stamp` each; the corpus has its own), as for
+    # Corpus.source_files: empty when made in memory or derived with dataclasses.replace (a held-out part).
+    source_files: tuple = field(default=(), init=False, repr=False, compare=False)
 
     def positives(self, qid: str) -> list[str]:
         return [d for d, grade in self.qrels.get(qid, {}).items() if grade > 0]
+
+
+def file_stamp(path: PathLike) -> tuple[str, int, int, int, int]:
+    """(resolved path, size, mtime_ns, ctime_ns, inode) of a file, taken before a loader reads it: a token cache
+    keyed on the file checks that the file still has them (data.token_cache.source_hash)."""
+    st = os.stat(path)
+    return (str(Path(path).resolve()), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
 
 
 # ---------------------------------------------------------------- low-level readers
@@ -119,8 +136,10 @@ class _CorpusBuilder:
         self.titles.append(title)
         self.texts.append(text)
 
-    def build(self) -> Corpus:
-        return Corpus(self.ids, self.titles, self.texts)
+    def build(self, sources: tuple = (), reader: str = "") -> Corpus:
+        corpus = Corpus(self.ids, self.titles, self.texts)
+        corpus.source_files, corpus.source_reader = sources, reader
+        return corpus
 
 
 def _parse_grade(path: Path, line: int, raw: str, field_name: str) -> int:
@@ -194,6 +213,7 @@ def _require(path: Path, count: int, field_name: str, what: str) -> None:
 # ---------------------------------------------------------------- corpus readers
 
 def _beir_corpus(path: Path) -> Corpus:
+    stamp = file_stamp(path)
     builder = _CorpusBuilder()
     for line_no, obj in _jsonl(path):
         id_field = "docid" if "_id" not in obj and "docid" in obj else "_id"  # BEIR's _id; docid also read
@@ -204,11 +224,12 @@ def _beir_corpus(path: Path) -> Corpus:
         text = _str_field(path, line_no, obj, "text", allow_empty=True)
         builder.add(docid, title, text, path, line_no, id_field)
     _require(path, len(builder.ids), "_id", "documents")
-    return builder.build()
+    return builder.build((stamp,), "beir")
 
 
 def _tsv_corpus(path: Path, *, dpr: bool = False) -> Corpus:
     """MS MARCO `id<TAB>text` or `id<TAB>title<TAB>text`; DPR `id<TAB>text<TAB>title` with a header."""
+    stamp = file_stamp(path)
     builder = _CorpusBuilder()
     for line_no, parts in _tsv(path):
         if dpr and line_no == 1 and parts[0] == "id":
@@ -226,7 +247,7 @@ def _tsv_corpus(path: Path, *, dpr: bool = False) -> Corpus:
             text = text[1:-1].replace('""', '"')  # DPR's psgs_w100.tsv quotes texts CSV-style
         builder.add(docid, title, text, path, line_no, "id")
     _require(path, len(builder.ids), "id", "passages")
-    return builder.build()
+    return builder.build((stamp,), "tsv-dpr" if dpr else "tsv")
 
 
 # ---------------------------------------------------------------- format loaders
@@ -282,6 +303,7 @@ def _load_beir(folder: Path, split: str, strict: bool) -> Collection:
         raise FileNotFoundError(f"{qrels_path} not found (splits here: {splits})")
     corpus = _beir_corpus(folder / "corpus.jsonl")
     qpath = folder / "queries.jsonl"
+    sources = (file_stamp(qpath), file_stamp(qrels_path))  # the split's queries are those its qrels judge
     queries: dict[str, str] = {}
     for line_no, obj in _jsonl(qpath):
         qid = _str_field(qpath, line_no, obj, "_id")
@@ -291,7 +313,10 @@ def _load_beir(folder: Path, split: str, strict: bool) -> Collection:
     _require(qpath, len(queries), "_id", "queries")
     qrels = read_qrels(qrels_path)
     _require(qrels_path, len(qrels), "query-id", "judgements")
-    return _finish(f"{folder.name}/{split}", corpus, queries, qrels, qrels_path, strict, split_queries_from_qrels=True)
+    collection = _finish(f"{folder.name}/{split}", corpus, queries, qrels, qrels_path, strict,
+                         split_queries_from_qrels=True)
+    collection.source_files = sources
+    return collection
 
 
 def _msmarco_file(folder: Path, candidates: list[str]) -> Path:
@@ -304,6 +329,7 @@ def _msmarco_file(folder: Path, candidates: list[str]) -> Path:
 def _load_msmarco(folder: Path, split: str, strict: bool) -> Collection:
     corpus = _tsv_corpus(_msmarco_file(folder, ["collection.tsv", "corpus.tsv"]))
     qpath = _msmarco_file(folder, [f"queries.{split}.tsv"])
+    sources = (file_stamp(qpath),)
     queries: dict[str, str] = {}
     for line_no, parts in _tsv(qpath):
         if len(parts) != 2:
@@ -317,7 +343,9 @@ def _load_msmarco(folder: Path, split: str, strict: bool) -> Collection:
     qrels_path = _msmarco_file(folder, [f"qrels.{split}.tsv", f"qrels.{split}.txt"])
     qrels = read_qrels(qrels_path)
     _require(qrels_path, len(qrels), "qid", "judgements")
-    return _finish(f"{folder.name}/{split}", corpus, queries, qrels, qrels_path, strict)
+    collection = _finish(f"{folder.name}/{split}", corpus, queries, qrels, qrels_path, strict)
+    collection.source_files = sources
+    return collection
 
 
 def _dpr_ctx_id(path: Path, where: str, ctx: Any) -> str:
@@ -330,6 +358,7 @@ def _dpr_ctx_id(path: Path, where: str, ctx: Any) -> str:
 
 
 def _load_dpr(path: Path, passages: PathLike | None, strict: bool) -> Collection:
+    stamp = file_stamp(path)
     text = read_text(path, _error)
     if not text.strip():
         raise _error(path, None, "<json>", "empty: no questions in the file")
@@ -369,11 +398,14 @@ def _load_dpr(path: Path, passages: PathLike | None, strict: bool) -> Collection
                     if docid not in builder.seen:
                         builder.add(docid, str(ctx.get("title") or ""), _str_field(path, where, ctx, "text"),
                                     path, where, key)
-    corpus = builder.build() if builder is not None else _tsv_corpus(Path(passages), dpr=True)
-    return _finish(path.stem, corpus, queries, qrels, path, strict, answers=answers)
+    corpus = builder.build((stamp,), "dpr-json") if builder is not None else _tsv_corpus(Path(passages), dpr=True)
+    collection = _finish(path.stem, corpus, queries, qrels, path, strict, answers=answers)
+    collection.source_files = (stamp,)
+    return collection
 
 
 def _load_tevatron(path: Path, strict: bool) -> Collection:
+    stamp = file_stamp(path)
     builder = _CorpusBuilder()
     queries: dict[str, str] = {}
     qrels: dict[str, dict[str, int]] = {}
@@ -403,7 +435,9 @@ def _load_tevatron(path: Path, strict: bool) -> Collection:
                 if key == "positive_passages":
                     qrels[qid][docid] = 1
     _require(path, len(queries), "query_id", "queries")
-    return _finish(path.stem, builder.build(), queries, qrels, path, strict)
+    collection = _finish(path.stem, builder.build((stamp,), "tevatron"), queries, qrels, path, strict)
+    collection.source_files = (stamp,)
+    return collection
 
 
 # ---------------------------------------------------------------- detection and entry points

@@ -4,17 +4,36 @@ A cache folder holds `tokens.npy` (all token ids, no special tokens, each text t
 max_len; uint16 when the vocabulary fits, which halves the cache, else int32), `offsets.npy`
 (int64, n+1 entries: text i is tokens[offsets[i]:offsets[i+1]]),
 `ids.txt` (one id per line) and `key.json`. The key covers the tokenizer (its full serialised
-pipeline, or its vocab), max_len, a template string saying how texts were formed, and a hash of
-ids and texts; a different key means a rebuild. Builders take a file lock and write into a
-temporary folder renamed into place, so concurrent builders yield one complete cache.
+pipeline, or its vocab), max_len, a template string saying how texts were formed, the number of
+texts, and what the texts are:
+
+- texts a loader read from files (`Collection.source_files`, `Corpus.source_files`): the content
+  hash of each file, the reader, and a probe (hash of the ids and texts at up to 64 evenly spaced
+  positions). Reopening then costs O(1) in the corpus size: a `stat` per file and a look-up of its
+  content hash, which is computed once and stored in `<cache_dir>/.sources/` (see `source_hash`
+  for when a stored hash is trusted);
+- texts made in memory (`build_token_cache`, held-out query sets, a file changed since it was
+  loaded): a hash of every id and text, computed on each open.
+
+A different key means a rebuild. Builders take a file lock and write incrementally into
+`.build-<name>` beside the cache: every `_CHUNK` texts the written bytes are flushed and a
+progress marker committed, so a build that is killed continues from its last complete chunk
+(what was written after it is cut off) and gives the same bytes as an uninterrupted one. The
+finished folder is renamed into place, so concurrent builders and readers only see complete caches.
 """
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
+import os
 import re
-from collections.abc import Sequence
+import shutil
+import time
+import uuid
+import weakref
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,33 +41,48 @@ import numpy as np
 from filelock import FileLock
 from tqdm.auto import tqdm
 
-from ..utils import PathLike, atomic_path
+from ..utils import PathLike
 from .collections import Collection, Corpus
 
 logger = logging.getLogger(__name__)
 
-CACHE_VERSION = 2
-_BATCH = 2048
+CACHE_VERSION = 3
+_BATCH = 4096  # texts per tokenizer call
+_CHUNK = 65_536  # texts per committed chunk: what a killed build can lose
 _NPY_HEADER = 128  # fixed header size so the token count can be filled in after streaming
+_PROBE = 64  # positions whose ids and texts enter a file-backed key
+# A stored content hash is trusted only when the file's last change (ctime) is at least this much older than
+# the moment the hash was taken: a change within the same timestamp tick as the hashing could not be told apart.
+_SETTLE_NS = 2_000_000_000
+_IDS_CHUNK = 100_000
 
 
 class TokenCache:
-    """Read-only, memory-mapped token ids of a list of texts."""
+    """Read-only, memory-mapped token ids of a list of texts. The ids are read from `ids.txt` when first used."""
 
-    def __init__(self, path: Path, ids: list[str], tokens: np.ndarray, offsets: np.ndarray, key: dict) -> None:
+    def __init__(self, path: Path, ids: list[str] | None, tokens: np.ndarray, offsets: np.ndarray, key: dict) -> None:
         self.path = path
-        self.ids = ids
+        self._ids = ids
         self.tokens = tokens
         self.offsets = offsets
         self.key = key
         self.built = False  # True when this call built the cache (rather than reusing it)
         self._index: dict[str, int] | None = None
 
+    @property
+    def ids(self) -> list[str]:
+        if self._ids is None:
+            ids = (self.path / "ids.txt").read_text(encoding="utf-8").split("\n")[:-1]
+            if len(ids) != len(self):
+                raise ValueError(f"{self.path}: ids.txt has {len(ids)} ids, offsets.npy {len(self)} entries")
+            self._ids = ids
+        return self._ids
+
     def __len__(self) -> int:
-        return len(self.ids)
+        return len(self.offsets) - 1
 
     def __getitem__(self, i: int) -> np.ndarray:
-        n = len(self.ids)
+        n = len(self)
         if i < 0:
             i += n
         if not 0 <= i < n:
@@ -76,21 +110,31 @@ class TokenCache:
 
     @classmethod
     def open(cls, path: PathLike) -> TokenCache:
+        """Open a complete cache; O(1) in its size (tokens and offsets are memory-mapped, ids read on use)."""
         path = Path(path)
         for name in ("key.json", "ids.txt", "tokens.npy", "offsets.npy"):
             if not (path / name).exists():
                 raise FileNotFoundError(f"{path / name} not found: not a complete token cache")
         key = json.loads((path / "key.json").read_text(encoding="utf-8"))
-        ids = (path / "ids.txt").read_text(encoding="utf-8").split("\n")[:-1]
         tokens = np.load(path / "tokens.npy", mmap_mode="r")
-        offsets = np.load(path / "offsets.npy")
-        if len(offsets) != len(ids) + 1 or int(offsets[-1]) != len(tokens):
-            raise ValueError(f"{path}: ids ({len(ids)}), offsets ({len(offsets)}) and tokens ({len(tokens)}) disagree")
+        # a plain ndarray over the mapping: indexing a np.memmap costs a Python call per item
+        offsets = np.load(path / "offsets.npy", mmap_mode="r").view(np.ndarray)
+        count = key.get("count")
+        ids = None
+        if count is None:  # a key without a count: check against the ids themselves
+            ids = (path / "ids.txt").read_text(encoding="utf-8").split("\n")[:-1]
+            count = len(ids)
+        if len(offsets) != count + 1 or int(offsets[-1]) != len(tokens):
+            raise ValueError(f"{path}: ids ({count}), offsets ({len(offsets)}) and tokens ({len(tokens)}) disagree")
         return cls(path, ids, tokens, offsets, key)
 
 
-def tokenizer_fingerprint(tokenizer: Any) -> str:
-    """Hash of what decides token ids: the serialised fast pipeline if there is one, else class + vocab."""
+# ---------------------------------------------------------------- fingerprints
+
+_TOKENIZER_FPS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _tokenizer_fingerprint(tokenizer: Any) -> str:
     h = hashlib.sha256(type(tokenizer).__name__.encode())
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None:
@@ -103,7 +147,29 @@ def tokenizer_fingerprint(tokenizer: Any) -> str:
     return h.hexdigest()[:16]
 
 
+def tokenizer_fingerprint(tokenizer: Any) -> str:
+    """Hash of what decides token ids: the serialised fast pipeline if there is one, else class + vocab.
+
+    Serialising a pipeline takes about 0.1 s, so the hash is kept per tokenizer object, together with its
+    length (`len(tokenizer)`): adding tokens to the object makes it be computed again.
+    """
+    try:
+        size = len(tokenizer)
+    except TypeError:
+        size = None
+    try:
+        cached = _TOKENIZER_FPS.get(tokenizer)
+    except TypeError:  # not weakly referenceable or not hashable: no memo
+        return _tokenizer_fingerprint(tokenizer)
+    if cached is not None and cached[0] == size:
+        return cached[1]
+    fp = _tokenizer_fingerprint(tokenizer)
+    _TOKENIZER_FPS[tokenizer] = (size, fp)
+    return fp
+
+
 def content_fingerprint(ids: Sequence[str], texts: Sequence[str]) -> str:
+    """Hash of every id and text (the key of texts that do not come from files)."""
     h = hashlib.blake2b(digest_size=16)
     for id_, text in zip(ids, texts):
         h.update(id_.encode())
@@ -113,15 +179,99 @@ def content_fingerprint(ids: Sequence[str], texts: Sequence[str]) -> str:
     return h.hexdigest()
 
 
+def file_content_hash(path: PathLike) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, lambda: hashlib.blake2b(digest_size=16)).hexdigest()
+
+
+def _signature(st: os.stat_result) -> list[int]:
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+
+
+def _write_json_atomic(path: Path, obj: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{path.name}-{uuid.uuid4().hex[:8]}")
+    tmp.write_text(json.dumps(obj, indent=1) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+
+
+def source_hash(stamp: Sequence, store: PathLike) -> str | None:
+    """Content hash of a file a loader read, without reading it again where that can be avoided.
+
+    `stamp` is the loader's `collections.file_stamp` (path, size, mtime_ns, ctime_ns, inode, taken before it
+    read the file). The rule:
+
+    - if the file's size, mtime, ctime or inode now differ from the stamp, it changed since it was loaded: None
+      (the caller hashes the texts instead);
+    - else, if `store` holds a hash taken when the file had these same four values, and the file's ctime is at
+      least `_SETTLE_NS` (2 s) older than that hashing, that hash is used (nothing is read);
+    - else the file is hashed (blake2b) and the hash stored with the four values and the time.
+
+    ctime is set by the kernel on every change to the file and cannot be set back (`os.utime` sets it to now),
+    so a rewrite of the same size with its mtime restored is still seen; the 2 s margin covers filesystems
+    whose timestamps are coarser than the time between a hashing and a rewrite.
+
+    Returns:
+        The hex hash, or None when the file is missing or changed since the stamp.
+    """
+    path = str(stamp[0])
+    try:
+        signature = _signature(os.stat(path))
+    except OSError:
+        return None
+    if signature != [int(x) for x in stamp[1:5]]:
+        return None
+    entry_path = Path(store) / f"{hashlib.blake2b(path.encode(), digest_size=8).hexdigest()}.json"
+    entry = _read_json(entry_path)
+    if (isinstance(entry, dict) and entry.get("path") == path and entry.get("signature") == signature
+            and signature[2] + _SETTLE_NS <= int(entry.get("hashed_at_ns", 0))):
+        return entry["hash"]
+    hashed_at = time.time_ns()
+    digest = file_content_hash(path)
+    if _signature(os.stat(path)) != signature:  # changed while it was read
+        return None
+    _write_json_atomic(entry_path, {"path": path, "signature": signature, "hashed_at_ns": hashed_at,
+                                    "hash": digest})
+    return digest
+
+
+def _probe(n: int, id_at: Callable[[int], str], text_at: Callable[[int], str]) -> str:
+    """Hash of the ids and texts at up to `_PROBE` evenly spaced positions (cheap, and catches a mix-up)."""
+    h = hashlib.blake2b(digest_size=16)
+    for i in sorted({int(x) for x in np.linspace(0, n - 1, min(n, _PROBE))} if n else ()):
+        h.update(f"{i}\0{id_at(i)}\0{text_at(i)}\1".encode())
+    return h.hexdigest()
+
+
+def _source(files: Sequence, reader: str, n: int, id_at: Callable[[int], str], text_at: Callable[[int], str],
+            store: Path) -> dict | None:
+    """The file-backed part of a key, or None when there are no source files or one changed since loaded."""
+    if not files:
+        return None
+    hashes = []
+    for stamp in files:
+        digest = source_hash(stamp, store)
+        if digest is None:
+            logger.info("%s changed since it was loaded (or is gone): hashing the texts instead", stamp[0])
+            return None
+        hashes.append(digest)
+    return {"reader": reader, "files": hashes, "probe": _probe(n, id_at, text_at)}
+
+
+def _base_key(tokenizer: Any, max_len: int, key_extra: str, count: int) -> dict:
+    return {"version": CACHE_VERSION, "tokenizer": tokenizer_fingerprint(tokenizer), "max_len": int(max_len),
+            "template": key_extra, "count": int(count)}
+
+
 def _cache_key(ids: Sequence[str], texts: Sequence[str], tokenizer: Any, max_len: int, key_extra: str) -> dict:
-    return {
-        "version": CACHE_VERSION,
-        "tokenizer": tokenizer_fingerprint(tokenizer),
-        "max_len": int(max_len),
-        "template": key_extra,
-        "content": content_fingerprint(ids, texts),
-        "count": len(ids),
-    }
+    return {**_base_key(tokenizer, max_len, key_extra, len(ids)), "content": content_fingerprint(ids, texts)}
 
 
 def _key_hash(key: dict) -> str:
@@ -129,11 +279,10 @@ def _key_hash(key: dict) -> str:
 
 
 def _read_key(path: Path) -> dict | None:
-    try:
-        return json.loads((path / "key.json").read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
+    return _read_json(path / "key.json")
 
+
+# ---------------------------------------------------------------- building
 
 def _npy_header(dtype: np.dtype, n: int) -> bytes:
     """A version-1.0 .npy header for a 1-D array of n items, padded to exactly _NPY_HEADER bytes."""
@@ -151,66 +300,174 @@ def token_dtype(tokenizer: Any) -> np.dtype:
     return np.dtype(np.uint16 if len(tokenizer) <= np.iinfo(np.uint16).max + 1 else np.int32)
 
 
-def _write(tmp: Path, ids: Sequence[str], texts: Sequence[str], tokenizer: Any, max_len: int, key: dict,
-           desc: str) -> None:
-    tmp.mkdir(parents=True)
+def _check_ids(ids: Sequence[str]) -> None:
+    """No line breaks (ids.txt is one per line) and no duplicates, without a set of all ids in memory."""
+    for start in range(0, len(ids), _IDS_CHUNK):
+        chunk = [str(i) for i in ids[start:start + _IDS_CHUNK]]
+        joined = "".join(chunk)
+        if "\n" in joined or "\r" in joined:
+            bad = next(i for i in chunk if "\n" in i or "\r" in i)
+            raise ValueError(f"id {bad!r} contains a line break")
+    # 8 bytes per id rather than a set of all ids: only ids whose hashes collide are compared as strings
+    hashes = np.fromiter((hash(str(i)) for i in ids), dtype=np.int64, count=len(ids))
+    ordered = np.sort(hashes)
+    repeated = ordered[1:][ordered[1:] == ordered[:-1]]
+    if repeated.size:
+        seen: set[str] = set()
+        for pos in np.flatnonzero(np.isin(hashes, repeated)):
+            id_ = str(ids[int(pos)])
+            if id_ in seen:
+                raise ValueError(f"ids are not unique: {id_!r} appears more than once")
+            seen.add(id_)
+
+
+def _encode(tokenizer: Any, texts: list[str], max_len: int) -> list[list[int]]:
+    """Token ids of a batch: the tokenizer's own batched call (a fast tokenizer runs it on all cores)."""
+    return tokenizer(texts, add_special_tokens=False, truncation=True, max_length=max_len,
+                     return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+
+
+def _fsync(f) -> None:
+    f.flush()
+    os.fsync(f.fileno())
+
+
+def _resume_point(build: Path, key: dict, dtype: np.dtype) -> tuple[int, int] | None:
+    """(texts, tokens) committed by an earlier, interrupted build of this key, or None to start afresh."""
+    progress = _read_json(build / "progress.json")
+    if not (isinstance(progress, dict) and progress.get("key") == key and progress.get("dtype") == dtype.str):
+        return None
+    texts, tokens = int(progress["texts"]), int(progress["tokens"])
+    try:
+        if ((build / "tokens.npy").stat().st_size < _NPY_HEADER + tokens * dtype.itemsize
+                or (build / "offsets.npy").stat().st_size < _NPY_HEADER + (texts + 1) * 8):
+            return None
+    except FileNotFoundError:
+        return None
+    return texts, tokens
+
+
+def _build(path: Path, key: dict, ids: Sequence[str], texts_at: Callable[[int, int], list[str]], tokenizer: Any,
+           max_len: int, desc: str) -> None:
+    """Write the cache of `key` to `path` (the caller holds the lock), continuing an interrupted build."""
+    n = len(ids)
     dtype = token_dtype(tokenizer)
-    offsets = np.zeros(len(ids) + 1, dtype=np.int64)
-    total = 0
-    with open(tmp / "tokens.npy", "wb") as f:
-        f.write(_npy_header(dtype, 0))
-        for start in tqdm(range(0, len(texts), _BATCH), desc=desc, unit="batch", disable=len(texts) <= _BATCH):
-            batch = list(texts[start:start + _BATCH])
-            encoded = tokenizer(batch, add_special_tokens=False, truncation=True, max_length=max_len)["input_ids"]
-            for j, toks in enumerate(encoded):
-                arr = np.asarray(toks, dtype=dtype)
-                f.write(arr.tobytes())
-                total += len(arr)
-                offsets[start + j + 1] = total
-        f.seek(0)
-        f.write(_npy_header(dtype, total))
-    np.save(tmp / "offsets.npy", offsets)
-    (tmp / "ids.txt").write_text("".join(f"{i}\n" for i in ids), encoding="utf-8")
+    build = path.parent / f".build-{path.name}"
+    resume = _resume_point(build, key, dtype)
+    if resume is None:
+        shutil.rmtree(build, ignore_errors=True)
+        build.mkdir(parents=True)
+        (build / "tokens.npy").write_bytes(_npy_header(dtype, 0))
+        (build / "offsets.npy").write_bytes(_npy_header(np.int64, 1) + np.zeros(1, np.int64).tobytes())
+        done, total = 0, 0
+    else:
+        done, total = resume
+        logger.info("continuing the interrupted build of %s at text %d of %d", path, done, n)
+    parallel = os.environ.get("TOKENIZERS_PARALLELISM", "").strip().lower() not in ("false", "0", "off", "no", "n", "f")
+    if not parallel and getattr(tokenizer, "is_fast", False):
+        logger.info("TOKENIZERS_PARALLELISM=%s: tokenizing %s on one core", os.environ["TOKENIZERS_PARALLELISM"],
+                    path.name)
+    with open(build / "tokens.npy", "r+b") as tok_f, open(build / "offsets.npy", "r+b") as off_f:
+        # cut off what was written after the last commit
+        tok_f.truncate(_NPY_HEADER + total * dtype.itemsize)
+        off_f.truncate(_NPY_HEADER + (done + 1) * 8)
+        tok_f.seek(0, os.SEEK_END)
+        off_f.seek(0, os.SEEK_END)
+        bar = tqdm(total=n, initial=done, desc=desc, unit="text", disable=n <= _CHUNK)
+        for chunk_start in range(done, n, _CHUNK):
+            chunk_end = min(chunk_start + _CHUNK, n)
+            for start in range(chunk_start, chunk_end, _BATCH):
+                stop = min(start + _BATCH, chunk_end)
+                encoded = _encode(tokenizer, texts_at(start, stop), max_len)
+                lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+                flat = np.fromiter(itertools.chain.from_iterable(encoded), dtype=dtype, count=int(lengths.sum()))
+                tok_f.write(flat.tobytes())
+                off_f.write((total + np.cumsum(lengths)).tobytes())
+                total += int(lengths.sum())
+                bar.update(stop - start)
+            _fsync(tok_f)
+            _fsync(off_f)
+            _write_json_atomic(build / "progress.json", {"key": key, "dtype": dtype.str, "texts": chunk_end,
+                                                          "tokens": total})
+        bar.close()
+        tok_f.seek(0)
+        tok_f.write(_npy_header(dtype, total))
+        off_f.seek(0)
+        off_f.write(_npy_header(np.int64, n + 1))
+        _fsync(tok_f)
+        _fsync(off_f)
+    with open(build / "ids.txt", "w", encoding="utf-8", newline="\n") as f:
+        for start in range(0, n, _IDS_CHUNK):
+            f.write("".join(f"{i}\n" for i in ids[start:start + _IDS_CHUNK]))
+        _fsync(f)
     # key.json last: a folder with a key is complete.
-    (tmp / "key.json").write_text(json.dumps(key, indent=1) + "\n", encoding="utf-8")
+    with open(build / "key.json", "w", encoding="utf-8") as f:
+        f.write(json.dumps(key, indent=1) + "\n")
+        _fsync(f)
+    (build / "progress.json").unlink(missing_ok=True)
+    old = None
+    if path.exists() or path.is_symlink():  # a cache of another key at this path: set it aside, then swap
+        old = path.parent / f".old-{path.name}-{uuid.uuid4().hex[:8]}"
+        os.replace(path, old)
+    os.replace(build, path)
+    if old is not None:
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.unlink()
 
 
-def build_token_cache(path: PathLike, ids: Sequence[str], texts: Sequence[str], tokenizer: Any, max_len: int, *,
-                      key_extra: str = "") -> TokenCache:
-    """Open the cache at `path` if its key matches, else (re)build it there. Safe under concurrent callers."""
-    path = Path(path)
-    ids = [str(i) for i in ids]
-    if len(ids) != len(texts):
-        raise ValueError(f"{len(ids)} ids but {len(texts)} texts")
-    bad = next((i for i in ids if "\n" in i or "\r" in i), None)
-    if bad is not None:
-        raise ValueError(f"id {bad!r} contains a line break")
-    if len(set(ids)) != len(ids):
-        raise ValueError("ids are not unique")
-    key = _cache_key(ids, texts, tokenizer, max_len, key_extra)
+def _open_or_build(path: Path, key: dict, ids: Sequence[str], texts_at: Callable[[int, int], list[str]],
+                   tokenizer: Any, max_len: int, *, check_ids: bool) -> TokenCache:
     if _read_key(path) == key:
         return TokenCache.open(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path.parent / f".{path.name}.lock")):
         if _read_key(path) == key:  # another process built it while we waited
             return TokenCache.open(path)
+        if check_ids:
+            _check_ids(ids)
         logger.info("tokenizing %d texts (max_len %d) -> %s", len(ids), max_len, path)
-        with atomic_path(path) as tmp:
-            _write(tmp, ids, texts, tokenizer, max_len, key, desc=f"tokenize {path.name}")
+        _build(path, key, ids, texts_at, tokenizer, max_len, desc=f"tokenize {path.name}")
     cache = TokenCache.open(path)
     cache.built = True
     return cache
+
+
+def build_token_cache(path: PathLike, ids: Sequence[str], texts: Sequence[str], tokenizer: Any, max_len: int, *,
+                      key_extra: str = "") -> TokenCache:
+    """Open the cache at `path` if its key matches, else (re)build it there. Safe under concurrent callers.
+
+    The key hashes every id and text (these texts come from memory); `corpus_token_cache` and
+    `query_token_cache` key a collection read from files on the files instead.
+    """
+    path = Path(path)
+    ids = [str(i) for i in ids]
+    if len(ids) != len(texts):
+        raise ValueError(f"{len(ids)} ids but {len(texts)} texts")
+    _check_ids(ids)
+    key = _cache_key(ids, texts, tokenizer, max_len, key_extra)
+    return _open_or_build(path, key, ids, lambda a, b: list(texts[a:b]), tokenizer, max_len, check_ids=False)
 
 
 def _safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "collection"
 
 
-def _cached(cache_dir: PathLike, name: str, ids: list[str], texts: list[str], tokenizer: Any, max_len: int,
-            key_extra: str) -> TokenCache:
-    key = _cache_key(ids, texts, tokenizer, max_len, key_extra)
-    path = Path(cache_dir) / f"{_safe_name(name)}-{_key_hash(key)}"
-    cache = build_token_cache(path, ids, texts, tokenizer, max_len, key_extra=key_extra)
+def _cached(cache_dir: PathLike, name: str, ids: Sequence[str], text_at: Callable[[int], str], tokenizer: Any,
+            max_len: int, key_extra: str, files: Sequence, reader: str) -> TokenCache:
+    """The cache of `ids` and their texts under `cache_dir`, keyed on the source files where they are known."""
+    cache_dir = Path(cache_dir)
+    n = len(ids)
+    key = _base_key(tokenizer, max_len, key_extra, n)
+    source = _source(files, reader, n, ids.__getitem__, text_at, cache_dir / ".sources")
+    if source is not None:
+        key["source"] = source
+    else:
+        key["content"] = content_fingerprint(ids, (text_at(i) for i in range(n)))
+    path = cache_dir / f"{_safe_name(name)}-{_key_hash(key)}"
+    cache = _open_or_build(path, key, ids, lambda a, b: [text_at(i) for i in range(a, b)], tokenizer, max_len,
+                           check_ids=True)
     if not cache.built:
         logger.info("using token cache %s", path)
     return cache
@@ -224,12 +481,14 @@ def corpus_token_cache(collection_or_corpus: Collection | Corpus, tokenizer: Any
     else:
         corpus, name = collection_or_corpus, "corpus"
     sep = tokenizer.sep_token or ""
-    texts = [corpus.passage_text(i, sep) for i in range(len(corpus))]
-    return _cached(cache_dir, f"{name}-corpus", list(corpus.ids), texts, tokenizer, max_len,
-                   key_extra=f"passage: title {sep} text")
+    return _cached(cache_dir, f"{name}-corpus", corpus.ids, lambda i: corpus.passage_text(i, sep), tokenizer,
+                   max_len, f"passage: title {sep} text", getattr(corpus, "source_files", ()),
+                   getattr(corpus, "source_reader", ""))
 
 
 def query_token_cache(collection: Collection, tokenizer: Any, max_len: int, cache_dir: PathLike) -> TokenCache:
     """Token cache of the collection's (split's) queries."""
-    return _cached(cache_dir, f"{collection.name}-queries", list(collection.queries), list(collection.queries.values()),
-                   tokenizer, max_len, key_extra="query: text")
+    ids = list(collection.queries)
+    texts = list(collection.queries.values())
+    return _cached(cache_dir, f"{collection.name}-queries", ids, texts.__getitem__, tokenizer, max_len,
+                   "query: text", getattr(collection, "source_files", ()), "queries")
