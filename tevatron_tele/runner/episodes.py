@@ -318,9 +318,8 @@ class EpisodeRunner:
                                     all_positives=a.lookahead_all_positives, max_negative_ratio=a.max_negative_ratio,
                                     negative_margin=a.negative_margin, skip_top=a.skip_top, momentum=a.momentum),
                 scores=self._mining_scores(prev))
-            if self._filter_needs_scores() and self.folder.is_done(prev) and not a.keep_embeddings:
-                for p in (self.folder.episode(prev) / "embeddings").glob("corpus*"):  # encoded again just now
-                    p.unlink()
+            if self._filter_needs_scores() and self.folder.is_done(prev):
+                self._drop_corpus_embeddings(prev)  # encoded again just now for the filter's scores
 
         # complete when the pool and its stats are both there (a pool left without stats is mined again)
         self.folder.step(f"episode-{i}/mine", out, work, done=lambda: out.exists() and pool_stats_path(out).exists())
@@ -395,10 +394,14 @@ class EpisodeRunner:
             # the positive-aware filter scores pool i+1's candidates with this episode's corpus embeddings: mine
             # it now, before they are removed (the loop then finds it done)
             self._mine_pool(i + 1)
+        self._drop_corpus_embeddings(i)
+        write_json(self.folder.done(i), {"finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
+
+    def _drop_corpus_embeddings(self, i: int) -> None:
+        """Remove episode i's corpus embeddings (the bulk of a run's disk; rebuilt cheaply), unless kept."""
         if not self.args.keep_embeddings:
             for p in (self.folder.episode(i) / "embeddings").glob("corpus*"):
                 p.unlink()
-        write_json(self.folder.done(i), {"finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
 
     def _episode_zero(self) -> None:
         """The base model's rankings and evaluation, shared between runs through --base_cache_dir."""
