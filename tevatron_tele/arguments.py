@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from .data.sampling import DEFAULT_SOURCE_WEIGHTS_TEXT
+
 NegativeMixing = Literal["concat", "weighted"]
 PoolFormat = Literal["auto", "ids", "reference"]
 BackendChoice = Literal["auto", "v1", "v2"]
@@ -130,7 +132,7 @@ class TeleDataFields:
                           "'weighted' (per-source quotas from --source_weights, de-duplicated)."},
     )
     source_weights: str = field(
-        default="ann=0.5,lookahead=0.25,momentum=0.25",
+        default=DEFAULT_SOURCE_WEIGHTS_TEXT,
         metadata={"help": "Per-source weights for --negative_mixing weighted, e.g. 'ann=0.5,lookahead=0.25,"
                           "momentum=0.25' (normalised over the sources a query has)."},
     )

@@ -16,12 +16,9 @@ import numpy as np
 import torch
 
 from .pools import ordered_sources
-from .sampling import example_seed, select_concat, select_weighted
+from .sampling import DEFAULT_SOURCE_WEIGHTS, example_seed, select_concat, select_weighted
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_SOURCE_WEIGHTS = {"ann": 0.5, "lookahead": 0.25, "momentum": 0.25}
-
 
 @dataclass
 class TrainGroup:

@@ -8,6 +8,9 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable, Sequence
 
+# The default per-source weights of `weighted` mixing, and the same as a --source_weights value.
+DEFAULT_SOURCE_WEIGHTS = {"ann": 0.5, "lookahead": 0.25, "momentum": 0.25}
+DEFAULT_SOURCE_WEIGHTS_TEXT = ",".join(f"{name}={weight}" for name, weight in DEFAULT_SOURCE_WEIGHTS.items())
 _HASH_MODULUS = 2**61 - 1  # Python's hash of a non-negative int below this is the int itself
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..data.pools import TELE_SOURCES
+from ..data.sampling import DEFAULT_SOURCE_WEIGHTS_TEXT
 from ..evaluation.metrics import parse_measure
 from ..utils import InputFileError, PathLike, location, read_text
 
@@ -105,7 +106,7 @@ class EpisodeArguments:
     temperature: float = field(default=1.0, metadata={"help": "Softmax temperature of the training loss."})
     untie_encoder: bool = field(default=False, metadata={"help": "Separate query and passage encoders."})
     negative_mixing: str = field(default="concat", metadata={"help": "'concat' (reference) or 'weighted'."})
-    source_weights: str = field(default="ann=0.5,lookahead=0.25,momentum=0.25",
+    source_weights: str = field(default=DEFAULT_SOURCE_WEIGHTS_TEXT,
                                 metadata={"help": "Per-source weights for --negative_mixing weighted."})
     mask_batch_positives: bool = field(default=False, metadata={"help": "Mask other queries' judged positives "
                                                                        "in the in-batch softmax."})
