@@ -77,6 +77,7 @@ class EpisodeRunner:
             self._sources[id(self.eval_collections[name])] = (_resolved(path), "test")
         self.token_cache_dir = Path(args.token_cache_dir or self.folder.root / "token_cache")
         self._caches: dict[tuple, object] = {}
+        self._mined_positives: dict[int, dict[str, list[str]]] = {}
         self._tokenizer = None
 
     # ---- shared pieces ----
@@ -149,13 +150,14 @@ class EpisodeRunner:
         passages `mine_episode` promotes from episode i's rankings."""
         from ..mining.tele import mining_positives
 
-        collection = self.train_collection
-        if not collection.answers:
-            return {q: collection.positives(q) for q in collection.queries}
-        sources = self.args.sources()
-        return mining_positives(collection, depth=self.args.depth,
-                                query_run=self.folder.ranking(i, "queries") if "ann" in sources else None,
-                                bm25_run=self._bm25_run(collection, "train") if "bm25" in sources else None)
+        if i not in self._mined_positives:  # the scores step and the lookahead step both ask; read the runs once
+            collection, sources = self.train_collection, self.args.sources()
+            self._mined_positives[i] = (
+                {q: collection.positives(q) for q in collection.queries} if not collection.answers else
+                mining_positives(collection, depth=self.args.depth,
+                                 query_run=self.folder.ranking(i, "queries") if "ann" in sources else None,
+                                 bm25_run=self._bm25_run(collection, "train") if "bm25" in sources else None))
+        return self._mined_positives[i]
 
     def _positive_embeddings(self, i: int, corpus_prefix: Path) -> Path:
         """Lookahead queries: the passage-encoder vectors of the positives pool i+1 will hold (corpus rows; a QA
