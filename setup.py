@@ -20,6 +20,8 @@ setup(
         "matplotlib>=3.7",
         "pyyaml",
         "filelock",
+        "pyarrow>=12",  # the on-disk corpus store (data.corpus_store); also what `datasets` is built on
+        "xxhash",  # the id hash of data.id_index (also a `datasets` dependency)
         "accelerate>=1.0",
         "regex",
     ],

@@ -35,7 +35,7 @@ def main() -> None:
     cache_dir = data_args.token_cache_dir or "token_cache"
     dataset = TeleTrainDataset(
         data_args,
-        read_pool(data_args.pool, known_doc_ids=set(collection.corpus.ids)),
+        read_pool(data_args.pool, known_doc_ids=collection.corpus),
         tokenizer,
         query_cache=query_token_cache(collection, tokenizer, data_args.q_max_len, cache_dir),
         corpus_cache=corpus_token_cache(collection, tokenizer, data_args.p_max_len, cache_dir),

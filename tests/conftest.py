@@ -7,10 +7,15 @@ pass with a test left out.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
+# Corpus stores (data.corpus_store) go to a folder of this session, never to ~/.cache; subprocesses inherit it.
+_CACHE_ROOT = tempfile.mkdtemp(prefix="tele-test-cache-")
+os.environ["TEVATRON_TELE_CACHE"] = _CACHE_ROOT
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -34,6 +39,10 @@ def skip_or_fail(reason: str) -> None:
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: end-to-end or real-model test (deselect with -m 'not slow')")
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(_CACHE_ROOT, ignore_errors=True)
 
 
 def _fail_skips_in_ci(report) -> None:

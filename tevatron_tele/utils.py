@@ -166,6 +166,22 @@ def read_json(path: PathLike, error: ErrorFactory = input_error) -> Any:
         raise error(path, e.lineno, "<json>", problem) from None
 
 
+def read_json_or_none(path: PathLike) -> Any:
+    """A JSON file's value, or None when it is missing, unreadable or malformed (a cache's own files, where
+    any of these means "not there yet").
+
+    Args:
+        path: the file.
+
+    Returns:
+        The decoded value, or None.
+    """
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+
+
 def setup_logging(level: int = logging.INFO) -> None:
     """Tevatron-style log lines; a no-op when the root logger is already configured."""
     logging.basicConfig(

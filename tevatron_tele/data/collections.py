@@ -1,9 +1,12 @@
-"""Load retrieval collections (BEIR, MS MARCO TSV, DPR QA, Tevatron jsonl) into one in-memory form, with validation.
+"""Load retrieval collections (BEIR, MS MARCO TSV, DPR QA, Tevatron jsonl) into one form, with validation.
 
 Every problem in the input is reported as "<file>:<line>: field '<name>': <problem>", so a bad
 line can be found and fixed without reading this code. Structural problems (malformed JSON,
 missing fields, duplicate ids) always raise; qrels pointing at ids that do not exist are dropped
 with a warning, or raise when strict=True.
+
+A loaded corpus is not held in Python objects: its passages are streamed into a memory-mapped store on disk
+(`corpus_store`), which a later load of the same unchanged files opens instead of parsing them again.
 """
 from __future__ import annotations
 
@@ -11,12 +14,16 @@ import json
 import logging
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import xxhash
+
 from ..utils import InputFileError, PathLike, iter_jsonl, iter_lines, location, read_text
+from .corpus_store import CorpusStore, CorpusWriter, open_or_build
+from .id_index import IdIndex
 
 logger = logging.getLogger(__name__)
 
@@ -33,10 +40,17 @@ def _error(path: PathLike, line: int | str | None, field_name: str, problem: str
 
 @dataclass
 class Corpus:
-    ids: list[str]
-    titles: list[str]
-    texts: list[str]
-    _index: dict[str, int] | None = field(default=None, init=False, repr=False, compare=False)
+    """Passages: ids, titles ("" when untitled) and texts, in corpus order.
+
+    Made in memory from lists (`Corpus(ids, titles, texts)`), or by a loader over a store on disk
+    (`from_store`), whose columns are read-only list-like views (indexable, sliceable, iterable, equal to
+    lists) and whose id look-up is an `IdIndex` instead of a dict of every id.
+    """
+
+    ids: Sequence[str]
+    titles: Sequence[str]
+    texts: Sequence[str]
+    _index: dict[str, int] | IdIndex | None = field(default=None, init=False, repr=False, compare=False)
     # The files a loader read the corpus from (a `file_stamp` each) and how it read them, which a token cache is
     # keyed on instead of hashing every text; empty for a corpus made in memory. Not an __init__ argument, so
     # dataclasses.replace does not carry it over to a derived corpus. Code that edits a loaded corpus in place
@@ -44,11 +58,28 @@ class Corpus:
     source_files: tuple = field(default=(), init=False, repr=False, compare=False)
     source_reader: str = field(default="", init=False, repr=False, compare=False)
 
+    @classmethod
+    def from_store(cls, store: CorpusStore, sources: tuple = (), reader: str = "") -> Corpus:
+        """A corpus over an opened store (nothing is read into memory).
+
+        Args:
+            store: the store.
+            sources: the `file_stamp`s of the files it was read from.
+            reader: how they were read.
+
+        Returns:
+            The corpus.
+        """
+        corpus = cls(store.ids, store.titles, store.texts)
+        corpus._index = store.index
+        corpus.source_files, corpus.source_reader = sources, reader
+        return corpus
+
     def __len__(self) -> int:
         return len(self.ids)
 
     def position(self, docid: str) -> int:
-        if self._index is None:
+        if self._index is None:  # a corpus made in memory: a dict, built on first use
             self._index = {d: i for i, d in enumerate(self.ids)}
         try:
             return self._index[docid]
@@ -66,6 +97,20 @@ class Corpus:
         """Title and text joined by `sep` (the tokenizer's separator), or just the text when untitled."""
         title = self.titles[i]
         return f"{title} {sep} {self.texts[i]}" if title else self.texts[i]
+
+    def passage_texts(self, start: int, stop: int, sep: str) -> list[str]:
+        """`passage_text` of rows start..stop-1, read a slice at a time (fast on a store-backed corpus).
+
+        Args:
+            start: the first row.
+            stop: one past the last row.
+            sep: the tokenizer's separator.
+
+        Returns:
+            The passage texts.
+        """
+        titles, texts = self.titles[start:stop], self.texts[start:stop]
+        return [f"{title} {sep} {text}" if title else text for title, text in zip(titles, texts)]
 
 
 @dataclass
@@ -114,32 +159,46 @@ def _str_field(path: Path, line: int | str, obj: dict, name: str, *, required: b
         return ""
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise _error(path, line, name, f"expected a string, got {type(value).__name__}")
-    value = str(value)
+    value = _unicode(path, line, name, str(value))
     if required and not allow_empty and not value.strip():
         raise _error(path, line, name, "empty")
     return value
 
 
-class _CorpusBuilder:
-    def __init__(self) -> None:
-        self.ids: list[str] = []
-        self.titles: list[str] = []
-        self.texts: list[str] = []
-        self.seen: dict[str, tuple[str, int | str, int]] = {}  # docid -> (file, line, position)
+def _unicode(path: Path, line: int | str, name: str, value: str) -> str:
+    """Refuse a lone surrogate (a JSON escape such as "\\ud800"): it cannot be stored, hashed or tokenized."""
+    if not value.isascii():  # the common case costs no encoding
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise _error(path, line, name, f"not valid Unicode: lone surrogate {value[e.start]!r} at character "
+                                           f"{e.start}") from None
+    return value
 
-    def add(self, docid: str, title: str, text: str, path: Path, line: int | str, id_field: str) -> None:
-        if docid in self.seen:
-            first_path, first_line, _ = self.seen[docid]
-            raise _error(path, line, id_field, f"duplicate document id {docid!r} (first at {first_path}:{first_line})")
-        self.seen[docid] = (str(path), line, len(self.ids))
-        self.ids.append(docid)
-        self.titles.append(title)
-        self.texts.append(text)
 
-    def build(self, sources: tuple = (), reader: str = "") -> Corpus:
-        corpus = Corpus(self.ids, self.titles, self.texts)
-        corpus.source_files, corpus.source_reader = sources, reader
-        return corpus
+def _stored_corpus(path: Path, stamp: tuple, reader: str, fill: Callable[[CorpusWriter], None],
+                   id_field: Callable[[int], str]) -> Corpus:
+    """The corpus `fill` parses from `path` into a store, or the store of an earlier load of the unchanged file.
+
+    Args:
+        path: the file, as the user named it (for messages).
+        stamp: its `file_stamp`, taken before it is read.
+        reader: how it is read (part of the store's key).
+        fill: parses the file into the writer, raising on bad input.
+        id_field: the name of the id field at a line, for the duplicate-id message.
+
+    Returns:
+        The store-backed corpus.
+    """
+    def duplicate(docid: str, line: int, first_line: int) -> CollectionError:
+        return _error(path, line, id_field(line), f"duplicate document id {docid!r} (first at {path}:{first_line})")
+
+    return Corpus.from_store(open_or_build((stamp,), reader, fill, duplicate), (stamp,), reader)
+
+
+def _text_digest(text: str) -> int:
+    """128-bit hash of a passage text: a repeated passage is compared with its first copy without keeping it."""
+    return xxhash.xxh3_128_intdigest(text.encode("utf-8"))
 
 
 def _parse_grade(path: Path, line: int, raw: str, field_name: str) -> int:
@@ -212,25 +271,39 @@ def _require(path: Path, count: int, field_name: str, what: str) -> None:
 
 # ---------------------------------------------------------------- corpus readers
 
-def _beir_corpus(path: Path) -> Corpus:
-    stamp = file_stamp(path)
-    builder = _CorpusBuilder()
+def _beir_id_field(obj: dict) -> str:
+    return "docid" if "_id" not in obj and "docid" in obj else "_id"  # BEIR's _id; docid also read
+
+
+def _read_beir_corpus(path: Path, writer: CorpusWriter) -> None:
     for line_no, obj in _jsonl(path):
-        id_field = "docid" if "_id" not in obj and "docid" in obj else "_id"  # BEIR's _id; docid also read
+        id_field = _beir_id_field(obj)
         if id_field not in obj:
             raise _error(path, line_no, "_id", "missing (nor a 'docid')")
         docid = _str_field(path, line_no, obj, id_field)
         title = _str_field(path, line_no, obj, "title", required=False)
         text = _str_field(path, line_no, obj, "text", allow_empty=True)
-        builder.add(docid, title, text, path, line_no, id_field)
-    _require(path, len(builder.ids), "_id", "documents")
-    return builder.build((stamp,), "beir")
+        writer.add(docid, title, text, line_no)
+    _require(path, len(writer), "_id", "documents")
+
+
+def _beir_id_field_at(path: Path, line: int) -> str:
+    """The id field of one line, read again (only for an error message)."""
+    return next((_beir_id_field(obj) for line_no, obj in _jsonl(path) if line_no == line), "_id")
+
+
+def _beir_corpus(path: Path) -> Corpus:
+    return _stored_corpus(path, file_stamp(path), "beir", lambda writer: _read_beir_corpus(path, writer),
+                          lambda line: _beir_id_field_at(path, line))
 
 
 def _tsv_corpus(path: Path, *, dpr: bool = False) -> Corpus:
     """MS MARCO `id<TAB>text` or `id<TAB>title<TAB>text`; DPR `id<TAB>text<TAB>title` with a header."""
-    stamp = file_stamp(path)
-    builder = _CorpusBuilder()
+    return _stored_corpus(path, file_stamp(path), "tsv-dpr" if dpr else "tsv",
+                          lambda writer: _read_tsv_corpus(path, writer, dpr), lambda _: "id")
+
+
+def _read_tsv_corpus(path: Path, writer: CorpusWriter, dpr: bool) -> None:
     for line_no, parts in _tsv(path):
         if dpr and line_no == 1 and parts[0] == "id":
             continue
@@ -245,9 +318,8 @@ def _tsv_corpus(path: Path, *, dpr: bool = False) -> Corpus:
             raise _error(path, line_no, "id", "empty")
         if dpr and len(text) >= 2 and text[0] == text[-1] == '"':
             text = text[1:-1].replace('""', '"')  # DPR's psgs_w100.tsv quotes texts CSV-style
-        builder.add(docid, title, text, path, line_no, "id")
-    _require(path, len(builder.ids), "id", "passages")
-    return builder.build((stamp,), "tsv-dpr" if dpr else "tsv")
+        writer.add(docid, title, text, line_no)
+    _require(path, len(writer), "id", "passages")
 
 
 # ---------------------------------------------------------------- format loaders
@@ -353,12 +425,14 @@ def _dpr_ctx_id(path: Path, where: str, ctx: Any) -> str:
         raise _error(path, where, "positive_ctxs", f"expected objects, got {type(ctx).__name__}")
     for key in ("passage_id", "psg_id", "id"):
         if ctx.get(key) is not None:
-            return str(ctx[key])
+            return _unicode(path, where, key, str(ctx[key]))
     raise _error(path, where, "positive_ctxs.passage_id", "missing (also no 'psg_id')")
 
 
-def _load_dpr(path: Path, passages: PathLike | None, strict: bool) -> Collection:
-    stamp = file_stamp(path)
+def _read_dpr(path: Path, writer: CorpusWriter | None, queries: dict[str, str], answers: dict[str, list[str]],
+              qrels: dict[str, dict[str, int]]) -> None:
+    """Fill `queries`, `answers` and `qrels` from a DPR json file, and `writer` (if given) with every context it
+    mentions, once each (the corpus when there is no passages file)."""
     text = read_text(path, _error)
     if not text.strip():
         raise _error(path, None, "<json>", "empty: no questions in the file")
@@ -369,10 +443,7 @@ def _load_dpr(path: Path, passages: PathLike | None, strict: bool) -> Collection
     if not isinstance(data, list):
         raise _error(path, 1, "<json>", f"expected a list of questions, got {type(data).__name__}")
     _require(path, len(data), "<json>", "questions")
-    builder = _CorpusBuilder() if passages is None else None
-    queries: dict[str, str] = {}
-    answers: dict[str, list[str]] = {}
-    qrels: dict[str, dict[str, int]] = {}
+    seen: set[str] = set()
     for i, item in enumerate(data):
         where = f"item {i}"
         if not isinstance(item, dict):
@@ -391,24 +462,40 @@ def _load_dpr(path: Path, passages: PathLike | None, strict: bool) -> Collection
         qrels[qid] = {}
         for ctx in pos:
             qrels[qid][_dpr_ctx_id(path, where, ctx)] = 1
-        if builder is not None:  # no passages file: the corpus is every context the file mentions
+        if writer is not None:
             for key in ("positive_ctxs", "negative_ctxs", "hard_negative_ctxs"):
                 for ctx in item.get(key) or []:
                     docid = _dpr_ctx_id(path, where, ctx)
-                    if docid not in builder.seen:
-                        builder.add(docid, str(ctx.get("title") or ""), _str_field(path, where, ctx, "text"),
-                                    path, where, key)
-    corpus = builder.build((stamp,), "dpr-json") if builder is not None else _tsv_corpus(Path(passages), dpr=True)
+                    if docid not in seen:
+                        title = _unicode(path, where, "title", str(ctx.get("title") or ""))
+                        writer.add(docid, title, _str_field(path, where, ctx, "text"), i)  # line: the item
+                        seen.add(docid)
+
+
+def _load_dpr(path: Path, passages: PathLike | None, strict: bool) -> Collection:
+    stamp = file_stamp(path)
+    queries: dict[str, str] = {}
+    answers: dict[str, list[str]] = {}
+    qrels: dict[str, dict[str, int]] = {}
+
+    def read(writer: CorpusWriter | None) -> None:
+        _read_dpr(path, writer, queries, answers, qrels)
+
+    # no passages file: the corpus is every context the file mentions
+    corpus = _stored_corpus(path, stamp, "dpr-json", read, lambda _: "passage_id") if passages is None else None
+    if not queries:  # the corpus came from a store or from the passages file: read the questions alone
+        read(None)
+    if corpus is None:
+        corpus = _tsv_corpus(Path(passages), dpr=True)
     collection = _finish(path.stem, corpus, queries, qrels, path, strict, answers=answers)
     collection.source_files = (stamp,)
     return collection
 
 
-def _load_tevatron(path: Path, strict: bool) -> Collection:
-    stamp = file_stamp(path)
-    builder = _CorpusBuilder()
-    queries: dict[str, str] = {}
-    qrels: dict[str, dict[str, int]] = {}
+def _read_tevatron(path: Path, writer: CorpusWriter | None, queries: dict[str, str],
+                   qrels: dict[str, dict[str, int]]) -> None:
+    """Fill `queries` and `qrels` from a Tevatron jsonl file, and `writer` (if given) with each passage once."""
+    seen: dict[str, int] = {}  # docid -> digest of its first copy's text, which its repeats must equal
     for line_no, obj in _jsonl(path):
         qid = _str_field(path, line_no, obj, "query_id")
         if qid in queries:
@@ -427,15 +514,29 @@ def _load_tevatron(path: Path, strict: bool) -> Collection:
                 docid = _str_field(path, line_no, p, "docid")
                 text = _str_field(path, line_no, p, "text", allow_empty=True)
                 title = _str_field(path, line_no, p, "title", required=False)
-                if docid in builder.seen:
-                    if builder.texts[builder.seen[docid][2]] != text:
+                if writer is not None:
+                    if docid not in seen:
+                        seen[docid] = _text_digest(text)
+                        writer.add(docid, title, text, line_no)
+                    elif seen[docid] != _text_digest(text):
                         raise _error(path, line_no, f"{key}.text", f"document {docid!r} differs from its first copy")
-                else:
-                    builder.add(docid, title, text, path, line_no, f"{key}.docid")
                 if key == "positive_passages":
                     qrels[qid][docid] = 1
     _require(path, len(queries), "query_id", "queries")
-    collection = _finish(path.stem, builder.build((stamp,), "tevatron"), queries, qrels, path, strict)
+
+
+def _load_tevatron(path: Path, strict: bool) -> Collection:
+    stamp = file_stamp(path)
+    queries: dict[str, str] = {}
+    qrels: dict[str, dict[str, int]] = {}
+
+    def read(writer: CorpusWriter | None) -> None:
+        _read_tevatron(path, writer, queries, qrels)
+
+    corpus = _stored_corpus(path, stamp, "tevatron", read, lambda _: "docid")
+    if not queries:  # the corpus came from a store: read the queries alone
+        read(None)
+    collection = _finish(path.stem, corpus, queries, qrels, path, strict)
     collection.source_files = (stamp,)
     return collection
 

@@ -13,6 +13,8 @@ from tqdm import tqdm
 from ..utils import PathLike, atomic_path
 from .collections import Corpus
 
+_BATCH = 10_000  # passages read at a time
+
 
 def write_corpus_jsonl(corpus: Corpus, path: PathLike, sep: str, *, progress: bool = True) -> Path:
     """Write `corpus` to `path` atomically, one `{"docid", "text"}` line per passage, in corpus order.
@@ -27,8 +29,13 @@ def write_corpus_jsonl(corpus: Corpus, path: PathLike, sep: str, *, progress: bo
         `path`.
     """
     path = Path(path)
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        for i in tqdm(range(len(corpus)), desc="export corpus", unit="passage", disable=not progress):
-            f.write(json.dumps({"docid": corpus.ids[i], "text": corpus.passage_text(i, sep)}, ensure_ascii=False))
-            f.write("\n")
+    n = len(corpus)
+    with (atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f,
+          tqdm(total=n, desc="export corpus", unit="passage", disable=not progress) as bar):
+        for start in range(0, n, _BATCH):  # a slice at a time: a store-backed corpus is read in batches
+            stop = min(start + _BATCH, n)
+            for docid, text in zip(corpus.ids[start:stop], corpus.passage_texts(start, stop, sep)):
+                f.write(json.dumps({"docid": docid, "text": text}, ensure_ascii=False))
+                f.write("\n")
+            bar.update(stop - start)
     return path

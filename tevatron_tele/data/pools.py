@@ -10,8 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from collections.abc import Collection as AbstractCollection
-from collections.abc import Iterable
+from collections.abc import Container, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -121,7 +120,7 @@ def _id_list(path: PathLike, line: int, name: str, value: Any, *, unique: bool =
     return value
 
 
-def _parse_entry(path: PathLike, line: int, obj: Any, known_doc_ids: AbstractCollection[str] | None) -> PoolEntry:
+def _parse_entry(path: PathLike, line: int, obj: Any, known_doc_ids: Container[str] | None) -> PoolEntry:
     if not isinstance(obj, dict):
         raise _fail(path, line, "<json>", f"expected an object, got {type(obj).__name__}")
     for name in ("query_id", "query_text", "positive_document_ids", "negative_document_ids"):
@@ -157,9 +156,19 @@ def _parse_entry(path: PathLike, line: int, obj: Any, known_doc_ids: AbstractCol
     return PoolEntry(obj["query_id"], obj["query_text"], positives, negatives, sources)
 
 
-def read_pool(path: PathLike, *, known_doc_ids: AbstractCollection[str] | None = None) -> list[PoolEntry]:
-    """Read and validate a pool; `known_doc_ids` (e.g. a set of corpus ids) also checks every id exists."""
-    if known_doc_ids is not None and not isinstance(known_doc_ids, (set, frozenset, dict)):
+def read_pool(path: PathLike, *, known_doc_ids: Container[str] | Iterable[str] | None = None) -> list[PoolEntry]:
+    """Read and validate a pool; `known_doc_ids` also checks that every id it names exists.
+
+    Args:
+        path: the pool.jsonl.
+        known_doc_ids: the ids that exist: a container with a fast `in` (a set, a dict, a `Corpus`, which looks
+            ids up in its index without a set of them all), or any iterable of ids (made into a set).
+
+    Returns:
+        The entries, in file order.
+    """
+    # a sequence's (or a column view's) `in` is a scan, and a generator has none: those are made into a set
+    if known_doc_ids is not None and (not isinstance(known_doc_ids, Container) or isinstance(known_doc_ids, Sequence)):
         known_doc_ids = set(known_doc_ids)
     entries: list[PoolEntry] = []
     seen: dict[str, int] = {}

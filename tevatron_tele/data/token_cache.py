@@ -41,7 +41,7 @@ import numpy as np
 from filelock import FileLock
 from tqdm.auto import tqdm
 
-from ..utils import PathLike
+from ..utils import PathLike, read_json_or_none
 from .collections import Collection, Corpus
 
 logger = logging.getLogger(__name__)
@@ -195,13 +195,6 @@ def _write_json_atomic(path: Path, obj: Any) -> None:
     os.replace(tmp, path)
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError, UnicodeDecodeError):
-        return None
-
-
 def source_hash(stamp: Sequence, store: PathLike) -> str | None:
     """Content hash of a file a loader read, without reading it again where that can be avoided.
 
@@ -229,7 +222,7 @@ def source_hash(stamp: Sequence, store: PathLike) -> str | None:
     if signature != [int(x) for x in stamp[1:5]]:
         return None
     entry_path = Path(store) / f"{hashlib.blake2b(path.encode(), digest_size=8).hexdigest()}.json"
-    entry = _read_json(entry_path)
+    entry = read_json_or_none(entry_path)
     if (isinstance(entry, dict) and entry.get("path") == path and entry.get("signature") == signature
             and signature[2] + _SETTLE_NS <= int(entry.get("hashed_at_ns", 0))):
         return entry["hash"]
@@ -279,7 +272,7 @@ def _key_hash(key: dict) -> str:
 
 
 def _read_key(path: Path) -> dict | None:
-    return _read_json(path / "key.json")
+    return read_json_or_none(path / "key.json")
 
 
 # ---------------------------------------------------------------- building
@@ -334,7 +327,7 @@ def _fsync(f) -> None:
 
 def _resume_point(build: Path, key: dict, dtype: np.dtype) -> tuple[int, int] | None:
     """(texts, tokens) committed by an earlier, interrupted build of this key, or None to start afresh."""
-    progress = _read_json(build / "progress.json")
+    progress = read_json_or_none(build / "progress.json")
     if not (isinstance(progress, dict) and progress.get("key") == key and progress.get("dtype") == dtype.str):
         return None
     texts, tokens = int(progress["texts"]), int(progress["tokens"])
@@ -455,19 +448,27 @@ def _safe_name(name: str) -> str:
 
 
 def _cached(cache_dir: PathLike, name: str, ids: Sequence[str], text_at: Callable[[int], str], tokenizer: Any,
-            max_len: int, key_extra: str, files: Sequence, reader: str) -> TokenCache:
-    """The cache of `ids` and their texts under `cache_dir`, keyed on the source files where they are known."""
+            max_len: int, key_extra: str, files: Sequence, reader: str,
+            texts_at: Callable[[int, int], list[str]] | None = None) -> TokenCache:
+    """The cache of `ids` and their texts under `cache_dir`, keyed on the source files where they are known.
+
+    `text_at(i)` is the text of row i (the key's probe reads it at a few rows); `texts_at(a, b)`, if given, the
+    texts of rows a..b-1 in one call, which the build and a content hash read instead, batch by batch.
+    """
     cache_dir = Path(cache_dir)
     n = len(ids)
+    if texts_at is None:
+        def texts_at(a: int, b: int) -> list[str]:
+            return [text_at(i) for i in range(a, b)]
     key = _base_key(tokenizer, max_len, key_extra, n)
     source = _source(files, reader, n, ids.__getitem__, text_at, cache_dir / ".sources")
     if source is not None:
         key["source"] = source
     else:
-        key["content"] = content_fingerprint(ids, (text_at(i) for i in range(n)))
+        batches = (texts_at(a, min(a + _BATCH, n)) for a in range(0, n, _BATCH))
+        key["content"] = content_fingerprint(ids, itertools.chain.from_iterable(batches))
     path = cache_dir / f"{_safe_name(name)}-{_key_hash(key)}"
-    cache = _open_or_build(path, key, ids, lambda a, b: [text_at(i) for i in range(a, b)], tokenizer, max_len,
-                           check_ids=True)
+    cache = _open_or_build(path, key, ids, texts_at, tokenizer, max_len, check_ids=True)
     if not cache.built:
         logger.info("using token cache %s", path)
     return cache
@@ -475,7 +476,11 @@ def _cached(cache_dir: PathLike, name: str, ids: Sequence[str], text_at: Callabl
 
 def corpus_token_cache(collection_or_corpus: Collection | Corpus, tokenizer: Any, max_len: int,
                        cache_dir: PathLike) -> TokenCache:
-    """Token cache of the passages, each `title <sep> text` (just text when untitled)."""
+    """Token cache of the passages, each `title <sep> text` (just text when untitled).
+
+    The texts are read a slice of rows at a time (`Corpus.passage_texts`), so a store-backed corpus is never
+    converted to Python objects as a whole.
+    """
     if isinstance(collection_or_corpus, Collection):
         corpus, name = collection_or_corpus.corpus, collection_or_corpus.name.split("/")[0]
     else:
@@ -483,7 +488,7 @@ def corpus_token_cache(collection_or_corpus: Collection | Corpus, tokenizer: Any
     sep = tokenizer.sep_token or ""
     return _cached(cache_dir, f"{name}-corpus", corpus.ids, lambda i: corpus.passage_text(i, sep), tokenizer,
                    max_len, f"passage: title {sep} text", getattr(corpus, "source_files", ()),
-                   getattr(corpus, "source_reader", ""))
+                   getattr(corpus, "source_reader", ""), lambda a, b: corpus.passage_texts(a, b, sep))
 
 
 def query_token_cache(collection: Collection, tokenizer: Any, max_len: int, cache_dir: PathLike) -> TokenCache:

@@ -55,7 +55,7 @@ def build_train_dataset(data_args, tokenizer, *, seed: int, cache_dir: Path, bac
     if not data_args.collection:
         raise ValueError("--collection is required with a pool of document ids (it holds the texts)")
     collection = load_collection(data_args.collection, split=data_args.split, passages=data_args.passages)
-    entries = read_pool(data_args.pool, known_doc_ids=set(collection.corpus.ids))
+    entries = read_pool(data_args.pool, known_doc_ids=collection.corpus)  # its id index: no set of all ids
     logger.info("read %d pool entries from %s", len(entries), data_args.pool)
     corpus_cache = corpus_token_cache(collection, tokenizer, data_args.p_max_len, cache_dir)
     query_cache = query_token_cache(collection, tokenizer, data_args.q_max_len, cache_dir)
