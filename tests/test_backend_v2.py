@@ -113,6 +113,24 @@ def test_token_cache_feed_gives_the_inputs_of_the_text_feed(pool_files, collecti
             assert torch.equal(got[side]["attention_mask"], expected[side]["attention_mask"])
 
 
+def test_pad_to_max_length_pads_as_tevatron_0_1_0(pool_files, collection, tokenizer, tmp_path):
+    """Batches padded to the maximum lengths, the ids and mask of the default padding continued with padding."""
+    shortest = _data_args(pool_files, pad_to_multiple_of=1)  # to the longest input
+    # maximum lengths above the cache's (12 / 32 tokens), so that some padding is certain
+    longest = _data_args(pool_files, pad_to_max_length=True, query_max_len=20, passage_max_len=48)
+    ds = _ours(shortest, collection, tokenizer, tmp_path)
+    features = [ds[i] for i in range(8)]
+    plain, padded = v2.make_collator(shortest, tokenizer)(features), v2.make_collator(longest, tokenizer)(features)
+    for side, max_len in ((0, 20), (1, 48)):
+        assert padded[side]["input_ids"].shape[1] == max_len
+        width = plain[side]["input_ids"].shape[1]
+        assert torch.equal(padded[side]["input_ids"][:, :width], plain[side]["input_ids"])
+        assert torch.equal(padded[side]["attention_mask"][:, :width], plain[side]["attention_mask"])
+        assert not padded[side]["attention_mask"][:, width:].any()
+    with pytest.raises(ValueError, match="--pad_to_max_length needs --feed token_cache"):
+        _data_args(pool_files, pad_to_max_length=True, feed="text")
+
+
 def test_weighted_mixing_and_masking_keys(pool_files, collection, tokenizer, tmp_path):
     args = _data_args(pool_files, negative_mixing="weighted", source_weights="lookahead=1", mask_batch_positives=True)
     ds = _ours(args, collection, tokenizer, tmp_path)

@@ -188,3 +188,17 @@ def test_leftover_temporaries_are_removed_outside_finished_episodes(tmp_path, sy
     folder.open(args)
     assert all(p.exists() for p in kept) and not any(p.exists() for p in gone)
     assert (folder.episode(2) / "embeddings").is_dir()  # only the temporaries go
+
+
+def test_pad_to_max_length_reaches_current_tevatron_only(tmp_path, synthetic_dir):
+    """Tevatron 0.1.0 always pads to the maximum length and has no such flag: the runner passes it to v2 only."""
+    from tevatron_tele.runner.config import EpisodeArguments
+    from tevatron_tele.runner.episodes import EpisodeRunner
+
+    def data_settings(backend: str) -> dict:
+        args = EpisodeArguments(output_dir=str(tmp_path / backend), model_name_or_path="m",
+                                collection=str(synthetic_dir), backend=backend, pad_to_max_length=True)
+        return EpisodeRunner(args)._train_settings(1)[1]
+
+    assert data_settings("v2")["pad_to_max_length"] is True
+    assert "pad_to_max_length" not in data_settings("v1")

@@ -118,6 +118,9 @@ class EpisodeArguments:
     passage_prefix: str = field(default="", metadata={"help": "Text put before every passage (v2)."})
     append_eos_token: bool = field(default=False, metadata={"help": "Append the EOS token to every input, for "
                                                                     "last-token pooling (v2)."})
+    pad_to_max_length: bool = field(default=False, metadata={"help": "Pad training batches to --q_max_len / "
+                                                                     "--p_max_len as Tevatron 0.1.0 always does (v2; "
+                                                                     "default: to the longest input)."})
     attn_implementation: str = field(default="", metadata={"help": "Attention kernel: sdpa, eager, "
                                                                    "flash_attention_2 (v2; default sdpa)."})
     lora: bool = field(default=False, metadata={"help": "Train LoRA adapters instead of the whole model (v2)."})

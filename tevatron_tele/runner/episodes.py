@@ -334,6 +334,8 @@ class EpisodeRunner:
 
     def _train_settings(self, i: int) -> tuple[dict, dict, dict]:
         """Model, data and training settings of episode i (Tevatron/HF flag names)."""
+        from ..backends import resolve_backend
+
         a = self.args
         last = i == a.num_episodes
         start = self.model_dir(i - 1) if a.continue_training else Path(a.model_name_or_path)
@@ -359,7 +361,9 @@ class EpisodeRunner:
         # current Tevatron's options, only when set (Tevatron 0.1.0's dataclasses do not have them)
         v2_model = dict(attn_implementation=a.attn_implementation, lora=a.lora,
                         lora_r=a.lora_r if a.lora else None, lora_target_modules=a.lora_target_modules)
-        v2_data = self._input_options()
+        # Tevatron 0.1.0 always pads to the maximum length and has no such flag
+        v2_data = {**self._input_options(), "pad_to_max_length": a.pad_to_max_length
+                   and resolve_backend(a.backend) == "v2"}
         v2_train = dict(grad_cache=a.grad_cache, gc_q_chunk_size=a.gc_q_chunk_size if a.grad_cache else None,
                         gc_p_chunk_size=a.gc_p_chunk_size if a.grad_cache else None)
         for kw, extra in ((model_kw, v2_model), (data_kw, v2_data), (train_kw, v2_train)):

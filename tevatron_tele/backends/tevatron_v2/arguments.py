@@ -34,11 +34,18 @@ class TeleDataArguments(TeleDataFields, DataArguments):
         metadata={"help": "What the dataset hands the collator: 'token_cache' (token ids from the memory-mapped "
                           "cache, padded by the collator) or 'text' (the texts, tokenized by Tevatron's own "
                           "TrainCollator at every step)."})
+    pad_to_max_length: bool = field(
+        default=False,
+        metadata={"help": "Pad every batch to --query_max_len / --passage_max_len, as Tevatron 0.1.0 does, instead "
+                          "of to the longest input (rounded up to --pad_to_multiple_of). Slower; with equal tensor "
+                          "shapes one seed draws the same dropout masks as the v1 backend."})
 
     def __post_init__(self):
         super().__post_init__()
         if self.feed not in ("token_cache", "text"):
             raise ValueError(f"--feed must be 'token_cache' or 'text', got '{self.feed}'")
+        if self.pad_to_max_length and self.feed != "token_cache":
+            raise ValueError("--pad_to_max_length needs --feed token_cache (the text feed pads as Tevatron does)")
 
 
 @dataclass

@@ -83,13 +83,16 @@ class TeleTokenCollator:
     data_args: Any
     tokenizer: Any
 
-    def _pad(self, features: list[dict]):
+    def _pad(self, features: list[dict], max_len: int):
+        if getattr(self.data_args, "pad_to_max_length", False):
+            return self.tokenizer.pad(features, padding="max_length", max_length=max_len,
+                                      return_attention_mask=True, return_tensors="pt")
         return self.tokenizer.pad(features, padding=True, pad_to_multiple_of=self.data_args.pad_to_multiple_of,
                                   return_attention_mask=True, return_tensors="pt")
 
     def __call__(self, features):
-        query = self._pad([f[0] for f in features])
-        passage = self._pad([p for f in features for p in f[1]])
+        query = self._pad([f[0] for f in features], self.data_args.query_max_len)
+        passage = self._pad([p for f in features for p in f[1]], self.data_args.passage_max_len)
         if len(features[0]) == 2:
             return query, passage
         return query, passage, batch_keys([f[2] for f in features])
