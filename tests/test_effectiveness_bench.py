@@ -68,6 +68,30 @@ def test_variables_part_pairs_recipes_and_shares_only_what_is_equal(bench):
     assert bench.can_share(config(negatives="tele", seed=1), config(negatives="tele", sample=sample, seed=1), "pool")
 
 
+def test_beyond_part_filters_replays_and_mixes_bm25(bench):
+    from tevatron_tele.runner.config import EpisodeArguments
+
+    profile = _profile(bench, "quick")
+    plan = {e.name: e for e in bench.experiments(profile, [2], n_train_queries=809) if e.part == "beyond"}
+    m = profile["margin_alt"]
+    assert set(plan) == {f"tele-margin{m:g}-s2", f"ance-margin{m:g}-s2", "tele-forgotten-s2", "telebm25-s2"}
+    assert plan[f"ance-margin{m:g}-s2"].overrides == {"negatives": "ann", "negative_margin": m, "seed": 2}
+    assert plan["telebm25-s2"].overrides["negatives"] == "tele+bm25"
+    assert all(e.label for e in plan.values())
+
+    def config(**kw):
+        return EpisodeArguments(output_dir="x", model_name_or_path="m", collection="c", **kw).result_config()
+
+    # forgotten-first replay changes nothing before episode 2: Tele's whole episode 1 is its episode 1
+    forgotten = plan["tele-forgotten-s2"]
+    assert forgotten.share == [(1, "tele-s2", "episode")]
+    assert bench.can_share(config(negatives="tele", seed=2), config(**forgotten.overrides), "episode") == []
+    # a filtered pool is another pool: never taken from an unfiltered run
+    assert not plan[f"tele-margin{m:g}-s2"].share
+    assert bench.can_share(config(negatives="tele", seed=2), config(**plan[f"tele-margin{m:g}-s2"].overrides),
+                           "pool")
+
+
 def test_sharing_rules(bench):
     from tevatron_tele.runner.config import EpisodeArguments
 
@@ -183,15 +207,20 @@ def test_tiny_study_end_to_end(bench, synthetic_dir, tiny_model_dir, tmp_path):
     fake_bm25 = tmp_path / "bm25.trec"  # any ranking will do: it stands in for Pyserini's
     write_run(fake_bm25, {q: [(d, float(-k)) for k, d in enumerate(ids[:60])] for q in train.queries}, tag="bm25")
     results = tmp_path / "results"
-    bench.main(["--results", str(results), "--profile", "dry", "--only", "headline", "baselines", "ablations",
+    bench.main(["--results", str(results), "--profile", "dry", "--only", "headline", "baselines", "ablations", "beyond",
                 "--data", str(data), "--model", str(tiny_model_dir), "--no_bm25_baseline",
                 "--bm25_train_run", str(fake_bm25), "--export", str(tmp_path / "out"),
-                "--set", "num_episodes=2", "analysis_max_queries=10", "depth=30", "eval_depth=50"])
+                "--set", "num_episodes=2", "analysis_max_queries=10", "depth=30", "eval_depth=50",
+                # a random tiny model scores every passage alike: a margin below the positive would empty
+                # the pool, one above it removes only the negatives it already ranks over the positive
+                "margin_alt=-0.01"])
 
     summary = json.loads((results / "summary.json").read_text())["dry"]
     runs = summary["runs"]
+    margin = f"margin{summary['settings']['margin_alt']:g}"
     assert set(runs) == {"zero-shot", "tele-s1", "ance-s1", "bm25neg-s1", "tele-weighted-s1",
-                         "tele-nomomentum-s1", "tele-nolookahead-s1"}
+                         "tele-nomomentum-s1", "tele-nolookahead-s1", f"tele-{margin}-s1", f"ance-{margin}-s1",
+                         "tele-forgotten-s1", "telebm25-s1"}
     head = summary["headline"]
     assert head["seeds"] == [1] and head["episode"] == 2
     row = head["collections"][bench.MAIN]["nDCG@10"]
@@ -202,11 +231,29 @@ def test_tiny_study_end_to_end(bench, synthetic_dir, tiny_model_dir, tmp_path):
             for r in ("tele-s1", "tele-weighted-s1")]
     assert same[0] == same[1]
     assert runs["bm25neg-s1"]["train_steps"] == {"1": bench.chain_steps(summary["settings"], len(train.queries))}
-    # the per-setting table pairs tele-X with ance-X; here only the headline setting ran both
-    assert [p["setting"] for p in summary["pairs"]] == ["s1"]
-    assert summary["pairs"][0]["difference"] == pytest.approx(row["difference"]["mean"])
-    assert summary["pairs"][0]["bootstrap"]["mean"] == pytest.approx(row["difference"]["mean"])
-    assert summary["probe_shared"]
+    # the per-setting table pairs tele-X with ance-X: the headline setting and the filter
+    assert [p["setting"] for p in summary["pairs"]] == [f"{margin}-s1", "s1"]
+    assert summary["pairs"][1]["difference"] == pytest.approx(row["difference"]["mean"])
+    assert summary["pairs"][1]["bootstrap"]["mean"] == pytest.approx(row["difference"]["mean"])
+    # each variant against plain Tele and ANCE of its seed, with what it changed in its pools
+    variants = {v["run"]: v for v in summary["variants"]}
+    assert set(variants) == {f"tele-{margin}-s1", f"ance-{margin}-s1", "tele-forgotten-s1", "telebm25-s1"}
+    tele_f = variants[f"tele-{margin}-s1"]
+    against = tele_f["against"]["ance-s1"][bench.MAIN]
+    assert against["difference"] == pytest.approx(tele_f[bench.MAIN] - row["ance"]["mean"])
+    assert against["bootstrap"]["mean"] == pytest.approx(against["difference"])
+    stats = json.loads((results / "dry" / "runs" / f"tele-{margin}-s1" / "episode-1" / "pool.stats.json").read_text())
+    ann = stats["positive_aware_filter"]["sources"]["ann"]
+    assert tele_f["pool"]["1"]["removed ann"] == pytest.approx(ann["removed"] / ann["candidates"])
+    assert "forgotten momentum" in variants["tele-forgotten-s1"]["pool"]["2"]
+    assert runs["tele-forgotten-s1"]["shared"] == [{"episode": 1, "from": "tele-s1", "what": "episode"}]
+    assert "bm25" in runs["telebm25-s1"]["pool_stats"]["1"]["sources"]
+    # one probe, but for runs whose filter emptied some queries' pools (the analysis reads positives from pools)
+    filtered = {f"tele-{margin}-s1", f"ance-{margin}-s1"}
+    assert set(summary["probe_differs"]) <= filtered
+    unfiltered = [r["probe"] for n, r in runs.items() if r.get("probe") and n not in filtered]
+    assert len(unfiltered) > 5 and all({k: v for k, v in p.items() if k != "from"} ==
+                                       {k: v for k, v in unfiltered[0].items() if k != "from"} for p in unfiltered)
     md = (results / "summary.md").read_text()
     assert "Headline" in md and "tele-weighted-s1" in md and "BM25 (Pyserini)" not in md
     with tarfile.open(tmp_path / "out" / "results.tar.gz") as tar:
