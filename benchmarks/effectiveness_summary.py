@@ -293,6 +293,9 @@ def summarize(paths: dict, profile_name: str, seeds: list[int], analyze: bool = 
                 runs[run["name"]]["forgetting"] = {k: series[k] for k in ("own_pool", "probe", "probe_above",
                                                                           "ann_jaccard", "pool_per_query")}
                 runs[run["name"]]["probe"] = combined["probe"]
+            # the probe each run was measured on: the shared one, less the queries its own pools lack
+            probes = {run["name"]: json.dumps({k: run["probe"][k] for k in ("queries", "pairs")})
+                      for run in combined["runs"]}
             forgetting_source = ("one analysis of all runs, every episode scored alike "
                                  f"({paths['root'].name}/analysis/)")
     summary = {

@@ -152,3 +152,23 @@ def test_score_table_from_stored_embeddings_round_trips(tmp_path):
     assert loaded == table
     assert covers(loaded, {"q0": ["d1"], "q2": ["d9"]})
     assert not covers(loaded, {"q0": ["d2"]}) and not covers(loaded, pairs)
+
+
+def test_runs_compared_together_share_one_query_sample():
+    """A filtered run whose pools lack some queries draws no sample of its own: the others keep theirs."""
+    from pathlib import Path
+
+    from tevatron_tele.data.pools import PoolEntry
+    from tevatron_tele.evaluation.analysis import RunWorkspace, sample_queries, shared_query_sample
+
+    def run(name: str, qids: list[str]) -> RunWorkspace:
+        entries = [PoolEntry(q, "text", [f"{q}-pos"], ["n1", "n2"]) for q in qids]
+        return RunWorkspace(Path(name), {}, [0, 1], {1: entries})
+
+    everything = [f"q{i}" for i in range(200)]
+    filtered = [q for q in everything if int(q[1:]) % 3]  # a third of the queries lost their pools
+    plain, lossy = run("plain", everything), run("lossy", filtered)
+    positives, sample = shared_query_sample([lossy, plain], 50)
+    assert sample == sample_queries(everything, 50)  # the sample of the unfiltered run alone
+    assert sample != sample_queries(filtered, 50)  # what the lossy run would have drawn by itself
+    assert positives["q3"] == ["q3-pos"] and len(positives) == 200

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -115,12 +115,23 @@ def build_probe(ranking: Mapping[str, Sequence[tuple[str, float]]], positives: M
     return {q: docs for q, docs in top_k_negatives(ranking, positives, k).items() if q in wanted and docs}
 
 
-def probe_from_run(ws: RunWorkspace, k: int = 20, max_queries: int | None = None) -> Probe:
-    """The probe of a run: its episode-0 ranking of the training queries (the base model's)."""
+def probe_from_run(ws: RunWorkspace, k: int = 20, max_queries: int | None = None,
+                   positives: Mapping[str, Sequence[str]] | None = None) -> Probe:
+    """The probe of a run: its episode-0 ranking of the training queries (the base model's).
+
+    Args:
+        ws: the run.
+        k: negatives per query.
+        max_queries: the size of the deterministic query sample (None: every query).
+        positives: the training queries' positives to sample from (default: those of this run's pools).
+
+    Returns:
+        query id -> its probe negatives.
+    """
     path = ws.ranking_path(0)
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: the probe is built from the base model's ranking")
-    positives = ws.positives()
+    positives = ws.positives() if positives is None else positives
     queries = sample_queries([q for q in positives if positives[q]], max_queries)
     return build_probe(read_run(path), positives, k, queries)
 
@@ -208,6 +219,7 @@ def analyze_run(
     probe_k: int = 20,
     overlap_k: int = 100,
     max_queries: int | None = None,
+    queries: Iterable[str] | None = None,
     cache_dir: PathLike | None = None,
     device: str = "cpu",
     batch_size: int = 64,
@@ -216,13 +228,17 @@ def analyze_run(
     """Forgetting (own pools and probe), negative overlap, pool composition and convergence of one run.
 
     `probe` (qid -> negatives) should be shared by all runs compared; by default it is this run's own
-    (`probe_from_run`). `max_queries` limits the analysis to a deterministic sample of training queries.
+    (`probe_from_run`). `max_queries` limits the analysis to a deterministic sample of training queries;
+    `queries`, when given, is that sample (shared by several runs, see `analyze_runs`).
     """
     import tempfile
 
     ws = run_dir if isinstance(run_dir, RunWorkspace) else open_run(run_dir)
     positives = ws.positives()
-    queries = set(sample_queries([q for q in positives if positives[q]], max_queries))
+    if queries is None:
+        queries = set(sample_queries([q for q in positives if positives[q]], max_queries))
+    else:  # a sample shared by several runs: this run is analysed on the part its pools hold
+        queries = {q for q in queries if positives.get(q)}
     if probe is None and ws.ranking_path(0).exists():
         probe = probe_from_run(ws, probe_k, max_queries)
     probe = {q: list(d) for q, d in (probe or {}).items() if q in positives and positives[q]}
@@ -298,17 +314,38 @@ def summarize_run(
     }
 
 
+def shared_query_sample(workspaces: Sequence[RunWorkspace], max_queries: int | None
+                        ) -> tuple[dict[str, list[str]], list[str]]:
+    """One query sample for several runs, drawn from every run's training queries: a run whose filter emptied
+    some queries' pools (they are then missing from its pools) must not shift the sample of the others.
+
+    Args:
+        workspaces: the runs.
+        max_queries: the sample's size (None: every query).
+
+    Returns:
+        (the positives of every training query with one, in any run's pools; the sampled query ids).
+    """
+    positives: dict[str, list[str]] = {}
+    for ws in workspaces:
+        for q, docs in ws.positives().items():
+            if docs:
+                positives.setdefault(q, list(docs))
+    return positives, sample_queries(list(positives), max_queries)
+
+
 def analyze_runs(run_dirs: Sequence[PathLike], *, probe: Mapping[str, Sequence[str]] | None = None,
                  probe_k: int = 20, max_queries: int | None = None, **kwargs) -> dict:
     """Several runs on one shared probe (by default built from the first run's base-model ranking)."""
     if not run_dirs:
         raise ValueError("no run folders given")
     workspaces = [open_run(r) for r in run_dirs]
+    positives, sample = shared_query_sample(workspaces, max_queries)
     if probe is None:
-        probe = probe_from_run(workspaces[0], probe_k, max_queries)
+        probe = probe_from_run(workspaces[0], probe_k, max_queries, positives=positives)
     collections = {str(ws.config.get("collection")) for ws in workspaces}
     if len(collections) > 1:
         logger.warning("runs use different collections %s: the shared probe may not fit them all", collections)
-    runs = [analyze_run(ws, probe, probe_k=probe_k, max_queries=max_queries, **kwargs) for ws in workspaces]
+    runs = [analyze_run(ws, probe, probe_k=probe_k, queries=sample, **kwargs) for ws in workspaces]
     return {"probe": {"queries": len(probe), "pairs": sum(len(d) for d in probe.values()), "k": probe_k,
                       "from": str(run_dirs[0])}, "runs": runs}
