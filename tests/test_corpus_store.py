@@ -365,3 +365,30 @@ def test_export_and_pool_check_read_the_store(tmp_path, monkeypatch):
     write_pool(pool, [PoolEntry("q1", "a question", ["d1"], ["d2", "zz"])])
     with pytest.raises(PoolError, match="unknown document id 'zz'"):
         read_pool(pool, known_doc_ids=stored)
+
+
+@pytest.mark.parametrize("batch", [1, 2, 4096])
+def test_pool_check_looks_ids_up_in_batches_and_names_the_first_unknown(tmp_path, monkeypatch, batch):
+    """A corpus is asked once per batch of entries (never `in` per id), and the error is the per-line one."""
+    from tevatron_tele.data import pools
+
+    stored = load_corpus(_beir(tmp_path / "b"))
+    calls = []
+    real = Corpus.unknown_ids
+    monkeypatch.setattr(Corpus, "unknown_ids", lambda self, ids: calls.append(len(ids)) or real(self, ids))
+    monkeypatch.setattr(Corpus, "__contains__", lambda self, d: pytest.fail("an id was looked up alone"))
+    monkeypatch.setattr(pools, "_CHECK_BATCH", batch)
+    pool = tmp_path / "pool.jsonl"
+    good = [PoolEntry(f"q{i}", "a question", [f"d{i}"], [f"d{i + 1}", "d9"]) for i in range(3)]
+    write_pool(pool, good)
+    assert [e.query_id for e in read_pool(pool, known_doc_ids=stored)] == ["q0", "q1", "q2"]
+    assert len(calls) == -(-3 // batch)
+    assert calls[0] == {1: 3, 2: 4, 4096: 5}[batch]  # the distinct ids of the first batch of entries
+    bad = good + [PoolEntry("q3", "a question", ["zz-pos"], ["d4"], {"ann": ["d4"]}),
+                  PoolEntry("q4", "a question", ["d1"], ["zz"])]
+    write_pool(pool, bad)
+    with pytest.raises(PoolError, match=r"pool.jsonl:4: field 'positive_document_ids': unknown document id 'zz-pos'"):
+        read_pool(pool, known_doc_ids=stored)
+    write_pool(pool, good + [PoolEntry("q3", "a question", ["d1"], ["d4", "zz"], {"ann": ["zz"]})])
+    with pytest.raises(PoolError, match=r"pool.jsonl:4: field 'negative_document_ids': unknown document id 'zz'"):
+        read_pool(pool, known_doc_ids=stored)

@@ -93,6 +93,21 @@ class Corpus:
             return False
         return True
 
+    def unknown_ids(self, docids: Sequence[str]) -> list[str]:
+        """The ids of `docids` that are not in the corpus, in order: one vectorised look-up for a store-backed
+        corpus, where `in` per id would cost a hash and a search each.
+
+        Args:
+            docids: the ids to check.
+
+        Returns:
+            Those not in the corpus (repeats kept).
+        """
+        if isinstance(self._index, IdIndex):
+            rows = self._index.positions(list(docids), missing=-1)
+            return [d for d, r in zip(docids, rows.tolist()) if r < 0]
+        return [d for d in docids if d not in self]
+
     def passage_text(self, i: int, sep: str) -> str:
         """Title and text joined by `sep` (the tokenizer's separator), or just the text when untitled."""
         title = self.titles[i]

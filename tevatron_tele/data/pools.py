@@ -156,6 +156,29 @@ def _parse_entry(path: PathLike, line: int, obj: Any, known_doc_ids: Container[s
     return PoolEntry(obj["query_id"], obj["query_text"], positives, negatives, sources)
 
 
+_CHECK_BATCH = 4096  # pool entries whose document ids are checked against a corpus in one look-up
+
+
+def _checked_fields(entry: PoolEntry) -> list[tuple[str, list[str]]]:
+    """An entry's id fields in the order `_parse_entry` checks them (the first unknown id reported is the same)."""
+    return ([("negative_document_ids", entry.negative_document_ids)]
+            + [(f"sources.{k}", v) for k, v in entry.sources.items()]
+            + [("positive_document_ids", entry.positive_document_ids)])
+
+
+def _check_known(path: PathLike, entries: Sequence[PoolEntry], lines: Sequence[int], corpus: Any) -> None:
+    """Refuse the first id of `entries` that `corpus` lacks, naming its line and field."""
+    ids = list(dict.fromkeys(d for e in entries for _, field_ids in _checked_fields(e) for d in field_ids))
+    unknown = set(corpus.unknown_ids(ids))
+    if not unknown:
+        return
+    for entry, line in zip(entries, lines):
+        for name, field_ids in _checked_fields(entry):
+            bad = next((d for d in field_ids if d in unknown), None)
+            if bad is not None:
+                raise _fail(path, line, name, f"unknown document id {bad!r}")
+
+
 def read_pool(path: PathLike, *, known_doc_ids: Container[str] | Iterable[str] | None = None) -> list[PoolEntry]:
     """Read and validate a pool; `known_doc_ids` also checks that every id it names exists.
 
@@ -170,17 +193,26 @@ def read_pool(path: PathLike, *, known_doc_ids: Container[str] | Iterable[str] |
     # a sequence's (or a column view's) `in` is a scan, and a generator has none: those are made into a set
     if known_doc_ids is not None and (not isinstance(known_doc_ids, Container) or isinstance(known_doc_ids, Sequence)):
         known_doc_ids = set(known_doc_ids)
+    # A corpus checks the ids of many entries in one look-up (`unknown_ids`); other containers per id.
+    batched = known_doc_ids if hasattr(known_doc_ids, "unknown_ids") else None
     entries: list[PoolEntry] = []
+    lines: list[int] = []
     seen: dict[str, int] = {}
     other_sources: set[str] = set()
     for line_no, obj in iter_jsonl(path, _fail):
-        entry = _parse_entry(path, line_no, obj, known_doc_ids)
+        entry = _parse_entry(path, line_no, obj, None if batched is not None else known_doc_ids)
         if entry.query_id in seen:
             raise _fail(path, line_no, "query_id",
                         f"duplicate query id {entry.query_id!r} (first at line {seen[entry.query_id]})")
         seen[entry.query_id] = line_no
         other_sources.update(set(entry.sources) - set(SOURCES))
         entries.append(entry)
+        lines.append(line_no)
+        if batched is not None and len(entries) % _CHECK_BATCH == 0:
+            _check_known(path, entries[-_CHECK_BATCH:], lines[-_CHECK_BATCH:], batched)
+    if batched is not None and len(entries) % _CHECK_BATCH:
+        tail = len(entries) % _CHECK_BATCH
+        _check_known(path, entries[-tail:], lines[-tail:], batched)
     if other_sources:
         logger.warning("%s: sources other than %s: %s", path, SOURCES, sorted(other_sources))
     return entries
