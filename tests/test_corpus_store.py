@@ -416,20 +416,3 @@ def test_pool_check_looks_ids_up_in_batches_and_names_the_first_unknown(tmp_path
     write_pool(pool, good + [PoolEntry("q3", "a question", ["d1"], ["d4", "zz"], {"ann": ["zz"]})])
     with pytest.raises(PoolError, match=r"pool.jsonl:4: field 'negative_document_ids': unknown document id 'zz'"):
         read_pool(pool, known_doc_ids=stored)
-
-
-def test_token_cache_positions_in_one_look_up(tmp_path, tokenizer, settled, monkeypatch):
-    from tevatron_tele.data import token_cache
-
-    monkeypatch.setattr(token_cache, "_SETTLE_NS", 0)
-    stored = load_corpus(_beir(tmp_path / "b"))
-    listed = Corpus(list(stored.ids), list(stored.titles), list(stored.texts))
-    over_store = corpus_token_cache(stored, tokenizer, 16, tmp_path / "c")
-    over_list = corpus_token_cache(listed, tokenizer, 16, tmp_path / "d")
-    ids = ["d10", "d0", "d4", "d4"]
-    with monkeypatch.context() as m:
-        m.setattr(TokenCache, "position", lambda self, d: pytest.fail("looked up one by one"))
-        assert over_store.positions(ids).tolist() == [10, 0, 4, 4]
-        with pytest.raises(KeyError, match="'zz' is not in the token cache"):
-            over_store.positions(["d1", "zz"])
-    assert over_list.positions(ids).tolist() == [10, 0, 4, 4]

@@ -81,14 +81,10 @@ class PoolSampler:
     def _group(self, entry, tokenizer) -> TrainGroup | None:
         if isinstance(entry, dict):
             return self._reference_group(entry)
-        # one look-up for all the entry's ids: per id, a store-backed cache hashes and searches each alone
-        names = ordered_sources(entry.sources)
-        lists = [entry.positive_document_ids, entry.negative_document_ids, *(entry.sources[n] for n in names)]
-        keys = self._corpus_keys(entry.query_id, [d for docs in lists for d in docs])
-        ends = np.cumsum([len(docs) for docs in lists])
-        parts = np.split(keys, ends[:-1])
-        positives, negatives = parts[0].tolist(), parts[1].tolist()
-        sources = dict(zip(names, parts[2:]))
+        positives = [self._corpus_key(entry.query_id, d) for d in entry.positive_document_ids]
+        sources = {name: np.asarray([self._corpus_key(entry.query_id, d) for d in docs], dtype=np.int64)
+                   for name, docs in ((s, entry.sources[s]) for s in ordered_sources(entry.sources))}
+        negatives = [self._corpus_key(entry.query_id, d) for d in entry.negative_document_ids]
         if not negatives:
             negatives = [k for keys in sources.values() for k in keys.tolist()]
         if not positives:
@@ -122,23 +118,13 @@ class PoolSampler:
             self._passage_tokens.append(np.asarray(token_tuple, dtype=np.int32))
         return key
 
-    def _corpus_keys(self, query_id: str, docids: Sequence[str]) -> np.ndarray:
+    def _corpus_key(self, query_id: str, docid: str) -> int:
         if self.corpus_cache is None:
             raise ValueError("a pool of document ids needs corpus_cache (a TokenCache of the corpus)")
-        if not docids:
-            return np.zeros(0, dtype=np.int64)
         try:
-            return self.corpus_cache.positions(docids)
+            return int(self.corpus_cache.position(docid))
         except KeyError:
-            missing = next(d for d in docids if not self._has(d))
-            raise KeyError(f"pool query '{query_id}': document '{missing}' is not in the corpus token cache") from None
-
-    def _has(self, docid: str) -> bool:
-        try:
-            self.corpus_cache.position(docid)
-        except KeyError:
-            return False
-        return True
+            raise KeyError(f"pool query '{query_id}': document '{docid}' is not in the corpus token cache") from None
 
     def _query_key(self, entry, tokenizer) -> int:
         """Position in the query cache (>= 0), or -(1 + index) into queries tokenized here from the pool."""

@@ -103,26 +103,6 @@ class TokenCache:
         except KeyError:
             raise KeyError(f"id {id_!r} is not in the token cache {self.path}") from None
 
-    def positions(self, ids: Sequence[str]) -> np.ndarray:
-        """The positions of many ids (one vectorised look-up when the ids come from a corpus store).
-
-        Args:
-            ids: the ids.
-
-        Returns:
-            An int64 array, one position per id.
-
-        Raises:
-            KeyError: naming the first id that is not in the cache.
-        """
-        if isinstance(self._index, IdIndex):
-            rows = self._index.positions(list(ids), missing=-1)
-            if len(rows) and rows.min() < 0:
-                missing = ids[int(np.flatnonzero(rows < 0)[0])]
-                raise KeyError(f"id {missing!r} is not in the token cache {self.path}")
-            return rows.astype(np.int64, copy=False)
-        return np.asarray([self.position(i) for i in ids], dtype=np.int64)
-
     def share_ids(self, ids: Sequence[str], index: IdIndex) -> None:
         """Take the ids and their look-up from the corpus store the cache was built from (its key guarantees the
         same ids in the same order), instead of reading ids.txt and building a dict of every id.
