@@ -23,7 +23,7 @@ from tevatron_tele.data.corpus_export import write_corpus_jsonl
 from tevatron_tele.data.corpus_store import ArrowStrings, store_folder
 from tevatron_tele.data.id_index import IdIndex, hash_ids
 from tevatron_tele.data.pools import PoolEntry, PoolError, read_pool, write_pool
-from tevatron_tele.data.token_cache import TokenCache, corpus_token_cache
+from tevatron_tele.data.token_cache import corpus_token_cache
 
 DOCS = [{"_id": f"d{i}", "title": f"Title {i}" if i % 3 else "", "text": f"text of passage {i} caf\u00e9 \u00fcber"}
         for i in range(11)]
@@ -346,30 +346,6 @@ def test_token_cache_of_a_store_is_byte_identical(tmp_path, tokenizer, settled, 
     assert _files(a.path) == _files(b.path)
     assert a[4].tolist() == tokenizer(stored.passage_text(4, tokenizer.sep_token), add_special_tokens=False,
                                       truncation=True, max_length=16)["input_ids"]
-
-
-def test_token_cache_of_a_store_looks_ids_up_in_the_store(tmp_path, tokenizer, settled, monkeypatch):
-    """Reopened over a store-backed corpus, the cache reads no ids.txt and builds no dict of every id."""
-    from tevatron_tele.data import token_cache
-
-    monkeypatch.setattr(token_cache, "_SETTLE_NS", 0)
-    stored = load_corpus(_beir(tmp_path / "b"))
-    corpus_token_cache(stored, tokenizer, 16, tmp_path / "c")  # built
-    real_read = Path.read_text
-
-    def read_text(self, *args, **kwargs):
-        assert self.name != "ids.txt", "the token cache read its ids.txt"
-        return real_read(self, *args, **kwargs)
-
-    monkeypatch.setattr(Path, "read_text", read_text)
-    cache = corpus_token_cache(load_corpus(_beir(tmp_path / "b")), tokenizer, 16, tmp_path / "c")
-    assert not cache.built
-    assert [cache.position(d) for d in ("d0", "d7", "d10")] == [0, 7, 10]
-    assert cache.ids[7] == "d7" and len(cache.ids) == len(DOCS)
-    assert not isinstance(cache._index, dict)
-    with pytest.raises(KeyError, match="not in the token cache"):
-        cache.position("zz")
-    assert list(cache.get("d3")) == list(TokenCache.open(cache.path)[3])
 
 
 def test_export_and_pool_check_read_the_store(tmp_path, monkeypatch):

@@ -93,11 +93,6 @@ class Corpus:
             return False
         return True
 
-    @property
-    def id_index(self) -> IdIndex | None:
-        """The store's memory-mapped id index (None for a corpus made in memory)."""
-        return self._index if isinstance(self._index, IdIndex) else None
-
     def unknown_ids(self, docids: Sequence[str]) -> list[str]:
         """The ids of `docids` that are not in the corpus, in order: one vectorised look-up for a store-backed
         corpus, where `in` per id would cost a hash and a search each.

@@ -43,7 +43,6 @@ from tqdm.auto import tqdm
 
 from ..utils import PathLike, read_json_or_none
 from .collections import Collection, Corpus
-from .id_index import IdIndex
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +67,7 @@ class TokenCache:
         self.offsets = offsets
         self.key = key
         self.built = False  # True when this call built the cache (rather than reusing it)
-        self._index: dict[str, int] | IdIndex | None = None
+        self._index: dict[str, int] | None = None
 
     @property
     def ids(self) -> list[str]:
@@ -91,29 +90,12 @@ class TokenCache:
         return self.tokens[self.offsets[i]:self.offsets[i + 1]]
 
     def position(self, id_: str) -> int:
-        if isinstance(self._index, IdIndex):
-            try:
-                return self._index.position(id_)
-            except KeyError:
-                raise KeyError(f"id {id_!r} is not in the token cache {self.path}") from None
         if self._index is None:
             self._index = {x: i for i, x in enumerate(self.ids)}
         try:
             return self._index[id_]
         except KeyError:
             raise KeyError(f"id {id_!r} is not in the token cache {self.path}") from None
-
-    def share_ids(self, ids: Sequence[str], index: IdIndex) -> None:
-        """Take the ids and their look-up from the corpus store the cache was built from (its key guarantees the
-        same ids in the same order), instead of reading ids.txt and building a dict of every id.
-
-        Args:
-            ids: the corpus' id column.
-            index: the corpus' id index.
-        """
-        if len(ids) != len(self):
-            raise ValueError(f"{self.path}: {len(self)} entries, the corpus {len(ids)}: not built from it")
-        self._ids, self._index = ids, index
 
     def get(self, id_: str) -> np.ndarray:
         return self[self.position(id_)]
@@ -504,12 +486,9 @@ def corpus_token_cache(collection_or_corpus: Collection | Corpus, tokenizer: Any
     else:
         corpus, name = collection_or_corpus, "corpus"
     sep = tokenizer.sep_token or ""
-    cache = _cached(cache_dir, f"{name}-corpus", corpus.ids, lambda i: corpus.passage_text(i, sep), tokenizer,
-                    max_len, f"passage: title {sep} text", getattr(corpus, "source_files", ()),
-                    getattr(corpus, "source_reader", ""), lambda a, b: corpus.passage_texts(a, b, sep))
-    if getattr(corpus, "id_index", None) is not None:
-        cache.share_ids(corpus.ids, corpus.id_index)  # no dict of every id (millions at MS MARCO scale)
-    return cache
+    return _cached(cache_dir, f"{name}-corpus", corpus.ids, lambda i: corpus.passage_text(i, sep), tokenizer,
+                   max_len, f"passage: title {sep} text", getattr(corpus, "source_files", ()),
+                   getattr(corpus, "source_reader", ""), lambda a, b: corpus.passage_texts(a, b, sep))
 
 
 def query_token_cache(collection: Collection, tokenizer: Any, max_len: int, cache_dir: PathLike) -> TokenCache:
