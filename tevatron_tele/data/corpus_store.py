@@ -221,15 +221,10 @@ class CorpusStore:
         self.ids = ArrowStrings(table.column("id"))
         self.titles = ArrowStrings(table.column("title"))
         self.texts = ArrowStrings(table.column("text"))
-        self._lines = table.column("line")
         self.index = IdIndex.open(folder, self.ids)
 
     def __len__(self) -> int:
         return len(self.ids)
-
-    def line(self, row: int) -> int:
-        """Where the passage at `row` is in its source file (as the loader numbered it)."""
-        return int(self._lines[row].as_py())
 
     @classmethod
     def open(cls, folder: PathLike) -> CorpusStore:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from collections.abc import Container, Iterable, Sequence
+from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -120,7 +120,7 @@ def _id_list(path: PathLike, line: int, name: str, value: Any, *, unique: bool =
     return value
 
 
-def _parse_entry(path: PathLike, line: int, obj: Any, known_doc_ids: Container[str] | None) -> PoolEntry:
+def _parse_entry(path: PathLike, line: int, obj: Any) -> PoolEntry:
     if not isinstance(obj, dict):
         raise _fail(path, line, "<json>", f"expected an object, got {type(obj).__name__}")
     for name in ("query_id", "query_text", "positive_document_ids", "negative_document_ids"):
@@ -145,14 +145,6 @@ def _parse_entry(path: PathLike, line: int, obj: Any, known_doc_ids: Container[s
         clash = next((d for d in ids if d in pos_set), None)
         if clash is not None:
             raise _fail(path, line, name, f"negative {clash!r} is a positive of query {obj['query_id']!r}")
-        if known_doc_ids is not None:
-            unknown = next((d for d in ids if d not in known_doc_ids), None)
-            if unknown is not None:
-                raise _fail(path, line, name, f"unknown document id {unknown!r}")
-    if known_doc_ids is not None:
-        unknown = next((d for d in positives if d not in known_doc_ids), None)
-        if unknown is not None:
-            raise _fail(path, line, "positive_document_ids", f"unknown document id {unknown!r}")
     return PoolEntry(obj["query_id"], obj["query_text"], positives, negatives, sources)
 
 
@@ -160,19 +152,20 @@ _CHECK_BATCH = 4096  # pool entries whose document ids are checked against a cor
 
 
 def _checked_fields(entry: PoolEntry) -> list[tuple[str, list[str]]]:
-    """An entry's id fields in the order `_parse_entry` checks them (the first unknown id reported is the same)."""
+    """An entry's id fields in the order they are checked against the known ids."""
     return ([("negative_document_ids", entry.negative_document_ids)]
             + [(f"sources.{k}", v) for k, v in entry.sources.items()]
             + [("positive_document_ids", entry.positive_document_ids)])
 
 
-def _check_known(path: PathLike, entries: Sequence[PoolEntry], lines: Sequence[int], corpus: Any) -> None:
-    """Refuse the first id of `entries` that `corpus` lacks, naming its line and field."""
-    ids = list(dict.fromkeys(d for e in entries for _, field_ids in _checked_fields(e) for d in field_ids))
-    unknown = set(corpus.unknown_ids(ids))
+def _check_known(path: PathLike, entries: Sequence[tuple[PoolEntry, int]],
+                 unknown_ids: Callable[[list[str]], list[str]]) -> None:
+    """Refuse the first id of `entries` ((entry, line) pairs) that `unknown_ids` names, with its line and field."""
+    ids = list(dict.fromkeys(d for e, _ in entries for _, field_ids in _checked_fields(e) for d in field_ids))
+    unknown = set(unknown_ids(ids))
     if not unknown:
         return
-    for entry, line in zip(entries, lines):
+    for entry, line in entries:
         for name, field_ids in _checked_fields(entry):
             bad = next((d for d in field_ids if d in unknown), None)
             if bad is not None:
@@ -190,29 +183,37 @@ def read_pool(path: PathLike, *, known_doc_ids: Container[str] | Iterable[str] |
     Returns:
         The entries, in file order.
     """
-    # a sequence's (or a column view's) `in` is a scan, and a generator has none: those are made into a set
-    if known_doc_ids is not None and (not isinstance(known_doc_ids, Container) or isinstance(known_doc_ids, Sequence)):
-        known_doc_ids = set(known_doc_ids)
-    # A corpus checks the ids of many entries in one look-up (`unknown_ids`); other containers per id.
-    batched = known_doc_ids if hasattr(known_doc_ids, "unknown_ids") else None
+    unknown_ids, batch = None, 1
+    if hasattr(known_doc_ids, "unknown_ids"):  # a corpus: the ids of many entries in one look-up
+        unknown_ids, batch = known_doc_ids.unknown_ids, _CHECK_BATCH
+    elif known_doc_ids is not None:
+        # a sequence's (or a column view's) `in` is a scan, and a generator has none: those are made into a set
+        if not isinstance(known_doc_ids, Container) or isinstance(known_doc_ids, Sequence):
+            known_doc_ids = set(known_doc_ids)
+        known = known_doc_ids
+
+        def unknown_ids(ids: list[str]) -> list[str]:
+            return [d for d in ids if d not in known]
+
     entries: list[PoolEntry] = []
-    lines: list[int] = []
+    unchecked: list[tuple[PoolEntry, int]] = []
     seen: dict[str, int] = {}
     other_sources: set[str] = set()
     for line_no, obj in iter_jsonl(path, _fail):
-        entry = _parse_entry(path, line_no, obj, None if batched is not None else known_doc_ids)
+        entry = _parse_entry(path, line_no, obj)
+        if unknown_ids is not None:
+            unchecked.append((entry, line_no))
+            if len(unchecked) == batch:
+                _check_known(path, unchecked, unknown_ids)
+                unchecked.clear()
         if entry.query_id in seen:
             raise _fail(path, line_no, "query_id",
                         f"duplicate query id {entry.query_id!r} (first at line {seen[entry.query_id]})")
         seen[entry.query_id] = line_no
         other_sources.update(set(entry.sources) - set(SOURCES))
         entries.append(entry)
-        lines.append(line_no)
-        if batched is not None and len(entries) % _CHECK_BATCH == 0:
-            _check_known(path, entries[-_CHECK_BATCH:], lines[-_CHECK_BATCH:], batched)
-    if batched is not None and len(entries) % _CHECK_BATCH:
-        tail = len(entries) % _CHECK_BATCH
-        _check_known(path, entries[-tail:], lines[-tail:], batched)
+    if unchecked:
+        _check_known(path, unchecked, unknown_ids)
     if other_sources:
         logger.warning("%s: sources other than %s: %s", path, SOURCES, sorted(other_sources))
     return entries
