@@ -144,6 +144,21 @@ def headline_stats(runs: dict[str, dict], paths: dict, seeds: list[int]) -> dict
     return out
 
 
+def paired_ndcg(paths: dict, run: str, base: str, episode: int, trec: str, collection,
+                memo: dict | None = None) -> dict:
+    """Paired bootstrap of `run` - `base` per-query nDCG@10 in one ranking file of an episode (the per-query values
+    of a run are computed once per `memo`, so a base run compared with several others is scored once)."""
+    memo = {} if memo is None else memo
+    per_query = {}
+    for r in (run, base):
+        key = (r, episode, trec)
+        if key not in memo:
+            memo[key] = per_query_scores(paths["runs"] / r / f"episode-{episode}" / "rankings" / f"{trec}.trec",
+                                         collection)["nDCG@10"]
+        per_query[r] = memo[key]
+    return paired_bootstrap([per_query[run][q] - per_query[base][q] for q in sorted(per_query[run])])
+
+
 def setting_pairs(runs: dict[str, dict], paths: dict) -> list[dict]:
     """Tele - ANCE at the last episode for every setting both recipes ran in (`tele-X` beside `ance-X`, one
     seed each): scifact test nDCG@10 and a paired bootstrap of the per-query differences."""
@@ -160,12 +175,9 @@ def setting_pairs(runs: dict[str, dict], paths: dict) -> list[dict]:
         if n is None or finished_last_episode(runs[partner]) != n:
             continue
         collection = collection or load_collection(paths["collection"], split="test")
-        per_query = {r: per_query_scores(paths["runs"] / r / f"episode-{n}" / "rankings" / "test.trec",
-                                         collection)["nDCG@10"] for r in (name, partner)}
-        diffs = [per_query[name][q] - per_query[partner][q] for q in sorted(per_query[name])]
         tele, ance = metric(runs[name], n, MAIN, "nDCG@10"), metric(runs[partner], n, MAIN, "nDCG@10")
         out.append({"setting": setting, "tele": tele, "ance": ance, "difference": tele - ance,
-                    "bootstrap": paired_bootstrap(diffs),
+                    "bootstrap": paired_ndcg(paths, name, partner, n, "test", collection),
                     "steps": {r: runs[r].get("train_steps", {}) for r in (name, partner)}})
     return out
 
@@ -190,6 +202,7 @@ def variant_rows(runs: dict[str, dict], paths: dict, settings: dict, seed: int) 
 
     out = []
     collections: dict[str, object] = {}
+    memo: dict = {}
     for exp in beyond_experiments(settings, seed):
         n = finished_last_episode(runs.get(exp.name))
         if n is None:
@@ -205,12 +218,9 @@ def variant_rows(runs: dict[str, dict], paths: dict, settings: dict, seed: int) 
                     continue
                 if name not in collections:
                     collections[name] = load_collection(path, split="test")
-                per_query = {r: per_query_scores(paths["runs"] / r / f"episode-{n}" / "rankings" / f"{trec}.trec",
-                                                 collections[name])["nDCG@10"] for r in (exp.name, base)}
-                diffs = [per_query[exp.name][q] - per_query[base][q] for q in sorted(per_query[exp.name])]
                 row["against"].setdefault(base, {})[name] = {
                     "difference": row[name] - metric(runs[base], n, name, "nDCG@10"),
-                    "bootstrap": paired_bootstrap(diffs)}
+                    "bootstrap": paired_ndcg(paths, exp.name, base, n, trec, collections[name], memo)}
         out.append(row)
     return out
 
