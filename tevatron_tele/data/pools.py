@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections import Counter
-from collections.abc import Callable, Container, Iterable, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..utils import InputFileError, PathLike, atomic_path, iter_jsonl, location, write_json
+from .line_index import LineIndex, decode_line
 
 logger = logging.getLogger(__name__)
 
@@ -62,43 +64,78 @@ def pool_stats_path(path: PathLike) -> Path:
     return path.with_name(name + ".stats.json")
 
 
-def summarize_pool(entries: list[PoolEntry]) -> dict[str, Any]:
-    """Counts that describe a pool: sizes, negatives per source, overlap between sources."""
-    n = len(entries)
-    per_source = Counter()
-    overlap = Counter()
-    for e in entries:
+class PoolSummary:
+    """The counts `summarize_pool` reports, gathered one entry at a time (a pool is written as it is mined)."""
+
+    def __init__(self) -> None:
+        self.queries = self.positives = self.negatives = self.without_negatives = 0
+        self.per_source: Counter = Counter()
+        self.overlap: Counter = Counter()
+
+    def add(self, e: PoolEntry) -> None:
+        self.queries += 1
+        self.positives += len(e.positive_document_ids)
+        self.negatives += len(e.negative_document_ids)
+        self.without_negatives += not e.negative_document_ids
         for name, ids in e.sources.items():
-            per_source[name] += len(ids)
+            self.per_source[name] += len(ids)
         names = sorted(e.sources)
         for i, a in enumerate(names):
             for b in names[i + 1:]:
-                overlap[f"{a}&{b}"] += len(set(e.sources[a]) & set(e.sources[b]))
-    negatives = sum(len(e.negative_document_ids) for e in entries)
-    return {
-        "queries": n,
-        "positives": sum(len(e.positive_document_ids) for e in entries),
-        "negatives": negatives,
-        "negatives_per_query": negatives / n if n else 0.0,
-        "queries_without_negatives": sum(1 for e in entries if not e.negative_document_ids),
-        "source_negatives": dict(per_source),
-        "source_overlap": dict(overlap),
-    }
+                self.overlap[f"{a}&{b}"] += len(set(e.sources[a]) & set(e.sources[b]))
+
+    def result(self) -> dict[str, Any]:
+        n = self.queries
+        return {
+            "queries": n,
+            "positives": self.positives,
+            "negatives": self.negatives,
+            "negatives_per_query": self.negatives / n if n else 0.0,
+            "queries_without_negatives": self.without_negatives,
+            "source_negatives": dict(self.per_source),
+            "source_overlap": dict(self.overlap),
+        }
 
 
-def write_pool(path: PathLike, entries: Iterable[PoolEntry], stats: dict | None = None) -> None:
+def summarize_pool(entries: Iterable[PoolEntry]) -> dict[str, Any]:
+    """Counts that describe a pool: sizes, negatives per source, overlap between sources.
+
+    Args:
+        entries: the pool's entries.
+
+    Returns:
+        queries, positives, negatives (and per query), queries without negatives, negatives per source and
+        the ids shared by each pair of sources.
+    """
+    summary = PoolSummary()
+    for e in entries:
+        summary.add(e)
+    return summary.result()
+
+
+def write_pool(path: PathLike, entries: Iterable[PoolEntry],
+               stats: dict | Callable[[], dict] | None = None) -> None:
     """Write the pool atomically, and its stats file beside it (the given stats over a computed summary).
 
-    The stats are written first and the pool last, so a pool on disk always has its stats: a process killed
-    in between leaves no pool, and the step that writes it runs again.
+    Entries are written as they come (an iterator is never held whole), and `stats` may be a function called
+    once they are all written (for stats gathered while they were made). The pool is renamed into place only
+    after its stats are written, so a pool on disk always has its stats: a process killed before leaves no
+    pool, and the step that writes it runs again.
+
+    Args:
+        path: the pool.jsonl to write.
+        entries: the entries, in the order to write them.
+        stats: fields of pool.stats.json beside the summary (they win over its keys), or a function giving them.
     """
-    entries = list(entries)
-    write_json(pool_stats_path(path), {**summarize_pool(entries), **(stats or {})})
+    summary = PoolSummary()
     with atomic_path(path) as tmp:
         with open(tmp, "w", encoding="utf-8") as f:
             for e in entries:
+                summary.add(e)
                 f.write(e.to_json() + "\n")
-    logger.info("wrote pool of %d queries -> %s", len(entries), path)
+        extra = stats() if callable(stats) else stats
+        write_json(pool_stats_path(path), {**summary.result(), **(extra or {})})
+    logger.info("wrote pool of %d queries -> %s", summary.queries, path)
 
 
 # ---------------------------------------------------------------- reading and validation
@@ -172,16 +209,19 @@ def _check_known(path: PathLike, entries: Sequence[tuple[PoolEntry, int]],
                 raise _fail(path, line, name, f"unknown document id {bad!r}")
 
 
-def read_pool(path: PathLike, *, known_doc_ids: Container[str] | Iterable[str] | None = None) -> list[PoolEntry]:
-    """Read and validate a pool; `known_doc_ids` also checks that every id it names exists.
+def iter_pool(path: PathLike, *, known_doc_ids: Container[str] | Iterable[str] | None = None
+              ) -> Iterator[PoolEntry]:
+    """Read and validate a pool one entry at a time (what `read_pool` returns, without a list of them all).
+
+    With `known_doc_ids`, a corpus checks the ids of 4,096 entries in one look-up, and those entries are
+    yielded only once checked, so a consumer never sees an entry the check would refuse.
 
     Args:
         path: the pool.jsonl.
-        known_doc_ids: the ids that exist: a container with a fast `in` (a set, a dict, a `Corpus`, which looks
-            ids up in its index without a set of them all), or any iterable of ids (made into a set).
+        known_doc_ids: as in `read_pool`.
 
     Returns:
-        The entries, in file order.
+        An iterator over the entries, in file order.
     """
     unknown_ids, batch = None, 1
     if hasattr(known_doc_ids, "unknown_ids"):  # a corpus: the ids of many entries in one look-up
@@ -195,28 +235,105 @@ def read_pool(path: PathLike, *, known_doc_ids: Container[str] | Iterable[str] |
         def unknown_ids(ids: list[str]) -> list[str]:
             return [d for d in ids if d not in known]
 
-    entries: list[PoolEntry] = []
     unchecked: list[tuple[PoolEntry, int]] = []
     seen: dict[str, int] = {}
     other_sources: set[str] = set()
     for line_no, obj in iter_jsonl(path, _fail):
         entry = _parse_entry(path, line_no, obj)
-        if unknown_ids is not None:
-            unchecked.append((entry, line_no))
-            if len(unchecked) == batch:
-                _check_known(path, unchecked, unknown_ids)
-                unchecked.clear()
         if entry.query_id in seen:
             raise _fail(path, line_no, "query_id",
                         f"duplicate query id {entry.query_id!r} (first at line {seen[entry.query_id]})")
         seen[entry.query_id] = line_no
         other_sources.update(set(entry.sources) - set(SOURCES))
-        entries.append(entry)
+        if unknown_ids is None:
+            yield entry
+            continue
+        unchecked.append((entry, line_no))
+        if len(unchecked) == batch:
+            _check_known(path, unchecked, unknown_ids)
+            yield from (e for e, _ in unchecked)
+            unchecked.clear()
     if unchecked:
         _check_known(path, unchecked, unknown_ids)
+        yield from (e for e, _ in unchecked)
     if other_sources:
         logger.warning("%s: sources other than %s: %s", path, SOURCES, sorted(other_sources))
-    return entries
+
+
+def read_pool(path: PathLike, *, known_doc_ids: Container[str] | Iterable[str] | None = None) -> list[PoolEntry]:
+    """Read and validate a pool; `known_doc_ids` also checks that every id it names exists.
+
+    Args:
+        path: the pool.jsonl.
+        known_doc_ids: the ids that exist: a container with a fast `in` (a set, a dict, a `Corpus`, which looks
+            ids up in its index without a set of them all), or any iterable of ids (made into a set).
+
+    Returns:
+        The entries, in file order.
+    """
+    return list(iter_pool(path, known_doc_ids=known_doc_ids))
+
+
+# the query id of a line as write_pool writes it (first key, compact); other lines are parsed whole
+_LEADING_QUERY_ID = re.compile(rb'\A\s*\{\s*"query_id"\s*:\s*("(?:[^"\\]|\\.)*")\s*,')
+
+
+def _pool_line_key(path: PathLike, raw: bytes, line_no: int) -> str | None:
+    """The query id of a pool line (None for a blank one), refusing a line that has none."""
+    if not raw.strip():
+        return None
+    match = _LEADING_QUERY_ID.match(raw)
+    try:
+        obj = json.loads(match.group(1) if match else raw)
+    except UnicodeDecodeError:
+        raise _fail(path, line_no, "<utf-8>", "invalid UTF-8; save the file as UTF-8") from None
+    except json.JSONDecodeError as e:
+        raise _fail(path, line_no, "<json>", f"malformed JSON ({e.msg} at column {e.colno})") from None
+    if match:
+        return obj
+    if not isinstance(obj, dict):
+        raise _fail(path, line_no, "<json>", f"expected an object, got {type(obj).__name__}")
+    if not isinstance(obj.get("query_id"), str):
+        raise _fail(path, line_no, "query_id", "missing" if "query_id" not in obj else
+                    f"expected a string, got {type(obj['query_id']).__name__}")
+    return obj["query_id"]
+
+
+class IndexedPool(Mapping[str, PoolEntry]):
+    """A pool file as a read-only mapping of query id -> `PoolEntry`, read and validated when looked up.
+
+    Opening it scans the file once for where each query's line is (`LineIndex`; a query id twice is refused
+    there); `pool[qid]` parses and checks that line as `read_pool` does. Memory is a few integers per query,
+    so a step that needs an earlier pool query by query (momentum, the stored scores) does not hold it.
+
+    Args:
+        path: the pool.jsonl.
+    """
+
+    def __init__(self, path: PathLike) -> None:
+        self.path = Path(path)
+        self._index = LineIndex(self.path, lambda raw, n: _pool_line_key(path, raw, n), unique="query_id",
+                                error=_fail)
+
+    def __getitem__(self, qid: str) -> PoolEntry:
+        if qid not in self._index:
+            raise KeyError(qid)
+        line_no, raw = next(self._index.read(qid))
+        line = decode_line(self.path, line_no, raw, _fail)
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise _fail(self.path, line_no, "<json>", f"malformed JSON ({e.msg} at column {e.colno})") from None
+        return _parse_entry(self.path, line_no, obj)
+
+    def __contains__(self, qid: object) -> bool:
+        return qid in self._index
+
+    def __iter__(self) -> Iterator[str]:
+        return self._index.keys()
+
+    def __len__(self) -> int:
+        return len(self._index)
 
 
 def read_pool_stats(path: PathLike) -> dict:

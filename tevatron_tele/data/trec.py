@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from ..utils import InputFileError, PathLike, atomic_path, iter_lines, location
+from .line_index import LineIndex, decode_line
 
 # qid -> [(docid, score), ...] best first
 Run = dict[str, list[tuple[str, float]]]
@@ -28,6 +30,38 @@ def write_run(path: PathLike, run: Mapping[str, Sequence[tuple[str, float]]], ta
                     f.write(f"{qid} Q0 {docid} {rank} {float(score):.6f} {tag}\n")
 
 
+def _parse_run_line(path: PathLike, line_no: int, line: str) -> tuple[str, str, float, int] | None:
+    """(qid, docid, score, rank) of a run line; None for a blank one. A 3-column line scores -rank."""
+    parts = line.split()
+    if not parts:
+        return None
+    if len(parts) == 6:
+        qid, _, docid, rank, score = parts[:5]
+    elif len(parts) == 3:
+        qid, docid, rank = parts
+        score = None
+    else:
+        raise _run_error(path, line_no, "<columns>", f"expected 6 columns (qid Q0 docid rank score tag), "
+                                                     f"got {len(parts)}")
+    try:
+        rank_value = int(rank)
+    except ValueError:
+        raise _run_error(path, line_no, "rank", f"not an integer: {rank!r}") from None
+    if score is None:
+        return qid, docid, -float(rank_value), rank_value
+    try:
+        score_value = float(score)
+    except ValueError:
+        raise _run_error(path, line_no, "score", f"not a number: {score!r}") from None
+    if not math.isfinite(score_value):
+        raise _run_error(path, line_no, "score", f"not a finite number: {score!r}")
+    return qid, docid, score_value, rank_value
+
+
+def _in_rank_order(rows: list[tuple[str, float, int]]) -> list[tuple[str, float]]:
+    return [(d, s) for d, s, _ in sorted(rows, key=lambda r: (r[2], -r[1]))]
+
+
 def read_run(path: PathLike) -> Run:
     """Read a TREC run file (6 columns; a 3-column `qid docid rank` MS MARCO file also works).
 
@@ -44,37 +78,81 @@ def read_run(path: PathLike) -> Run:
     """
     run: dict[str, list[tuple[str, float, int]]] = {}
     for line_no, line in iter_lines(path, _run_error):
-        parts = line.split()
-        if not parts:
-            continue
-        if len(parts) == 6:
-            qid, _, docid, rank, score = parts[:5]
-        elif len(parts) == 3:
-            qid, docid, rank = parts
-            score = None
-        else:
-            raise _run_error(path, line_no, "<columns>", f"expected 6 columns (qid Q0 docid rank score tag), "
-                                                         f"got {len(parts)}")
-        try:
-            rank_value = int(rank)
-        except ValueError:
-            raise _run_error(path, line_no, "rank", f"not an integer: {rank!r}") from None
-        if score is None:
-            score_value = -float(rank_value)
-        else:
-            try:
-                score_value = float(score)
-            except ValueError:
-                raise _run_error(path, line_no, "score", f"not a number: {score!r}") from None
-            if not math.isfinite(score_value):
-                raise _run_error(path, line_no, "score", f"not a finite number: {score!r}")
-        run.setdefault(qid, []).append((docid, score_value, rank_value))
+        row = _parse_run_line(path, line_no, line)
+        if row is not None:
+            run.setdefault(row[0], []).append(row[1:])
     if not run:
         raise _run_error(path, None, "<file>", "empty: no ranked documents in the file")
     for qid, rows in run.items():
         if len({d for d, _, _ in rows}) != len(rows):
             _refuse_duplicate(path, qid)
-    return {q: [(d, s) for d, s, _ in sorted(rows, key=lambda r: (r[2], -r[1]))] for q, rows in run.items()}
+    return {q: _in_rank_order(rows) for q, rows in run.items()}
+
+
+class IndexedRun(Mapping[str, list[tuple[str, float]]]):
+    """A TREC run file as a read-only mapping that reads one query's lines when it is looked up.
+
+    What `read_run` returns, without holding the file: opening it scans the bytes once for where each query's
+    lines are (`LineIndex`); `run[qid]` parses and checks those lines as `read_run` does (same errors, the
+    same rank order). Lines of queries never looked up are not checked beyond their query id. Memory is a
+    few integers per query, so mining millions of ranked passages streams instead of loading them all.
+
+    Args:
+        path: the run file.
+    """
+
+    def __init__(self, path: PathLike) -> None:
+        self.path = Path(path)
+
+        def key_of(raw: bytes, line_no: int) -> str | None:  # the query id: the first column
+            parts = raw.split(None, 1)
+            if not parts:
+                return None
+            try:
+                return parts[0].decode("utf-8")
+            except UnicodeDecodeError:
+                raise _run_error(path, line_no, "<utf-8>", "invalid UTF-8 in the query id") from None
+
+        self._index = LineIndex(self.path, key_of, error=_run_error)
+        if not len(self._index):
+            raise _run_error(path, None, "<file>", "empty: no ranked documents in the file")
+
+    def __getitem__(self, qid: str) -> list[tuple[str, float]]:
+        if qid not in self._index:
+            raise KeyError(qid)
+        rows: list[tuple[str, float, int]] = []
+        first: dict[str, int] = {}
+        for line_no, raw in self._index.read(qid):
+            row = _parse_run_line(self.path, line_no, decode_line(self.path, line_no, raw, _run_error))
+            if row is None:
+                continue
+            if row[1] in first:
+                raise _run_error(self.path, line_no, "docid", f"document {row[1]!r} listed twice for query "
+                                                              f"{qid!r} (first at line {first[row[1]]})")
+            first[row[1]] = line_no
+            rows.append(row[1:])
+        return _in_rank_order(rows)
+
+    def __contains__(self, qid: object) -> bool:
+        return qid in self._index
+
+    def __iter__(self) -> Iterator[str]:
+        return self._index.keys()
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+
+def open_run(run: PathLike | Mapping[str, Sequence[tuple[str, float]]]) -> Mapping[str, Sequence[tuple[str, float]]]:
+    """A run to look queries up in: an `IndexedRun` of a file (streamed), a mapping in memory as it is.
+
+    Args:
+        run: a TREC run file, or a Run already in memory.
+
+    Returns:
+        {query id: [(document id, score), ...] in rank order}, as a mapping.
+    """
+    return IndexedRun(run) if isinstance(run, (str, os.PathLike)) else run
 
 
 def _refuse_duplicate(path: PathLike, qid: str) -> None:

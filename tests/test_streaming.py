@@ -1,0 +1,120 @@
+"""Streaming readers and writers: runs and pools looked up query by query, pools mined a batch at a time,
+with the same results (and the same errors) as reading everything into memory."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tevatron_tele.data.pools import IndexedPool, PoolEntry, PoolError, iter_pool, read_pool, write_pool
+from tevatron_tele.data.trec import IndexedRun, RunFileError, open_run, read_run, write_run
+
+RUN_TEXT = (
+    "\ufeffq1 Q0 d1 1 3.5 t\r\n"
+    "q1 Q0 d2 2 2.5 t\r\n"
+    "\n"
+    "q2 Q0 d9 2 1.0 t\n"
+    "q2 Q0 d8 1 2.0 t\n"
+    "q1 Q0 d3 3 0.5 t\n"  # q1 again, after q2: a second block
+    "q3 d4 1\n"  # 3 columns: scored -rank
+)
+
+
+def test_indexed_run_reads_what_read_run_reads(tmp_path):
+    path = tmp_path / "run.trec"
+    path.write_bytes(RUN_TEXT.encode("utf-8"))
+    run = IndexedRun(path)
+    assert list(run) == ["q1", "q2", "q3"] and len(run) == 3
+    assert "q2" in run and "q4" not in run
+    assert dict(run) == read_run(path)
+    assert run["q1"] == [("d1", 3.5), ("d2", 2.5), ("d3", 0.5)]
+    assert run["q2"] == [("d8", 2.0), ("d9", 1.0)]  # in rank order, not line order
+    assert run.get("q4") is None
+    assert isinstance(open_run(path), IndexedRun) and open_run({"q": []}) == {"q": []}
+
+
+def test_indexed_run_errors_name_the_line(tmp_path):
+    path = tmp_path / "run.trec"
+    path.write_text("q1 Q0 d1 1 3.5 t\nq2 Q0 d1 1 nan t\nq2 Q0 d2 x 1.0 t\nq3 Q0 d5 1 1 t\nq3 Q0 d5 2 0 t\n")
+    run = IndexedRun(path)  # only query ids are read on opening
+    assert run["q1"] == [("d1", 3.5)]
+    with pytest.raises(RunFileError, match=r"run\.trec:2: field 'score': not a finite number"):
+        run["q2"]
+    with pytest.raises(RunFileError, match=r"run\.trec:5: field 'docid': document 'd5' listed twice for query "
+                                           r"'q3' \(first at line 4\)"):
+        run["q3"]
+    empty = tmp_path / "empty.trec"
+    empty.write_text("\n\n")
+    with pytest.raises(RunFileError, match=r"empty\.trec: field '<file>': empty"):
+        IndexedRun(empty)
+
+
+def _pool_entries() -> list[PoolEntry]:
+    return [PoolEntry(f"q{i}", f"query {i} é", [f"p{i}"], [f"n{i}", "x", f"n{i}"], {"ann": [f"n{i}", "x"],
+                                                                                  "momentum": [f"n{i}"]})
+            for i in range(6)]
+
+
+def test_indexed_pool_is_the_pool_by_query(tmp_path):
+    path = tmp_path / "pool.jsonl"
+    write_pool(path, _pool_entries())
+    with open(path, "a", encoding="utf-8") as f:  # a line written by another tool: keys in another order
+        f.write("\n" + json.dumps({"sources": {}, "query_text": "t", "negative_document_ids": ["a"],
+                                   "positive_document_ids": ["b"], "query_id": "other \"q\""}) + "\n")
+    pool = IndexedPool(path)
+    assert dict(pool) == {e.query_id: e for e in read_pool(path)}
+    assert list(pool)[-1] == 'other "q"' and len(pool) == 7
+    assert pool["q4"] == _pool_entries()[4]
+    with pytest.raises(KeyError):
+        pool["q9"]
+
+
+def test_indexed_pool_errors_name_the_line(tmp_path):
+    path = tmp_path / "pool.jsonl"
+    good = _pool_entries()[0].to_json()
+    path.write_text(good + "\n" + _pool_entries()[1].to_json() + "\n" + good + "\n")
+    with pytest.raises(PoolError, match=r"pool\.jsonl:3: field 'query_id': duplicate query_id 'q0' "
+                                        r"\(first at line 1\)"):
+        IndexedPool(path)
+    path.write_text(good + "\n{\"query_id\": \n")
+    with pytest.raises(PoolError, match=r"pool\.jsonl:2: field '<json>': malformed JSON"):
+        IndexedPool(path)
+    bad = json.loads(good) | {"query_id": "q7", "positive_document_ids": []}
+    path.write_text(good + "\n" + json.dumps(bad) + "\n")
+    pool = IndexedPool(path)  # a line's fields are checked when it is looked up
+    with pytest.raises(PoolError, match=r"pool\.jsonl:2: field 'positive_document_ids': empty"):
+        pool["q7"]
+
+
+def test_iter_pool_yields_only_checked_entries(tmp_path):
+    path = tmp_path / "pool.jsonl"
+    entries = _pool_entries()
+    entries[4].negative_document_ids = ["unknown"]
+    write_pool(path, entries)
+    asked: list[list[str]] = []
+
+    class Corpus:  # checks many entries' ids in one call, as a Corpus does
+        def unknown_ids(self, ids):
+            asked.append(list(ids))
+            return [d for d in ids if d == "unknown"]
+
+    stream = iter_pool(path, known_doc_ids=Corpus())
+    with pytest.raises(PoolError, match=r"pool\.jsonl:5: field 'negative_document_ids': unknown document id"):
+        next(stream)  # the first entry is held back until the batch holding line 5 is checked
+    assert len(asked) == 1 and "n0" in asked[0] and "n5" in asked[0]
+    assert list(iter_pool(path)) == read_pool(path) == entries
+
+
+def test_write_pool_streams_and_takes_stats_afterwards(tmp_path):
+    path = tmp_path / "pool.jsonl"
+    made: list[str] = []
+
+    def entries():
+        for e in _pool_entries():
+            made.append(e.query_id)
+            yield e
+
+    write_pool(path, entries(), lambda: {"made": len(made)})
+    stats = json.loads((tmp_path / "pool.stats.json").read_text())
+    assert stats["made"] == 6 and stats["queries"] == 6 and stats["negatives"] == 18
+    assert read_pool(path) == _pool_entries()
