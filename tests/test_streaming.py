@@ -3,11 +3,15 @@ with the same results (and the same errors) as reading everything into memory.""
 from __future__ import annotations
 
 import json
+import random
+from types import SimpleNamespace
 
 import pytest
 
 from tevatron_tele.data.pools import IndexedPool, PoolEntry, PoolError, iter_pool, read_pool, write_pool
 from tevatron_tele.data.trec import IndexedRun, RunFileError, open_run, read_run, write_run
+from tevatron_tele.mining import tele
+from tevatron_tele.mining.tele import MiningConfig, mine_episode
 
 RUN_TEXT = (
     "\ufeffq1 Q0 d1 1 3.5 t\r\n"
@@ -118,3 +122,66 @@ def test_write_pool_streams_and_takes_stats_afterwards(tmp_path):
     stats = json.loads((tmp_path / "pool.stats.json").read_text())
     assert stats["made"] == 6 and stats["queries"] == 6 and stats["negatives"] == 18
     assert read_pool(path) == _pool_entries()
+
+
+def _mining_inputs(tmp_path):
+    rng = random.Random(5)
+    docs = [f"d{i}" for i in range(300)]
+    queries = {f"q{i}": f"query {i}" for i in range(23)}
+    positives = {q: [docs[i], docs[i + 100]] if i % 4 == 0 else [docs[i]] for i, q in enumerate(queries)}
+    positives["q22"] = []  # dropped: no positive
+    collection = SimpleNamespace(queries=queries, answers=None, positives=lambda q: positives[q])
+    query_run = {q: [(d, 9 - k / 10) for k, d in enumerate(rng.sample(docs, 40))] for q in list(queries)[:-2]}
+    query_run["q1"] = [(positives["q1"][0], 9.5)] + [r for r in query_run["q1"] if r[0] != positives["q1"][0]]
+    positive_run = {p[0]: [(d, 5 - k / 10) for k, d in enumerate(rng.sample(docs, 40))]
+                    for p in list(positives.values())[3:] if p}
+    previous = [PoolEntry(q, queries[q], positives[q], [d for d in rng.sample(docs, 12) if d not in positives[q]],
+                          {"ann": [d for d in rng.sample(docs, 6) if d not in positives[q]]})
+                for q in list(queries)[2:-1]] + [PoolEntry("gone", "a query no longer there", ["d1"], ["d2"], {})]
+    scores = {q: {d: rng.random() for d in docs} for q in [*queries, "gone"]}
+    write_run(tmp_path / "q.trec", query_run)
+    write_run(tmp_path / "p.trec", positive_run)
+    write_pool(tmp_path / "prev.jsonl", previous)
+    return collection, query_run, positive_run, previous, scores
+
+
+@pytest.mark.parametrize("config", [
+    MiningConfig(depth=30, sample=8, seed=4),
+    MiningConfig(depth=30, sample=5, seed=2, dedupe=True, all_positives=True, max_negative_ratio=0.9, skip_top=1,
+                 momentum="forgotten-first"),
+])
+def test_mining_in_batches_gives_the_pool_of_one_batch(tmp_path, monkeypatch, config):
+    """Batches of 4 queries (files streamed) write byte for byte the pool and stats of one batch over runs in
+    memory, filter and replay counts included (the previous pool's query the collection lacks as well)."""
+    collection, query_run, positive_run, previous, scores = _mining_inputs(tmp_path)
+    whole = mine_episode(collection, tmp_path / "whole" / "pool.jsonl", query_run=query_run, positive_run=positive_run,
+                         previous_pool=previous, config=config, scores=scores)
+    monkeypatch.setattr(tele, "MINE_BATCH", 4)
+    batched = mine_episode(collection, tmp_path / "batched" / "pool.jsonl", query_run=tmp_path / "q.trec",
+                           positive_run=tmp_path / "p.trec", previous_pool=tmp_path / "prev.jsonl", config=config,
+                           scores=scores)
+    assert batched.read_bytes() == whole.read_bytes()
+    assert (batched.parent / "pool.stats.json").read_text() == (whole.parent / "pool.stats.json").read_text()
+    stats = json.loads((batched.parent / "pool.stats.json").read_text())
+    assert stats["kept"] == 22 and stats["dropped"]["no_positive"] == 1
+    assert stats["sources"]["momentum"]["queries"] == 20
+    if config.momentum != "all":
+        assert stats["momentum_replay"]["queries"] == 21  # "gone" counted, as when the pool was read whole
+
+
+def test_a_custom_combine_sees_every_query_at_once(tmp_path, monkeypatch):
+    collection, query_run, _, previous, _ = _mining_inputs(tmp_path)
+    seen = []
+
+    def combine(collection, sources, previous_pool, **kw):
+        seen.append((sorted(sources["ann"]), sorted(sources["momentum"])))
+        return tele.build_pool(collection, sources, previous_pool, **kw)
+
+    monkeypatch.setattr(tele, "MINE_BATCH", 4)
+    config = MiningConfig(depth=30, sample=8, hooks=tele.Hooks(combine=combine))
+    custom = mine_episode(collection, tmp_path / "c" / "pool.jsonl", query_run=query_run, previous_pool=previous,
+                          config=config)
+    plain = mine_episode(collection, tmp_path / "p" / "pool.jsonl", query_run=query_run, previous_pool=previous,
+                         config=MiningConfig(depth=30, sample=8))
+    assert len(seen) == 1 and len(seen[0][0]) == 21 and "gone" in seen[0][1]
+    assert custom.read_bytes() == plain.read_bytes()

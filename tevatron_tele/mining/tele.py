@@ -18,12 +18,16 @@ from __future__ import annotations
 import itertools
 import logging
 import random
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..data.pools import PoolEntry, ordered_sources, pool_stats_path, read_pool, write_pool
-from ..data.trec import Run, read_run
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..data.id_index import hash_ids
+from ..data.pools import IndexedPool, PoolEntry, ordered_sources, pool_stats_path, write_pool
+from ..data.trec import Run, open_run
 from ..utils import PathLike
 from .filters import MOMENTUM_MODES, FilterSettings, PositiveAwareFilter, as_scorer, replay_momentum_negatives
 
@@ -32,6 +36,7 @@ logger = logging.getLogger(__name__)
 Negatives = dict[str, list[str]]
 DEFAULT_DEPTH = 200
 DEFAULT_SAMPLE = 30
+MINE_BATCH = 4096  # queries mined and written at a time: memory follows the batch, not the rankings
 
 
 def _query_rng(rng: int | random.Random, source: str, qid: str) -> random.Random:
@@ -152,6 +157,131 @@ def _mean(values: list[float]) -> float | None:
     return round(sum(values) / len(values), 6) if values else None
 
 
+class PoolBuilder:
+    """Pool entries and their statistics, built a batch of queries at a time (what `build_pool` returns).
+
+    `mine_episode` streams: it mines and writes a few thousand queries at a time, so only the statistics
+    (a few numbers per query, 8 bytes per negative for the distinct-document counts) outlive a batch.
+
+    Args:
+        order: the source names, in the order a query's negatives are concatenated (`ordered_sources`).
+        with_previous: a previous pool is given (its ANN lists are compared with the new ones).
+        dedupe: keep each negative once per query.
+    """
+
+    def __init__(self, order: Sequence[str], *, with_previous: bool, dedupe: bool = False) -> None:
+        self.order, self.with_previous, self.dedupe = list(order), with_previous, dedupe
+        self.queries = 0
+        self.dropped: dict[str, list[str]] = {"no_positive": [], "no_negatives": []}
+        self.dropped_count = dict.fromkeys(self.dropped, 0)
+        self.removed = dict.fromkeys(self.order, 0)
+        self.missing = dict.fromkeys(self.order, 0)
+        self.pair_jaccard: dict[str, list[float]] = {f"{a}|{b}": [] for a, b in itertools.combinations(self.order, 2)}
+        self.prev_jaccard: list[float] = []
+        self.duplicates = 0
+        self.kept_sizes: list[int] = []
+        self.source_queries = dict.fromkeys(self.order, 0)
+        self.source_negatives = dict.fromkeys(self.order, 0)
+        self.source_sizes: dict[str, list[float]] = {name: [] for name in self.order}
+        self.source_hashes: dict[str, list[np.ndarray]] = {name: [] for name in self.order}
+
+    def _drop(self, reason: str, qid: str) -> None:
+        self.dropped_count[reason] += 1
+        if len(self.dropped[reason]) < 20:
+            self.dropped[reason].append(qid)
+
+    def add(self, queries: Iterable[tuple[str, str]], sources: Mapping[str, Mapping[str, Sequence[str]]],
+            previous: Iterable[PoolEntry] = (), *, positives: Mapping[str, Sequence[str]],
+            exclude: Mapping[str, Iterable[str]] | None = None) -> list[PoolEntry]:
+        """The entries of these queries ((id, text) pairs, in pool order); their statistics are kept.
+
+        Args:
+            queries: the (query id, text) pairs of this batch.
+            sources: per source name, {query id: negatives} of (at least) these queries.
+            previous: the previous pool's entries of these queries (for the ANN overlap).
+            positives: each query's positives (never negatives).
+            exclude: per query, more passages that are never negatives (QA: passages holding an answer).
+
+        Returns:
+            One entry per query with a positive and a negative.
+        """
+        prev_ann = {e.query_id: e.sources.get("ann", []) for e in previous if e.sources.get("ann")}
+        entries: list[PoolEntry] = []
+        for qid, text in queries:
+            self.queries += 1
+            pos = list(positives.get(qid, []))
+            if not pos:
+                self._drop("no_positive", qid)
+                continue
+            banned = set(pos) | set((exclude or {}).get(qid, ()))
+            per_source: dict[str, list[str]] = {}
+            for name in self.order:
+                if qid not in sources[name]:
+                    self.missing[name] += 1
+                    continue
+                kept = [d for d in sources[name][qid] if d not in banned]
+                self.removed[name] += len(sources[name][qid]) - len(kept)
+                per_source[name] = kept
+            negatives = [d for name in self.order for d in per_source.get(name, [])]
+            if self.dedupe:
+                negatives = list(dict.fromkeys(negatives))
+            if not negatives:
+                self._drop("no_negatives", qid)
+                continue
+            self.duplicates += len(negatives) - len(set(negatives))
+            for a, b in itertools.combinations(self.order, 2):
+                if a in per_source and b in per_source:
+                    self.pair_jaccard[f"{a}|{b}"].append(_jaccard(per_source[a], per_source[b]))
+            if qid in prev_ann and "ann" in per_source:
+                self.prev_jaccard.append(_jaccard(per_source["ann"], prev_ann[qid]))
+            self.kept_sizes.append(len(negatives))
+            for name, docs in per_source.items():
+                self.source_queries[name] += 1
+                self.source_negatives[name] += len(docs)
+                self.source_sizes[name].append(float(len(docs)))
+            entries.append(PoolEntry(query_id=qid, query_text=text, positive_document_ids=pos,
+                                     negative_document_ids=negatives, sources=per_source))
+        for name in self.order:  # distinct documents per source, by 64-bit id hash (no set of id strings)
+            docs = [d for e in entries for d in e.sources.get(name, [])]
+            if docs:
+                self.source_hashes[name].append(np.unique(hash_ids(docs)))
+        return entries
+
+    def _unique_docs(self, name: str) -> int:
+        parts = self.source_hashes[name]
+        return int(np.unique(np.concatenate(parts)).size) if parts else 0
+
+    def stats(self) -> dict:
+        """The statistics of every query added so far (pool.stats.json's mining fields)."""
+        kept_sizes = self.kept_sizes
+        return {
+            "queries": self.queries,
+            "kept": len(kept_sizes),
+            "dropped": dict(self.dropped_count),
+            "dropped_examples": {reason: ids for reason, ids in self.dropped.items() if ids},
+            "negatives_per_query": {
+                "mean": _mean([float(n) for n in kept_sizes]),
+                "min": min(kept_sizes, default=0),
+                "max": max(kept_sizes, default=0),
+            },
+            "repeated_negatives": self.duplicates,
+            "sources": {
+                name: {
+                    "queries": self.source_queries[name],
+                    "negatives": self.source_negatives[name],
+                    "unique_docs": self._unique_docs(name),
+                    "mean_per_query": _mean(self.source_sizes[name]),
+                    "queries_without_source": self.missing[name],
+                    "positives_removed": self.removed[name],
+                }
+                for name in self.order
+            },
+            "overlap_between_sources_jaccard": {pair: _mean(vals) for pair, vals in self.pair_jaccard.items()},
+            "overlap_with_previous_ann_jaccard": {"mean": _mean(self.prev_jaccard), "queries": len(self.prev_jaccard)}
+            if self.with_previous else None,
+        }
+
+
 def build_pool(
     collection,
     sources: Mapping[str, Mapping[str, Sequence[str]]],
@@ -166,74 +296,24 @@ def build_pool(
     `negative_document_ids` concatenates the sources in the order ann, lookahead, momentum, bm25,
     with repeats kept unless `dedupe` (a negative found by several sources then weighs more, as in
     the reference recipe). Queries without a positive or without any negative are dropped and
-    counted in the statistics.
+    counted in the statistics. (`PoolBuilder` does the same a batch of queries at a time.)
+
+    Args:
+        collection: the training collection (its queries, in order, and their positives).
+        sources: per source name, {query id: negatives}.
+        previous_pool: the previous pool's entries, or None.
+        positives: each query's positives (default: the collection's).
+        exclude: per query, more passages that are never negatives.
+        dedupe: keep each negative once per query.
+
+    Returns:
+        (entries, statistics).
     """
     positives = dict(positives) if positives is not None else {q: collection.positives(q) for q in collection.queries}
-    order = ordered_sources(sources)
-    entries: list = []
-    dropped: dict[str, list[str]] = {"no_positive": [], "no_negatives": []}
-    removed = dict.fromkeys(order, 0)
-    missing = dict.fromkeys(order, 0)
-    pair_jaccard: dict[str, list[float]] = {f"{a}|{b}": [] for a, b in itertools.combinations(order, 2)}
-    prev_ann = {e.query_id: e.sources.get("ann", []) for e in previous_pool or [] if e.sources.get("ann")}
-    prev_jaccard: list[float] = []
-    duplicates = 0
-    for qid, text in collection.queries.items():
-        pos = list(positives.get(qid, []))
-        if not pos:
-            dropped["no_positive"].append(qid)
-            continue
-        banned = set(pos) | set((exclude or {}).get(qid, ()))
-        per_source: dict[str, list[str]] = {}
-        for name in order:
-            if qid not in sources[name]:
-                missing[name] += 1
-                continue
-            kept = [d for d in sources[name][qid] if d not in banned]
-            removed[name] += len(sources[name][qid]) - len(kept)
-            per_source[name] = kept
-        negatives = [d for name in order for d in per_source.get(name, [])]
-        if dedupe:
-            negatives = list(dict.fromkeys(negatives))
-        if not negatives:
-            dropped["no_negatives"].append(qid)
-            continue
-        duplicates += len(negatives) - len(set(negatives))
-        for a, b in itertools.combinations(order, 2):
-            if a in per_source and b in per_source:
-                pair_jaccard[f"{a}|{b}"].append(_jaccard(per_source[a], per_source[b]))
-        if qid in prev_ann and "ann" in per_source:
-            prev_jaccard.append(_jaccard(per_source["ann"], prev_ann[qid]))
-        entries.append(PoolEntry(query_id=qid, query_text=text, positive_document_ids=pos,
-                                 negative_document_ids=negatives, sources=per_source))
-    kept_sizes = [len(e.negative_document_ids) for e in entries]
-    stats = {
-        "queries": len(collection.queries),
-        "kept": len(entries),
-        "dropped": {reason: len(ids) for reason, ids in dropped.items()},
-        "dropped_examples": {reason: ids[:20] for reason, ids in dropped.items() if ids},
-        "negatives_per_query": {
-            "mean": _mean([float(n) for n in kept_sizes]),
-            "min": min(kept_sizes, default=0),
-            "max": max(kept_sizes, default=0),
-        },
-        "repeated_negatives": duplicates,
-        "sources": {
-            name: {
-                "queries": sum(1 for e in entries if name in e.sources),
-                "negatives": sum(len(e.sources.get(name, [])) for e in entries),
-                "unique_docs": len({d for e in entries for d in e.sources.get(name, [])}),
-                "mean_per_query": _mean([float(len(e.sources[name])) for e in entries if name in e.sources]),
-                "queries_without_source": missing[name],
-                "positives_removed": removed[name],
-            }
-            for name in order
-        },
-        "overlap_between_sources_jaccard": {pair: _mean(vals) for pair, vals in pair_jaccard.items()},
-        "overlap_with_previous_ann_jaccard": {"mean": _mean(prev_jaccard), "queries": len(prev_jaccard)}
-        if previous_pool is not None else None,
-    }
-    return entries, stats
+    builder = PoolBuilder(ordered_sources(sources), with_previous=previous_pool is not None, dedupe=dedupe)
+    entries = builder.add(collection.queries.items(), sources, previous_pool or [], positives=positives,
+                          exclude=exclude)
+    return entries, builder.stats()
 
 
 def _query_runs(runs: Mapping[str, Run]) -> list[Run]:
@@ -260,8 +340,7 @@ def mining_positives(
         return positives
     from .answers import answer_positives_and_exclusions
 
-    runs = {name: read_run(r) if isinstance(r, (str, Path)) else r
-            for name, r in (("ann", query_run), ("bm25", bm25_run)) if r is not None}
+    runs = {name: open_run(r) for name, r in (("ann", query_run), ("bm25", bm25_run)) if r is not None}
     return answer_positives_and_exclusions(collection, _query_runs(runs), positives, depth=depth)[0]
 
 
@@ -339,8 +418,9 @@ def mine_episode(
     if (settings.needs_scores or (cfg.momentum != "all" and previous_pool is not None)) and scorer is None:
         raise ValueError(f"{pool_path}: --max_negative_ratio, --negative_margin and --momentum "
                          f"{'/'.join(MOMENTUM_MODES[1:])} need the mining model's scores (pass scores=...)")
-    runs = {name: read_run(r) if isinstance(r, (str, Path)) else r
-            for name, r in (("ann", query_run), ("lookahead", positive_run), ("bm25", bm25_run)) if r is not None}
+    # run files are looked up query by query (IndexedRun), the previous pool too: nothing is read whole
+    runs = {name: open_run(r) for name, r in (("ann", query_run), ("lookahead", positive_run), ("bm25", bm25_run))
+            if r is not None}
     positives = {q: collection.positives(q) for q in collection.queries}
     exclude: dict[str, set[str]] = {}
     if getattr(collection, "answers", None):
@@ -350,42 +430,92 @@ def mine_episode(
                                                              positive_run=runs.get("lookahead"))
     common = dict(depth=cfg.depth, sample=cfg.sample, rng=cfg.seed, exclude=exclude)
     filt = PositiveAwareFilter(settings, positives, scorer) if settings.active else None
+    previous = None
+    if previous_pool is not None:
+        previous = (IndexedPool(previous_pool) if isinstance(previous_pool, (str, Path))
+                    else {e.query_id: e for e in previous_pool})
+    names = [n for n in ("ann", "lookahead") if n in runs] + ["momentum"] * (previous is not None) + \
+        ["bm25"] * ("bm25" in runs)
+    if not names:
+        raise ValueError(f"{pool_path}: no ranking or previous pool given; nothing to mine from")
+    replay_stats: dict | None = None
 
     def opts(name: str) -> dict:  # `keep` reaches the hooks only with a filter set (custom hooks need not know it)
         return {**common, "keep": filt.keeper(name)} if filt is not None else common
 
-    sources: dict[str, Negatives] = {}
-    if "ann" in runs:
-        sources["ann"] = hooks.ann(runs["ann"], positives, **opts("ann"))
-    if "lookahead" in runs:
-        sources["lookahead"] = hooks.lookahead(runs["lookahead"], positives, all_positives=cfg.all_positives,
-                                               **opts("lookahead"))
-    previous = None
-    replay_stats = None
-    if previous_pool is not None:
-        previous = read_pool(previous_pool) if isinstance(previous_pool, (str, Path)) else list(previous_pool)
-        sources["momentum"] = hooks.momentum(previous)
+    def mine(qids: Sequence[str], *, momentum_only: bool = False) -> tuple[dict[str, Negatives], list[PoolEntry]]:
+        """Every source's negatives of these queries (the hooks sample per query: batches change nothing)."""
+        nonlocal replay_stats
+        batch = {q: positives.get(q, []) for q in qids}
+        sources: dict[str, Negatives] = {}
+        if "ann" in runs and not momentum_only:
+            sources["ann"] = hooks.ann(runs["ann"], batch, **opts("ann"))
+        if "lookahead" in runs and not momentum_only:
+            sources["lookahead"] = hooks.lookahead(runs["lookahead"], batch, all_positives=cfg.all_positives,
+                                                   **opts("lookahead"))
+        earlier: list[PoolEntry] = []
+        if previous is not None:
+            earlier = [previous[q] for q in qids if q in previous]
+            sources["momentum"] = hooks.momentum(earlier)
+            if cfg.momentum != "all":
+                sources["momentum"], counts = replay_momentum_negatives(sources["momentum"], positives, scorer,
+                                                                        cfg.momentum)
+                replay_stats = add_counts(replay_stats, counts)
+            if filt is not None:
+                keep = filt.keeper("momentum", ranked=False)
+                sources["momentum"] = {q: keep(q, list(ds)) for q, ds in sources["momentum"].items()}
+        if "bm25" in runs and not momentum_only:
+            sources["bm25"] = hooks.bm25(runs["bm25"], batch, **opts("bm25"))
+        return sources, earlier
+
+    def finish(stats: dict) -> dict:
+        """The mining statistics with the settings and the filter's and replay's counts, logged."""
+        stats["config"] = {"depth": cfg.depth, "sample": cfg.sample, "seed": cfg.seed,
+                           "all_positives": cfg.all_positives, "dedupe": cfg.dedupe, "sources": names}
+        if filt is not None:  # (keys only when set: the stats of an unfiltered pool stay what they were)
+            stats["config"].update(settings.to_dict())
+            stats["positive_aware_filter"] = filt.stats()
         if cfg.momentum != "all":
-            sources["momentum"], replay_stats = replay_momentum_negatives(sources["momentum"], positives, scorer,
-                                                                          cfg.momentum)
-        if filt is not None:
-            keep = filt.keeper("momentum", ranked=False)
-            sources["momentum"] = {q: keep(q, list(ds)) for q, ds in sources["momentum"].items()}
-    if "bm25" in runs:
-        sources["bm25"] = hooks.bm25(runs["bm25"], positives, **opts("bm25"))
-    if not sources:
-        raise ValueError(f"{pool_path}: no ranking or previous pool given; nothing to mine from")
-    entries, stats = hooks.combine(collection, sources, previous, positives=positives, exclude=exclude,
-                                   dedupe=cfg.dedupe)
-    stats["config"] = {"depth": cfg.depth, "sample": cfg.sample, "seed": cfg.seed,
-                       "all_positives": cfg.all_positives, "dedupe": cfg.dedupe, "sources": list(sources)}
-    if filt is not None:  # (keys only when set: the stats of an unfiltered pool stay what they were)
-        stats["config"].update(settings.to_dict())
-        stats["positive_aware_filter"] = filt.stats()
-    if cfg.momentum != "all":
-        stats["config"]["momentum"] = cfg.momentum
-        stats["momentum_replay"] = replay_stats
-    logger.info("pool %s: %d queries kept, dropped %s; sources %s", pool_path, stats["kept"], stats["dropped"],
-                {k: v["negatives"] for k, v in stats["sources"].items()})
-    write_pool(pool_path, entries, stats)
+            stats["config"]["momentum"] = cfg.momentum
+            stats["momentum_replay"] = replay_stats
+        logger.info("pool %s: %d queries kept, dropped %s; sources %s", pool_path, stats["kept"], stats["dropped"],
+                    {k: v["negatives"] for k, v in stats["sources"].items()})
+        return stats
+
+    queries = collection.queries
+    order = ordered_sources(names)
+    if hooks.combine is build_pool:  # streamed: a batch of queries mined, added and written at a time
+        builder = PoolBuilder(order, with_previous=previous is not None, dedupe=cfg.dedupe)
+
+        def entries() -> Iterator[PoolEntry]:
+            qids = list(queries)
+            for start in tqdm(range(0, len(qids), MINE_BATCH), desc=f"mining {pool_path.name}", unit="batch",
+                              disable=len(qids) <= MINE_BATCH):
+                chunk = qids[start:start + MINE_BATCH]
+                sources, earlier = mine(chunk)
+                yield from builder.add(((q, queries[q]) for q in chunk), sources, earlier, positives=positives,
+                                       exclude=exclude)
+            if previous is not None:  # momentum of earlier queries the collection lacks: counted, not pooled
+                others = [q for q in previous if q not in queries]
+                for start in range(0, len(others), MINE_BATCH):
+                    mine(others[start:start + MINE_BATCH], momentum_only=True)
+
+        write_pool(pool_path, entries(), lambda: finish(builder.stats()))
+        return pool_path
+    # a custom combine sees every query at once
+    sources, earlier = mine(list(queries))
+    if previous is not None:
+        extra, earlier_others = mine([q for q in previous if q not in queries], momentum_only=True)
+        sources["momentum"].update(extra["momentum"])
+        earlier += earlier_others
+    found, stats = hooks.combine(collection, sources, earlier if previous is not None else None,
+                                 positives=positives, exclude=exclude, dedupe=cfg.dedupe)
+    write_pool(pool_path, found, finish(stats))
     return pool_path
+
+
+def add_counts(total: dict | None, counts: dict) -> dict:
+    """`counts` added to `total` field by field (integers summed, the other fields kept): stats of batches."""
+    if total is None:
+        return dict(counts)
+    return {k: total[k] + v if isinstance(v, int) else v for k, v in counts.items()}
