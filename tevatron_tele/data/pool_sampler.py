@@ -8,7 +8,7 @@ and turns the chosen keys into the inputs its collator expects.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,14 +42,14 @@ class PoolSampler:
     trainer: Any = None
     data_args: Any = None
 
-    def load_groups(self, data_args, entries: Sequence[Any], tokenizer, *, query_cache=None, corpus_cache=None,
+    def load_groups(self, data_args, entries: Iterable[Any], tokenizer, *, query_cache=None, corpus_cache=None,
                     seed: int = 42) -> list[TrainGroup]:
         """Set up the sampler and return the training groups (queries without a positive or a negative dropped).
 
         Args:
             data_args: the backend's TeleDataArguments.
             entries: `PoolEntry` objects (ids, with `corpus_cache` / `query_cache`) or reference ANCE-Tele dicts
-                of token ids (`{"query", "positives", "negatives"}`).
+                of token ids (`{"query", "positives", "negatives"}`); read once, so an iterator streams them.
             tokenizer: tokenizes a pool's `query_text` when a query is not in `query_cache`.
             query_cache: TokenCache of the queries (optional).
             corpus_cache: TokenCache of the corpus (required for id pools).

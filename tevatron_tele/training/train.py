@@ -14,7 +14,7 @@ from transformers import AutoTokenizer, set_seed
 
 from ..backends import get_backend
 from ..data.collections import load_collection
-from ..data.pools import detect_pool_format, read_pool, read_reference_pool
+from ..data.pools import detect_pool_format, iter_pool, read_reference_pool
 from ..data.token_cache import corpus_token_cache, query_token_cache
 from ..utils import atomic_path, setup_logging, write_json
 
@@ -55,12 +55,15 @@ def build_train_dataset(data_args, tokenizer, *, seed: int, cache_dir: Path, bac
     if not data_args.collection:
         raise ValueError("--collection is required with a pool of document ids (it holds the texts)")
     collection = load_collection(data_args.collection, split=data_args.split, passages=data_args.passages)
-    entries = read_pool(data_args.pool, known_doc_ids=collection.corpus)  # its id index: no set of all ids
-    logger.info("read %d pool entries from %s", len(entries), data_args.pool)
     corpus_cache = corpus_token_cache(collection, tokenizer, data_args.p_max_len, cache_dir)
     query_cache = query_token_cache(collection, tokenizer, data_args.q_max_len, cache_dir)
-    return backend.make_dataset(data_args, entries, tokenizer, query_cache=query_cache, corpus_cache=corpus_cache,
-                                seed=seed, collection=collection)
+    # streamed: each entry becomes a group of token-cache keys as it is read, so the pool's id strings are never
+    # all held (the corpus checks the ids of a few thousand entries at a time, through its id index)
+    entries = iter_pool(data_args.pool, known_doc_ids=collection.corpus)
+    dataset = backend.make_dataset(data_args, entries, tokenizer, query_cache=query_cache, corpus_cache=corpus_cache,
+                                   seed=seed, collection=collection)
+    logger.info("read %d training groups from %s", len(dataset), data_args.pool)
+    return dataset
 
 
 def train(model_args, data_args, training_args, callbacks: list | None = None) -> Path:

@@ -1,7 +1,7 @@
 """TeleTrainDataset on Tevatron 0.1.0: its `TrainDataset` fed from a negative pool and token caches."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable
 from typing import Any
 
 from tevatron.data import QPCollator, TrainDataset
@@ -15,7 +15,8 @@ class TeleTrainDataset(PoolSampler, TrainDataset):
 
     Args:
         data_args: TeleDataArguments (train_n_passages, q_max_len, p_max_len, negative_mixing, ...).
-        entries: pool entries (`read_pool`) or reference tokenized dicts (`read_reference_pool`).
+        entries: pool entries (`read_pool`, or `iter_pool` to stream them) or reference tokenized dicts
+            (`read_reference_pool`).
         tokenizer: the model's tokenizer.
         query_cache: TokenCache of the queries.
         corpus_cache: TokenCache of the corpus (required for id pools).
@@ -23,7 +24,7 @@ class TeleTrainDataset(PoolSampler, TrainDataset):
         seed: seed used while no trainer is attached.
     """
 
-    def __init__(self, data_args, entries: Sequence[Any], tokenizer, *, query_cache=None, corpus_cache=None,
+    def __init__(self, data_args, entries: Iterable[Any], tokenizer, *, query_cache=None, corpus_cache=None,
                  trainer=None, seed: int = 42):
         groups = self.load_groups(data_args, entries, tokenizer, query_cache=query_cache, corpus_cache=corpus_cache,
                                   seed=seed)

@@ -6,7 +6,7 @@ constructor is not called: the attributes its methods use are set instead.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +27,8 @@ class TeleTrainDataset(PoolSampler, TrainDataset):
 
     Args:
         data_args: TeleDataArguments of this backend.
-        entries: pool entries (`read_pool`) or reference tokenized dicts (token_cache feed only).
+        entries: pool entries (`read_pool`, or `iter_pool` to stream them) or reference tokenized dicts
+            (token_cache feed only).
         tokenizer: the model's tokenizer.
         query_cache: TokenCache of the queries.
         corpus_cache: TokenCache of the corpus.
@@ -36,7 +37,7 @@ class TeleTrainDataset(PoolSampler, TrainDataset):
         collection: the collection (needed by the text feed).
     """
 
-    def __init__(self, data_args, entries: Sequence[Any], tokenizer, *, query_cache=None, corpus_cache=None,
+    def __init__(self, data_args, entries: Iterable[Any], tokenizer, *, query_cache=None, corpus_cache=None,
                  trainer=None, seed: int = 42, collection=None):
         self.feed = getattr(data_args, "feed", "token_cache")
         if self.feed == "text" and (collection is None or corpus_cache is None):
