@@ -26,9 +26,9 @@ Stages, each in a fresh child process (this script with --stage), one after the 
   pool          mining.tele.mine_episode of episode 2 (ANN + lookahead + momentum) for all training queries
   dataset       training.train.build_train_dataset (collection, pool, token caches: TeleTrainDataset
                 start-up), then dataset[i] + collator over --examples examples (batches of 8, 8 passages)
-  score_store   the runner's scores.npz: evaluation.scoring.score_pairs_from_embeddings over the pairs of
-                pools 1-2 (+ positives), save_score_table
-  score_lookup  the analysis' lookup of stored scores: evaluation.analysis.score_episodes (load_score_table,
+  score_store   the runner's scores.npz of episode 2: evaluation.analysis.store_episode_scores (pools 1-2
+                looked up by query, EmbeddingScorer over the vectors, rows written as scored; no probe)
+  score_lookup  the analysis' lookup of stored scores: evaluation.analysis.score_episodes (StoredScores,
                 covers, per-pair lookup) for those pairs
 A stage whose inputs are missing gets them from an untimed preparation child first. Memory: VmHWM
 (peak resident, exact, includes file-backed pages: mapped files, shared libraries) and, sampled every
@@ -373,26 +373,18 @@ def _pools(p):
 
 
 def st_score_store(a, p, mem):
-    from tevatron_tele.evaluation.analysis import pairs_needed_by_episode
-    from tevatron_tele.evaluation.scoring import save_score_table, score_pairs_from_embeddings
+    from tevatron_tele.evaluation.analysis import store_episode_scores
+    from tevatron_tele.evaluation.scoring import StoredScores
+    from tevatron_tele.mining.filters import EmbeddingScorer
 
     out: dict = {}
-    mem.phase("read_pools")
-    entries = _timed(out, "read_pools_seconds", lambda: _pools(p))
-    positives: dict[str, list[str]] = {}
-    for j in sorted(entries):  # as runner.episodes._store_scores
-        for e in entries[j]:
-            positives.setdefault(e.query_id, list(e.positive_document_ids))
-    pools = {j: {e.query_id: e.negative_document_ids for e in es} for j, es in entries.items()}
-    wanted = pairs_needed_by_episode(pools, None, positives)[2]
-    del entries, pools
-    mem.phase("score")
-    table = _timed(out, "score_seconds", lambda: score_pairs_from_embeddings(p.queries, p.corpus, wanted))
-    mem.phase("save")
+    mem.phase("score")  # as runner.episodes._store_scores of episode 2, without a probe
     p.scores.parent.mkdir(parents=True, exist_ok=True)
-    _timed(out, "save_seconds", lambda: save_score_table(p.scores, table))
-    return {"seconds": round(out["score_seconds"] + out["save_seconds"], 4), **out,
-            "pairs": sum(len(r) for r in table.values()), "npz_bytes": p.scores.stat().st_size}
+    scorer = _timed(out, "scorer_open_seconds", lambda: EmbeddingScorer(p.queries, p.corpus))
+    pairs = _timed(out, "score_and_save_seconds", lambda: store_episode_scores(p.scores, scorer, [p.pool1, p.pool2],
+                                                                              {}, None, 20))
+    return {"seconds": round(out["scorer_open_seconds"] + out["score_and_save_seconds"], 4), **out,
+            "pairs": pairs, "stored_pairs": StoredScores(p.scores).pairs(), "npz_bytes": p.scores.stat().st_size}
 
 
 def st_score_lookup(a, p, mem):

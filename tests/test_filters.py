@@ -331,6 +331,8 @@ def test_runner_with_filter_and_replay(synthetic_dir, tiny_model_dir, tmp_path, 
 
     def recording(self, qid, docids):
         got = scores(self, qid, docids)
+        if not getattr(self, "for_mining", False):  # (the runner also stores each episode's scores with one)
+            return got
         if not hasattr(self, "recorded"):
             self.recorded = {}
             tables.append(self.recorded)
@@ -347,8 +349,16 @@ def test_runner_with_filter_and_replay(synthetic_dir, tiny_model_dir, tmp_path, 
             encoded.append((i, name))
         return encode(self, i, collection, kind, name, model_state)
 
+    mining_scores = episodes.EpisodeRunner._mining_scores
+
+    def tagged(self, prev):
+        scorer = mining_scores(self, prev)
+        scorer.for_mining = True
+        return scorer
+
     monkeypatch.setattr(filters.EmbeddingScorer, "scores", recording)
     monkeypatch.setattr(episodes.EpisodeRunner, "_encode", counting)
+    monkeypatch.setattr(episodes.EpisodeRunner, "_mining_scores", tagged)
     shared = tmp_path / "shared"
     settings = dict(num_episodes=2, refresh_steps=2, num_train_epochs=0.2, depth=10, sample=0, eval_split="",
                     analyze=False, embedding_dtype="float32", base_cache_dir=str(shared / "base"),

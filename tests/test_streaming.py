@@ -185,3 +185,66 @@ def test_a_custom_combine_sees_every_query_at_once(tmp_path, monkeypatch):
                          config=MiningConfig(depth=30, sample=8))
     assert len(seen) == 1 and len(seen[0][0]) == 21 and "gone" in seen[0][1]
     assert custom.read_bytes() == plain.read_bytes()
+
+
+def test_scores_stored_a_query_at_a_time_equal_the_table_made_whole(tmp_path):
+    """The runner's streamed scores.npz (pools and base ranking looked up by query, an EmbeddingScorer) holds
+    exactly the table of `score_pairs_from_embeddings` over `pairs_needed_by_episode`, and reads back alike."""
+    import numpy as np
+
+    from tevatron_tele.evaluation.analysis import build_probe, pairs_needed_by_episode, store_episode_scores
+    from tevatron_tele.evaluation.scoring import StoredScores, load_score_table, score_pairs_from_embeddings
+    from tevatron_tele.mining.filters import EmbeddingScorer
+    from tevatron_tele.retrieval.embeddings import save_embeddings
+
+    rng = random.Random(1)
+    vectors = np.random.default_rng(0).standard_normal((90, 8)).astype(np.float32)
+    docs = [f"d{i}" for i in range(80)]
+    qids = [f"q{i}" for i in range(10)]
+    save_embeddings(tmp_path / "queries", vectors[80:], qids)
+    save_embeddings(tmp_path / "corpus.shard-000-of-002", vectors[:50], docs[:50])
+    save_embeddings(tmp_path / "corpus.shard-001-of-002", vectors[50:80], docs[50:])
+    pos = {q: [docs[k]] for k, q in enumerate(qids)}
+    pools = []
+    for j, held in ((1, qids[:6]), (2, qids[2:8])):
+        entries = [PoolEntry(q, q, pos[q], [d for d in rng.sample(docs, 9) if d not in pos[q]]) for q in held]
+        write_pool(tmp_path / f"pool{j}.jsonl", entries)
+        pools.append(entries)
+    more = {q: pos[q] for q in qids[7:]}  # q8, q9: in no pool (pool 3's positives)
+    base = {q: [(d, 1.0 - k / 100) for k, d in enumerate(rng.sample(docs, 12))] for q in qids[1:9]}
+    write_run(tmp_path / "base.trec", base)
+
+    positives: dict[str, list[str]] = {}
+    for entries in pools:
+        for e in entries:
+            positives.setdefault(e.query_id, list(e.positive_document_ids))
+    for q, ps in more.items():
+        positives.setdefault(q, ps)
+    probe = build_probe(read_run(tmp_path / "base.trec"), positives, 4)
+    negatives = {j: {e.query_id: e.negative_document_ids for e in es} for j, es in enumerate(pools, start=1)}
+    whole = score_pairs_from_embeddings(tmp_path / "queries", tmp_path / "corpus",
+                                        pairs_needed_by_episode(negatives, probe, positives)[2])
+
+    written = store_episode_scores(tmp_path / "scores.npz", EmbeddingScorer(tmp_path / "queries", tmp_path / "corpus"),
+                                   [tmp_path / f"pool{j}.jsonl" for j in (1, 2)], more, tmp_path / "base.trec", 4)
+    assert load_score_table(tmp_path / "scores.npz") == whole
+    assert written == sum(len(r) for r in whole.values())
+    assert "q8" in whole and "q9" not in whole and "q0" in whole  # q8: probe only; q9: neither pool nor probe
+    stored = StoredScores(tmp_path / "scores.npz")
+    assert len(stored) == len(whole) and stored.pairs() == written and stored["q3"] == whole["q3"]
+
+
+def test_stored_scores_read_the_earlier_format(tmp_path):
+    """A scores.npz of one query id per pair (as earlier runs wrote it) reads as the same table."""
+    import numpy as np
+
+    from tevatron_tele.evaluation.scoring import StoredScores, load_score_table, save_score_table
+
+    table = {"q1": {"a": 0.5, "b": -1.0}, "q2": {"é": 2.0}, "q3": {}}
+    with open(tmp_path / "old.npz", "wb") as f:
+        np.savez_compressed(f, qids=np.asarray(["q1", "q1", "q2"]), docids=np.asarray(["a", "b", "é"]),
+                            scores=np.asarray([0.5, -1.0, 2.0], dtype=np.float32))
+    assert load_score_table(tmp_path / "old.npz") == {q: r for q, r in table.items() if r}
+    save_score_table(tmp_path / "new.npz", table)
+    assert load_score_table(tmp_path / "new.npz") == table
+    assert "q3" in StoredScores(tmp_path / "new.npz") and StoredScores(tmp_path / "new.npz").get("q4") is None

@@ -12,12 +12,14 @@ Workspace read (written by the episode runner):
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..data.pools import PoolEntry
 from ..data.trec import read_run
 from ..utils import PathLike, read_json
 from .forgetting import (
@@ -158,6 +160,10 @@ def _token_caches(ws: RunWorkspace, tokenizer, qids: Sequence[str], docids: Sequ
     return q_cache, p_cache
 
 
+def _row_of(row: Mapping[str, float], docids: Iterable[str]) -> dict[str, float]:
+    return {d: row[d] for d in docids}
+
+
 def score_episodes(ws: RunWorkspace, pairs: Mapping[str, Sequence[str]], cache_dir: PathLike, *,
                    episodes: Sequence[int] | None = None, device: str = "cpu", batch_size: int = 64,
                    progress: bool = True, needed: Mapping[int, Mapping[str, Sequence[str]]] | None = None
@@ -167,7 +173,7 @@ def score_episodes(ws: RunWorkspace, pairs: Mapping[str, Sequence[str]], cache_d
     had made anyway) is used when it covers `needed[i]` (default: all `pairs`), and then the table holds
     just those; otherwise the pairs are encoded with its model."""
     from ..backends import load_encoder
-    from .scoring import covers, load_score_table
+    from .scoring import StoredScores, covers
 
     cache_dir = Path(cache_dir)
     docids = sorted({d for ds in pairs.values() for d in ds})
@@ -176,10 +182,10 @@ def score_episodes(ws: RunWorkspace, pairs: Mapping[str, Sequence[str]], cache_d
     for i in episodes if episodes is not None else [i for i in ws.episodes if i >= 1]:
         stored = ws.episode_dir(i) / SCORES_FILE
         if stored.exists():
-            table = load_score_table(stored)
+            table = StoredScores(stored)  # rows read a query at a time: only the wanted pairs become dicts
             want = needed[i] if needed is not None and i in needed else pairs
             if covers(table, want):
-                tables[i] = {q: {d: table[q][d] for d in ds} for q, ds in want.items()}
+                tables[i] = {q: _row_of(table[q], ds) for q, ds in want.items()}
                 continue
             logger.info("%s does not cover the pairs asked for; encoding them with episode %d's model", stored, i)
         model_dir = ws.model_dir(i)
@@ -210,6 +216,66 @@ def pairs_needed_by_episode(pool_negatives: Mapping[int, Mapping[str, Sequence[s
                     merged.setdefault(q, set()).update(ds)
         out[i] = with_positives({q: sorted(ds) for q, ds in merged.items()}, positives)
     return out
+
+
+def iter_pairs_needed(pools: Sequence[Mapping[str, PoolEntry]], more_positives: Mapping[str, Sequence[str]],
+                      probe_ranking: Mapping[str, Sequence[tuple[str, float]]] | None, probe_k: int
+                      ) -> Iterator[tuple[str, list[str]]]:
+    """What `pairs_needed_by_episode(...)[i]` holds for pools 1..i and the probe, one query at a time.
+
+    Each query's positives are those of its first pool (else `more_positives`, e.g. pool i+1's mining
+    positives), its probe the top `probe_k` of `probe_ranking` (the base model's) without them, as
+    `build_probe`. Pools are read as mappings (`data.pools.IndexedPool`), the ranking too
+    (`data.trec.IndexedRun`), so the runner stores an episode's scores without holding either.
+
+    Args:
+        pools: pools 1..i, each {query id: entry}.
+        more_positives: positives of queries that are in no pool.
+        probe_ranking: the base model's ranking of the training queries, or None (no probe).
+        probe_k: probe negatives per query.
+
+    Returns:
+        (query id, its positives then the sorted union of its pool and probe negatives), in the order of the
+        queries' first appearance (pools, then `more_positives`).
+    """
+    for qid in dict.fromkeys(itertools.chain(*pools, more_positives)):
+        entries = [pool[qid] for pool in pools if qid in pool]
+        positives = list(entries[0].positive_document_ids) if entries else list(more_positives[qid])
+        probe = []
+        if probe_ranking is not None and qid in probe_ranking:
+            probe = top_k_negatives({qid: probe_ranking[qid]}, {qid: positives}, probe_k)[qid]
+        if not entries and not probe:
+            continue
+        merged = set(probe).union(*(e.negative_document_ids for e in entries))
+        yield qid, with_positives({qid: sorted(merged)}, {qid: positives})[qid]
+
+
+def store_episode_scores(path: PathLike, scorer, pool_paths: Sequence[PathLike],
+                         more_positives: Mapping[str, Sequence[str]], base_ranking: PathLike | None,
+                         probe_k: int) -> int:
+    """Write episode i's `scores.npz`: S_i(q, d) of every pair the analysis reads from it (`iter_pairs_needed`).
+
+    Streamed a query at a time: the pools and the base ranking are looked up by query (`IndexedPool`,
+    `IndexedRun`) and the rows written as they are scored, so memory follows the file being written.
+
+    Args:
+        path: the .npz to write.
+        scorer: episode i's scores (`mining.filters.EmbeddingScorer` over the embeddings it made).
+        pool_paths: pools 1..i.
+        more_positives: positives of queries in no pool (pool i+1's mining positives).
+        base_ranking: the base model's ranking of the training queries (the probe), or None.
+        probe_k: probe negatives per query.
+
+    Returns:
+        The number of pairs written.
+    """
+    from ..data.pools import IndexedPool
+    from ..data.trec import IndexedRun
+    from .scoring import save_scored_pairs
+
+    pools = [IndexedPool(p) for p in pool_paths]
+    probe_ranking = IndexedRun(base_ranking) if base_ranking is not None else None
+    return save_scored_pairs(path, scorer, iter_pairs_needed(pools, more_positives, probe_ranking, probe_k))
 
 
 def analyze_run(

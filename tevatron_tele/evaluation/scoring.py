@@ -6,7 +6,7 @@ only those are encoded: a few thousand texts per episode instead of the whole co
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -96,25 +96,156 @@ def score_pairs_from_embeddings(query_prefix: PathLike, corpus_prefix: PathLike,
 
 
 def save_score_table(path: PathLike, table: ScoreTable) -> None:
-    """Write a score table as a compact .npz (query ids, passage ids, float32 scores), atomically."""
+    """Write a score table as a compact .npz, atomically (`save_score_rows` for a table made query by query).
+
+    Args:
+        path: the .npz to write.
+        table: {query id: {passage id: score}}.
+    """
+    save_score_rows(path, ((q, list(row), list(row.values())) for q, row in table.items()))
+
+
+def save_score_rows(path: PathLike, rows: Iterable[tuple[str, Sequence[str], Sequence[float]]]) -> None:
+    """Write a score table given one query at a time, as a compressed .npz, atomically.
+
+    The file holds the query ids once each (`query_ids`, `query_counts`: each query's number of pairs), the
+    passage ids as UTF-8 bytes (`docids_utf8`) and float32 `scores`, the pairs grouped by query: a few bytes
+    per pair in memory while it is written, where a table of Python dicts takes hundreds.
+
+    Args:
+        path: the .npz to write.
+        rows: (query id, passage ids, their scores) per query; a query given twice is refused.
+    """
     from ..utils import atomic_path
 
-    qids = [q for q, row in table.items() for _ in row]
-    docids = [d for row in table.values() for d in row]
-    scores = np.asarray([s for row in table.values() for s in row.values()], dtype=np.float32)
+    qids: list[str] = []
+    counts: list[int] = []
+    docs: list[np.ndarray] = []
+    scores: list[np.ndarray] = []
+    seen: set[str] = set()
+    for qid, docids, values in rows:
+        if qid in seen:
+            raise ValueError(f"{path}: query {qid!r} given twice")
+        seen.add(qid)
+        qids.append(qid)
+        counts.append(len(docids))
+        docs.append(np.asarray([d.encode("utf-8", "surrogatepass") for d in docids], dtype=np.bytes_))
+        scores.append(np.asarray(values, dtype=np.float32))
+    arrays = {"query_ids": np.asarray(qids, dtype=np.str_), "query_counts": np.asarray(counts, dtype=np.int64),
+              "docids_utf8": np.concatenate(docs) if docs else np.empty(0, dtype="S1"),
+              "scores": np.concatenate(scores) if scores else np.empty(0, dtype=np.float32)}
+    del docs, scores
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
-            np.savez_compressed(f, qids=np.asarray(qids), docids=np.asarray(docids), scores=scores)
+            np.savez_compressed(f, **arrays)
+
+
+def save_scored_pairs(path: PathLike, scorer, pairs: Iterable[tuple[str, Sequence[str]]]) -> int:
+    """Score pairs given a query at a time and write them as a table (`save_score_rows`), never all in memory.
+
+    Args:
+        path: the .npz to write.
+        scorer: has `scores(qid, docids) -> {docid: score}` leaving out what it cannot score (e.g.
+            `mining.filters.EmbeddingScorer`, whose scores equal `score_pairs_from_embeddings`').
+        pairs: (query id, passage ids) per query.
+
+    Returns:
+        The number of pairs written (a query with none scored has no row, as in `score_pairs_from_embeddings`).
+    """
+    written = 0
+
+    def rows() -> Iterator[tuple[str, list[str], list[float]]]:
+        nonlocal written
+        for qid, docids in pairs:
+            scores = scorer.scores(qid, docids)
+            if scores:
+                written += len(scores)
+                yield qid, list(scores), list(scores.values())
+
+    save_score_rows(path, rows())
+    return written
+
+
+class StoredScores(Mapping[str, dict[str, float]]):
+    """A stored score table read as {query id: {passage id: score}}, one query's row made when it is asked for.
+
+    The file's arrays stay as they are (a few bytes per pair); a row is decoded on access, and the last row
+    asked for is kept, since readers look up one query's passages one after the other.
+
+    Args:
+        path: a .npz written by `save_score_rows` / `save_score_table` (or by earlier versions: one query id
+            per pair, `qids` / `docids` / `scores`).
+    """
+
+    def __init__(self, path: PathLike) -> None:
+        with np.load(path) as data:
+            if "query_ids" in data:
+                qids = data["query_ids"].tolist()
+                counts = data["query_counts"]
+                self._docids, self._scores = data["docids_utf8"], data["scores"]
+            else:  # one query id per pair, in query groups
+                pair_qids = data["qids"]
+                starts = np.flatnonzero(np.r_[True, pair_qids[1:] != pair_qids[:-1]]) if len(pair_qids) else []
+                qids = pair_qids[starts].tolist() if len(pair_qids) else []
+                counts = np.diff(np.r_[starts, len(pair_qids)]) if len(pair_qids) else np.empty(0, dtype=np.int64)
+                self._docids, self._scores = data["docids"], data["scores"]
+        ends = np.cumsum(counts)
+        self._rows: dict[str, tuple[int, int]] = {}
+        for q, end, n in zip(qids, ends.tolist(), np.asarray(counts).tolist()):
+            start = end - n
+            if q in self._rows:  # an older file may list a query in two places: the rows are merged
+                self._rows[q] = (*self._rows[q], start, end)
+            else:
+                self._rows[q] = (start, end)
+        self._last: tuple[str, dict[str, float]] | None = None
+
+    def __getitem__(self, qid: str) -> dict[str, float]:
+        if self._last is not None and self._last[0] == qid:
+            return self._last[1]
+        spans = self._rows[qid]
+        row: dict[str, float] = {}
+        for k in range(0, len(spans), 2):
+            a, b = spans[k], spans[k + 1]
+            docs = self._docids[a:b].tolist()
+            if docs and isinstance(docs[0], bytes):
+                docs = [d.decode("utf-8", "surrogatepass") for d in docs]
+            row.update(zip(docs, self._scores[a:b].tolist()))
+        self._last = (qid, row)
+        return row
+
+    def __contains__(self, qid: object) -> bool:
+        return qid in self._rows
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._rows)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def pairs(self) -> int:
+        """The number of (query, passage) pairs stored."""
+        return int(self._scores.size)
 
 
 def load_score_table(path: PathLike) -> ScoreTable:
-    with np.load(path) as data:
-        table: ScoreTable = {}
-        for q, d, s in zip(data["qids"].tolist(), data["docids"].tolist(), data["scores"].tolist()):
-            table.setdefault(q, {})[d] = s
-    return table
+    """A stored score table, whole, as dicts (`StoredScores` reads a large one query by query).
+
+    Args:
+        path: the .npz.
+
+    Returns:
+        {query id: {passage id: score}}.
+    """
+    stored = StoredScores(path)
+    return {q: dict(stored[q]) for q in stored}
 
 
 def covers(table: ScoreTable, pairs: Mapping[str, Iterable[str]]) -> bool:
     """Whether `table` holds a score for every (query, passage) of `pairs`."""
-    return all(qid in table and all(d in table[qid] for d in docids) for qid, docids in pairs.items())
+    for qid, docids in pairs.items():
+        if qid not in table:
+            return False
+        row = table[qid]  # once per query: a stored table makes the row on access
+        if not all(d in row for d in docids):
+            return False
+    return True

@@ -105,9 +105,9 @@ def as_scorer(scores) -> Scorer | None:
     if scores is None or hasattr(scores, "scores"):
         return scores
     if isinstance(scores, (str, Path)):
-        from ..evaluation.scoring import load_score_table
+        from ..evaluation.scoring import StoredScores  # read a query at a time, not made into dicts
 
-        return TableScorer(load_score_table(scores))
+        return TableScorer(StoredScores(scores))
     if isinstance(scores, Mapping):
         return TableScorer(scores)
     raise TypeError(f"scores: expected a Scorer, a score table or a .npz path, got {type(scores).__name__}")

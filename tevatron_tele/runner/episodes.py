@@ -242,29 +242,21 @@ class EpisodeRunner:
 
     def _store_scores(self, i: int, query_prefix: Path, corpus_prefix: Path) -> Path:
         """S_i(q, d) of pools 1..i and of the analysis probe, from the embeddings just made, so that the
-        forgetting analysis never encodes anything again."""
-        from ..data.pools import read_pool
-        from ..data.trec import read_run
-        from ..evaluation.analysis import SCORES_FILE, build_probe, pairs_needed_by_episode
-        from ..evaluation.scoring import save_score_table, score_pairs_from_embeddings
+        forgetting analysis never encodes anything again. Streamed a query at a time: pools and the base
+        ranking are looked up by query, the corpus vectors memory-mapped."""
+        from ..evaluation.analysis import SCORES_FILE, store_episode_scores
+        from ..mining.filters import EmbeddingScorer
 
         out = self.folder.episode(i) / SCORES_FILE
 
         def work():
-            entries = {j: read_pool(self.folder.pool(j)) for j in range(1, i + 1)}
-            # the positives the analysis reads (each query's in its first pool), then those of pool i+1
-            positives: dict[str, list[str]] = {}
-            for j in sorted(entries):
-                for e in entries[j]:
-                    positives.setdefault(e.query_id, list(e.positive_document_ids))
-            for q, ps in self._mining_positives(i).items():
-                positives.setdefault(q, ps)
             base_ranking = self.folder.ranking(0, "queries")
-            probe = (build_probe(read_run(base_ranking), positives, self.args.analysis_probe_k)
-                     if base_ranking.exists() else None)
-            pools = {j: {e.query_id: e.negative_document_ids for e in es} for j, es in entries.items()}
-            wanted = pairs_needed_by_episode(pools, probe, positives)[i]
-            save_score_table(out, score_pairs_from_embeddings(query_prefix, corpus_prefix, wanted))
+            # queries of pool i+1 that no earlier pool holds keep their mining positives
+            written = store_episode_scores(out, EmbeddingScorer(query_prefix, corpus_prefix),
+                                           [self.folder.pool(j) for j in range(1, i + 1)], self._mining_positives(i),
+                                           base_ranking if base_ranking.exists() else None,
+                                           self.args.analysis_probe_k)
+            logger.info("episode %d: stored %d scores -> %s", i, written, out)
 
         self.folder.step(f"episode-{i}/scores", out, work)
         return out
