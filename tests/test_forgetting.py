@@ -163,7 +163,7 @@ def test_runs_compared_together_share_one_query_sample():
 
     def run(name: str, qids: list[str]) -> RunWorkspace:
         entries = [PoolEntry(q, "text", [f"{q}-pos"], ["n1", "n2"]) for q in qids]
-        return RunWorkspace(Path(name), {}, [0, 1], {1: entries})
+        return RunWorkspace(Path(name), {}, [0, 1], {1: {e.query_id: e for e in entries}})
 
     everything = [f"q{i}" for i in range(200)]
     filtered = [q for q in everything if int(q[1:]) % 3]  # a third of the queries lost their pools

@@ -142,7 +142,7 @@ def test_qa_promoted_positive_gets_lookahead_and_stored_scores(tmp_path, tiny_mo
     ws = open_run(folder.root)
     positives = ws.positives()
     assert positives["q1"] == ["p5"]
-    negatives = {1: {e.query_id: e.negative_document_ids for e in ws.pools[1]}}
+    negatives = {1: {e.query_id: e.negative_document_ids for e in ws.pools[1].values()}}
     needed = pairs_needed_by_episode(negatives, probe_from_run(ws, 2), positives)[1]
     assert "p5" in needed["q1"]
     assert covers(table, needed), "the analysis would encode again what the runner had stored"

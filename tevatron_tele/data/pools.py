@@ -335,6 +335,13 @@ class IndexedPool(Mapping[str, PoolEntry]):
     def __len__(self) -> int:
         return len(self._index)
 
+    def values(self) -> Iterator[PoolEntry]:  # type: ignore[override]
+        """The entries in file order, read in one pass (faster than a look-up per query)."""
+        return iter_pool(self.path)
+
+    def items(self) -> Iterator[tuple[str, PoolEntry]]:  # type: ignore[override]
+        return ((e.query_id, e) for e in iter_pool(self.path))
+
 
 def read_pool_stats(path: PathLike) -> dict:
     """The stats written beside a pool."""

@@ -16,11 +16,12 @@ import itertools
 import logging
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..data.pools import PoolEntry
-from ..data.trec import read_run
+from ..data.pools import IndexedPool, PoolEntry
+from ..data.trec import IndexedRun
 from ..utils import PathLike, read_json
 from .forgetting import (
     above_positive,
@@ -47,7 +48,7 @@ class RunWorkspace:
     path: Path
     config: dict
     episodes: list[int]                       # every episode-<i> folder, ascending
-    pools: dict[int, list] = field(default_factory=dict)   # i -> PoolEntry list (i >= 1)
+    pools: dict[int, Mapping[str, PoolEntry]] = field(default_factory=dict)  # i -> {qid: entry} (i >= 1)
 
     @property
     def name(self) -> str:
@@ -71,21 +72,47 @@ class RunWorkspace:
         return self.episode_dir(i) / "eval.json"
 
     def positives(self) -> dict[str, list[str]]:
-        """Each training query's positives, as listed in the pools."""
+        """Each training query's positives, as listed in the pools (its first pool's)."""
         out: dict[str, list[str]] = {}
-        for entries in self.pools.values():
-            for e in entries:
+        for pool in self.pools.values():
+            for e in pool.values():  # an IndexedPool's values stream the file
                 out.setdefault(e.query_id, list(e.positive_document_ids))
         return out
 
-    def query_texts(self) -> dict[str, str]:
-        return {e.query_id: e.query_text for entries in self.pools.values() for e in entries}
+    def query_texts(self, qids: Iterable[str]) -> dict[str, str]:
+        """The texts of these queries, as their pools hold them (the last pool holding each)."""
+        out: dict[str, str] = {}
+        for q in qids:
+            pool = next((pool for pool in reversed(self.pools.values()) if q in pool), None)
+            if pool is not None:
+                out[q] = pool[q].query_text
+        return out
+
+    def pool_lists(self, queries: AbstractSet[str]) -> tuple[dict[int, dict[str, list[str]]], dict[int, dict]]:
+        """The negatives and the per-source lists of these queries in each pool, in pool order.
+
+        Args:
+            queries: the query ids wanted.
+
+        Returns:
+            ({episode: {qid: negatives}}, {episode: {qid: {source: negatives}}}).
+        """
+        negatives: dict[int, dict[str, list[str]]] = {}
+        sources: dict[int, dict] = {}
+        for i, pool in self.pools.items():
+            entries = [pool[q] for q in pool if q in queries]  # looked up: only the wanted lines are read
+            negatives[i] = {e.query_id: list(e.negative_document_ids) for e in entries}
+            sources[i] = {e.query_id: e.sources for e in entries}
+        return negatives, sources
+
+    def ranking(self, i: int, queries: AbstractSet[str]) -> dict[str, list[tuple[str, float]]]:
+        """Episode i's ranking of these queries (looked up in the run file: the others are not read)."""
+        run = IndexedRun(self.ranking_path(i))
+        return {q: run[q] for q in run if q in queries}
 
 
 def open_run(run_dir: PathLike) -> RunWorkspace:
-    """Read the manifest and the pools of a run folder."""
-    from ..data.pools import read_pool
-
+    """Read the manifest of a run folder and index its pools (`IndexedPool`: a query's entry read when asked)."""
     path = Path(run_dir)
     manifest_path = path / "manifest.json"
     if not manifest_path.exists():
@@ -99,7 +126,7 @@ def open_run(run_dir: PathLike) -> RunWorkspace:
     for i in episodes:
         pool_path = ws.episode_dir(i) / "pool.jsonl"
         if i >= 1 and pool_path.exists():
-            ws.pools[i] = read_pool(pool_path)
+            ws.pools[i] = IndexedPool(pool_path)
     logger.info("run %s: episodes %s, pools for %s", path, episodes, sorted(ws.pools))
     return ws
 
@@ -112,9 +139,25 @@ def sample_queries(qids: Sequence[str], max_queries: int | None) -> list[str]:
 
 def build_probe(ranking: Mapping[str, Sequence[tuple[str, float]]], positives: Mapping[str, Sequence[str]],
                 k: int, queries: Sequence[str] | None = None) -> Probe:
-    """The probe: each training query's top-k passages in `ranking` (the base model's) minus its positives."""
+    """The probe: each training query's top-k passages in `ranking` (the base model's) minus its positives.
+
+    Args:
+        ranking: the base model's ranking of the training queries (an `IndexedRun` is read for `queries` only).
+        positives: the training queries' positives.
+        k: passages per query before the positives are removed.
+        queries: the queries to probe (default: those of `positives`).
+
+    Returns:
+        {query id: probe negatives}, in ranking order, queries left without any left out.
+    """
     wanted = set(queries) if queries is not None else set(positives)
-    return {q: docs for q, docs in top_k_negatives(ranking, positives, k).items() if q in wanted and docs}
+    probe: Probe = {}
+    for q in ranking:
+        if q in wanted:
+            docs = top_k_negatives({q: ranking[q]}, positives, k)[q]
+            if docs:
+                probe[q] = docs
+    return probe
 
 
 def probe_from_run(ws: RunWorkspace, k: int = 20, max_queries: int | None = None,
@@ -135,7 +178,7 @@ def probe_from_run(ws: RunWorkspace, k: int = 20, max_queries: int | None = None
         raise FileNotFoundError(f"{path} not found: the probe is built from the base model's ranking")
     positives = ws.positives() if positives is None else positives
     queries = sample_queries([q for q in positives if positives[q]], max_queries)
-    return build_probe(read_run(path), positives, k, queries)
+    return build_probe(IndexedRun(path), positives, k, queries)
 
 
 def _token_caches(ws: RunWorkspace, tokenizer, qids: Sequence[str], docids: Sequence[str], cache_dir: Path):
@@ -143,7 +186,7 @@ def _token_caches(ws: RunWorkspace, tokenizer, qids: Sequence[str], docids: Sequ
     from ..data.collections import load_corpus
     from ..data.token_cache import build_token_cache
 
-    texts = ws.query_texts()
+    texts = ws.query_texts(qids)
     missing = [q for q in qids if q not in texts]
     if missing:
         raise KeyError(f"{ws.path}: no query text in the pools for {len(missing)} queries, e.g. {missing[:3]}")
@@ -269,8 +312,6 @@ def store_episode_scores(path: PathLike, scorer, pool_paths: Sequence[PathLike],
     Returns:
         The number of pairs written.
     """
-    from ..data.pools import IndexedPool
-    from ..data.trec import IndexedRun
     from .scoring import save_scored_pairs
 
     pools = [IndexedPool(p) for p in pool_paths]
@@ -313,8 +354,7 @@ def analyze_run(
     if dropped:
         logger.info("%s: %d probe queries are outside the sampled training queries", ws.path, dropped)
 
-    pool_negatives = {i: {e.query_id: list(e.negative_document_ids) for e in entries if e.query_id in queries}
-                      for i, entries in ws.pools.items()}
+    pool_negatives, sources = ws.pool_lists(queries)
     pairs: dict[str, set[str]] = {}
     for negs in [*pool_negatives.values(), probe]:
         for q, ds in negs.items():
@@ -326,12 +366,7 @@ def analyze_run(
                                 batch_size=batch_size, progress=progress,
                                 needed=pairs_needed_by_episode(pool_negatives, probe, positives))
 
-    rankings = {}
-    for i in ws.episodes:
-        if ws.ranking_path(i).exists():
-            run = read_run(ws.ranking_path(i))
-            rankings[i] = {q: r for q, r in run.items() if q in queries}
-    sources = {i: {e.query_id: e.sources for e in entries if e.query_id in queries} for i, entries in ws.pools.items()}
+    rankings = {i: ws.ranking(i, queries) for i in ws.episodes if ws.ranking_path(i).exists()}
     evals = {i: read_json(ws.eval_path(i)) for i in ws.episodes if ws.eval_path(i).exists()}
     summary = summarize_run(ws.name, ws.episodes, tables, positives, pool_negatives, sources, probe,
                             rankings, evals, overlap_k=overlap_k)
