@@ -24,8 +24,9 @@ Stages, each in a fresh child process (this script with --stage), one after the 
                 vectors over the corpus vectors with --search_memory_gb; rate, and the time for all
                 training queries and positives scaled from it
   pool          mining.tele.mine_episode of episode 2 (ANN + lookahead + momentum) for all training queries
-  dataset       training.train.build_train_dataset (collection, pool, token caches: TeleTrainDataset
-                start-up), then dataset[i] + collator over --examples examples (batches of 8, 8 passages)
+  dataset       training.train.build_train_dataset (collection, token caches, then TeleTrainDataset over
+                the pool streamed: its start-up), then dataset[i] + collator over --examples examples
+                (batches of 8, 8 passages)
   score_store   the runner's scores.npz of episode 2: evaluation.analysis.store_episode_scores (pools 1-2
                 looked up by query, EmbeddingScorer over the vectors, rows written as scored; no probe)
   score_lookup  the analysis' lookup of stored scores: evaluation.analysis.score_episodes (StoredScores,
@@ -338,7 +339,7 @@ def st_dataset(a, p, mem):
             return value
         setattr(owner, name, timed)
 
-    for name in ("load_collection", "read_pool", "corpus_token_cache", "query_token_cache"):
+    for name in ("load_collection", "corpus_token_cache", "query_token_cache"):  # the pool is read by make_dataset
         wrap(train_module, name)
     wrap(backend, "make_dataset")
     args = backend.TeleDataArguments(pool=str(p.pool2), pool_format="ids", collection=str(p.beir), split="train",
@@ -366,12 +367,6 @@ def st_dataset(a, p, mem):
             "ms_per_example": round(1000 * wall / done, 3)}
 
 
-def _pools(p):
-    from tevatron_tele.data.pools import read_pool
-
-    return {1: read_pool(p.pool1), 2: read_pool(p.pool2)}
-
-
 def st_score_store(a, p, mem):
     from tevatron_tele.evaluation.analysis import store_episode_scores
     from tevatron_tele.evaluation.scoring import StoredScores
@@ -390,14 +385,15 @@ def st_score_store(a, p, mem):
 def st_score_lookup(a, p, mem):
     import tempfile
 
+    from tevatron_tele.data.pools import IndexedPool
     from tevatron_tele.evaluation.analysis import RunWorkspace, pairs_needed_by_episode, score_episodes
     from tevatron_tele.evaluation.scoring import with_positives
 
     out: dict = {}
-    mem.phase("read_pools")
-    ws = RunWorkspace(p.analysis, {}, [1, 2], _timed(out, "read_pools_seconds", lambda: _pools(p)))
-    positives = ws.positives()  # as analysis.analyze_run, all queries, no probe
-    negatives = {i: {e.query_id: list(e.negative_document_ids) for e in es} for i, es in ws.pools.items()}
+    mem.phase("read_pools")  # as analysis.analyze_run over every training query, without a probe
+    ws = RunWorkspace(p.analysis, {}, [1, 2], {1: IndexedPool(p.pool1), 2: IndexedPool(p.pool2)})
+    positives = _timed(out, "positives_seconds", ws.positives)
+    negatives, _ = _timed(out, "read_pools_seconds", lambda: ws.pool_lists(set(positives)))
     pairs: dict[str, set[str]] = {}
     for negs in negatives.values():
         for q, ds in negs.items():

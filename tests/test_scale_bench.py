@@ -48,3 +48,26 @@ def test_fit_exponent_and_extrapolation(scale):
     assert square["exponent"] == pytest.approx(2.0) and not square["linear_or_better"]
     assert square["at_full"]["power_law"] == pytest.approx(10 + (scale.FULL / 1000) ** 2, rel=1e-3)
     assert scale.fit([1000], [1.0]) is None
+
+
+@pytest.mark.slow
+def test_every_stage_runs_end_to_end_at_a_tiny_size(tmp_path):
+    """The whole benchmark at two tiny sizes: every stage (each a child process over the real code) finishes
+    without an error, mines a pool for every training query and stores and looks up every pair's score."""
+    import subprocess
+
+    out = tmp_path / "scale.json"
+    cmd = [sys.executable, str(BENCH / "scale.py"), "--sizes", "2000", "4000", "--work", str(tmp_path / "work"),
+           "--out", str(out), "--search_queries", "20", "--examples", "16", "--tokenizer_sample", "200",
+           "--depth", "20"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    result = json.loads(out.read_text())
+    for stage, by_size in result["stages"].items():
+        for n, r in by_size.items():
+            assert "error" not in r, (stage, n, r.get("error"))
+    for n in ("2000", "4000"):
+        st = result["stages"]
+        assert st["pool"][n]["kept"] > 50 and st["dataset"][n]["groups"] == st["pool"][n]["kept"]
+        assert st["score_store"][n]["pairs"] == st["score_store"][n]["stored_pairs"] == st["score_lookup"][n]["pairs"]
+    assert set(result["fits"]) == set(result["stages"])
