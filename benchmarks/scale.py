@@ -30,7 +30,8 @@ Stages, each in a fresh child process (this script with --stage), one after the 
   score_store   the runner's scores.npz of episode 2: evaluation.analysis.store_episode_scores (pools 1-2
                 looked up by query, EmbeddingScorer over the vectors, rows written as scored; no probe)
   score_lookup  the analysis' lookup of stored scores: evaluation.analysis.score_episodes (StoredScores,
-                covers, per-pair lookup) for those pairs
+                covers, per-pair lookup) for the pairs of --analysis_queries sampled training queries (the
+                runner's default sample; 0: every query)
 A stage whose inputs are missing gets them from an untimed preparation child first. Memory: VmHWM
 (peak resident, exact, includes file-backed pages: mapped files, shared libraries) and, sampled every
 20 ms from /proc/self/status, the peaks of RssAnon (anonymous: heap, arrays) and RssFile; the figure
@@ -75,6 +76,14 @@ TIME_KEY = {"search": "seconds_per_1000_queries", "dataset": "startup_seconds"} 
 P_LEN, Q_LEN, DIM, TOLERANCE = 128, 32, 768, 1.1
 FULL = sd.MSMARCO_PASSAGES
 MB = 2 ** 20
+
+
+def _default_analysis_queries() -> int:
+    from dataclasses import fields
+
+    from tevatron_tele.runner.config import EpisodeArguments
+
+    return next(f.default for f in fields(EpisodeArguments) if f.name == "analysis_max_queries") or 0
 
 
 def _model_dir() -> Path:
@@ -386,14 +395,15 @@ def st_score_lookup(a, p, mem):
     import tempfile
 
     from tevatron_tele.data.pools import IndexedPool
-    from tevatron_tele.evaluation.analysis import RunWorkspace, pairs_needed_by_episode, score_episodes
-    from tevatron_tele.evaluation.scoring import with_positives
+    from tevatron_tele.evaluation.analysis import RunWorkspace, pairs_needed_by_episode, sample_queries, score_episodes
+    from tevatron_tele.evaluation.scoring import StoredScores, with_positives
 
     out: dict = {}
-    mem.phase("read_pools")  # as analysis.analyze_run over every training query, without a probe
+    mem.phase("read_pools")  # as analysis.analyze_run on the runner's default query sample, without a probe
     ws = RunWorkspace(p.analysis, {}, [1, 2], {1: IndexedPool(p.pool1), 2: IndexedPool(p.pool2)})
     positives = _timed(out, "positives_seconds", ws.positives)
-    negatives, _ = _timed(out, "read_pools_seconds", lambda: ws.pool_lists(set(positives)))
+    queries = set(sample_queries(list(positives), a.analysis_queries))
+    negatives, _ = _timed(out, "read_pools_seconds", lambda: ws.pool_lists(queries))
     pairs: dict[str, set[str]] = {}
     for negs in negatives.values():
         for q, ds in negs.items():
@@ -406,7 +416,8 @@ def st_score_lookup(a, p, mem):
                                                                progress=False))
     if 2 not in tables:
         raise RuntimeError(f"{p.scores} did not cover the pairs: the analysis would have encoded them")
-    return {**out, "pairs": sum(len(r) for r in tables[2].values()), "queries": len(tables[2])}
+    return {**out, "pairs": sum(len(r) for r in tables[2].values()), "queries": len(tables[2]),
+            "training_queries": len(positives), "stored_pairs": StoredScores(p.scores).pairs()}
 
 
 def prep_vectors(a, p, mem):
@@ -454,7 +465,7 @@ def run_child(a, stage: str, n: int, log: Path) -> dict:
     res = log.with_suffix(".json")
     res.unlink(missing_ok=True)
     keys = ("work", "seed", "depth", "search_queries", "search_memory_gb", "search_backend", "examples",
-            "tokenizer_sample", "rss_limit_gb")
+            "tokenizer_sample", "rss_limit_gb", "analysis_queries")
     cmd = [sys.executable, __file__, "--stage", stage, "--size", str(n), "--result", str(res)]
     for k in keys:
         cmd += [f"--{k}", str(getattr(a, k))]
@@ -616,6 +627,9 @@ def main() -> None:
     ap.add_argument("--search_backend", default="faiss", choices=["faiss", "torch"])
     ap.add_argument("--depth", type=int, default=200, help="depth of the rankings searched and mined")
     ap.add_argument("--examples", type=int, default=2000, help="examples timed through TeleTrainDataset")
+    ap.add_argument("--analysis_queries", type=int, default=_default_analysis_queries(),
+                    help="training queries the score_lookup stage analyses (default: the runner's "
+                         "--analysis_max_queries; 0: all)")
     ap.add_argument("--tokenizer_sample", type=int, default=50_000, help="passages of the tokenizer's own rate")
     ap.add_argument("--budget_gb", type=float, default=2.0, help="memory target per stage (anonymous peak)")
     ap.add_argument("--rss_limit_gb", type=float, default=12.0, help="stop a child whose resident memory passes this")

@@ -59,7 +59,7 @@ def test_every_stage_runs_end_to_end_at_a_tiny_size(tmp_path):
     out = tmp_path / "scale.json"
     cmd = [sys.executable, str(BENCH / "scale.py"), "--sizes", "2000", "4000", "--work", str(tmp_path / "work"),
            "--out", str(out), "--search_queries", "20", "--examples", "16", "--tokenizer_sample", "200",
-           "--depth", "20"]
+           "--depth", "20", "--analysis_queries", "40"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     result = json.loads(out.read_text())
@@ -68,6 +68,9 @@ def test_every_stage_runs_end_to_end_at_a_tiny_size(tmp_path):
             assert "error" not in r, (stage, n, r.get("error"))
     for n in ("2000", "4000"):
         st = result["stages"]
+        stored = st["score_store"][n]["stored_pairs"]
         assert st["pool"][n]["kept"] > 50 and st["dataset"][n]["groups"] == st["pool"][n]["kept"]
-        assert st["score_store"][n]["pairs"] == st["score_store"][n]["stored_pairs"] == st["score_lookup"][n]["pairs"]
+        assert st["score_store"][n]["pairs"] == stored == st["score_lookup"][n]["stored_pairs"]
+        assert st["score_lookup"][n]["queries"] == 40 < st["score_lookup"][n]["training_queries"]
+        assert 0 < st["score_lookup"][n]["pairs"] < st["score_store"][n]["pairs"]
     assert set(result["fits"]) == set(result["stages"])

@@ -132,9 +132,10 @@ def open_run(run_dir: PathLike) -> RunWorkspace:
 
 
 def sample_queries(qids: Sequence[str], max_queries: int | None) -> list[str]:
-    """A deterministic subset that is the same for every run holding the same queries (hash order)."""
+    """A deterministic subset that is the same for every run holding the same queries (hash order); all of them
+    when `max_queries` is None or not positive."""
     ordered = sorted(set(qids), key=lambda q: (hashlib.md5(q.encode()).hexdigest(), q))
-    return sorted(ordered if max_queries is None else ordered[:max_queries])
+    return sorted(ordered if not max_queries or max_queries < 0 else ordered[:max_queries])
 
 
 def build_probe(ranking: Mapping[str, Sequence[tuple[str, float]]], positives: Mapping[str, Sequence[str]],

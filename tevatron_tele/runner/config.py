@@ -151,8 +151,10 @@ class EpisodeArguments:
     analyze: bool = field(default=True, metadata={"help": "Write the forgetting/convergence report at the end."})
     analysis_probe_k: int = field(default=20, metadata={"help": "Probe of the forgetting analysis: each training "
                                                                 "query's top-k base-model negatives."})
-    analysis_max_queries: int | None = field(default=None, metadata={"help": "Limit the analysis to a sample of "
-                                                                            "training queries."})
+    # a sample: the measures hold every analysed query's pairs as Python objects (memory linear in the queries)
+    analysis_max_queries: int | None = field(default=10_000, metadata={"help": "Analyse a deterministic sample of "
+                                                                              "this many training queries (all of "
+                                                                              "them when fewer); 0 or None: all."})
     progress: bool = field(default=True, metadata={"help": "Show progress bars."})
 
     def __post_init__(self):
