@@ -2,7 +2,10 @@
 
 Each hook is a plain function from rankings to `{query id: [docid, ...]}`; `build_pool` unions
 what they return into pool entries plus statistics, and `mine_episode` wires files to both.
-Replace any hook by passing your own function in `Hooks`.
+Replace any hook by passing your own function in `Hooks`. `mine_episode` calls the hooks on a batch of
+`MINE_BATCH` queries at a time, over run files and the previous pool looked up by query (`IndexedRun`,
+`IndexedPool`), and writes each batch's entries before the next (`PoolBuilder`): a hook samples each query
+on its own, so the pool does not depend on the batches.
 
 - ann: the query's own ranking by the model of episode i-1 (the present);
 - lookahead: the ranking of the query's positive passage (where the ANN negatives move next);
@@ -347,6 +350,9 @@ def mining_positives(
 @dataclass
 class Hooks:
     """The functions `mine_episode` calls; swap any of them for your own with the same signature.
+
+    The source hooks are called a batch of queries at a time (their `positives` hold that batch); a replaced
+    `combine` is called once with every query's negatives, which then are all in memory.
 
     With a positive-aware filter set, the ann, lookahead and bm25 hooks also receive `keep=` (a function
     `keep(qid, rank-ordered candidates) -> kept` to apply before sampling); momentum's lists are filtered
