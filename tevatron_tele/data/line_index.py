@@ -7,14 +7,16 @@ Memory is one dictionary entry per key plus three integers per block, whatever t
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
 from ..utils import ErrorFactory, PathLike, input_error
 
 KeyOf = Callable[[bytes, int], str | None]  # (line bytes, line number) -> key; None for a line without one
+V = TypeVar("V")
 
 
 class LineIndex:
@@ -92,6 +94,22 @@ class LineIndex:
                 # split at "\n" only, as iterating over the file did (a lone "\r" stays in its line)
                 lines = (data[:-1] if data.endswith(b"\n") else data).split(b"\n")
                 yield from enumerate(lines, start=int(self._lines[b]))
+
+
+class IndexedLines(Mapping[str, V]):
+    """A read-only mapping over a keyed line file: keys, membership and size come from its `LineIndex`
+    (`self._index`, set by the subclass); the subclass parses a key's lines in `__getitem__`."""
+
+    _index: LineIndex
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._index
+
+    def __iter__(self) -> Iterator[str]:
+        return self._index.keys()
+
+    def __len__(self) -> int:
+        return len(self._index)
 
 
 def decode_line(path: PathLike, line_no: int, raw: bytes, error: ErrorFactory) -> str:

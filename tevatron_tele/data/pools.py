@@ -11,13 +11,13 @@ import json
 import logging
 import re
 from collections import Counter
-from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..utils import InputFileError, PathLike, atomic_path, iter_jsonl, location, write_json
-from .line_index import LineIndex, decode_line
+from .line_index import IndexedLines, LineIndex, decode_line
 
 logger = logging.getLogger(__name__)
 
@@ -299,7 +299,7 @@ def _pool_line_key(path: PathLike, raw: bytes, line_no: int) -> str | None:
     return obj["query_id"]
 
 
-class IndexedPool(Mapping[str, PoolEntry]):
+class IndexedPool(IndexedLines[PoolEntry]):
     """A pool file as a read-only mapping of query id -> `PoolEntry`, read and validated when looked up.
 
     Opening it scans the file once for where each query's line is (`LineIndex`; a query id twice is refused
@@ -325,15 +325,6 @@ class IndexedPool(Mapping[str, PoolEntry]):
         except json.JSONDecodeError as e:
             raise _fail(self.path, line_no, "<json>", f"malformed JSON ({e.msg} at column {e.colno})") from None
         return _parse_entry(self.path, line_no, obj)
-
-    def __contains__(self, qid: object) -> bool:
-        return qid in self._index
-
-    def __iter__(self) -> Iterator[str]:
-        return self._index.keys()
-
-    def __len__(self) -> int:
-        return len(self._index)
 
     def values(self) -> Iterator[PoolEntry]:  # type: ignore[override]
         """The entries in file order, read in one pass (faster than a look-up per query)."""

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from ..utils import InputFileError, PathLike, atomic_path, iter_lines, location
-from .line_index import LineIndex, decode_line
+from .line_index import IndexedLines, LineIndex, decode_line
 
 # qid -> [(docid, score), ...] best first
 Run = dict[str, list[tuple[str, float]]]
@@ -89,7 +89,7 @@ def read_run(path: PathLike) -> Run:
     return {q: _in_rank_order(rows) for q, rows in run.items()}
 
 
-class IndexedRun(Mapping[str, list[tuple[str, float]]]):
+class IndexedRun(IndexedLines[list[tuple[str, float]]]):
     """A TREC run file as a read-only mapping that reads one query's lines when it is looked up.
 
     What `read_run` returns, without holding the file: opening it scans the bytes once for where each query's
@@ -132,15 +132,6 @@ class IndexedRun(Mapping[str, list[tuple[str, float]]]):
             first[row[1]] = line_no
             rows.append(row[1:])
         return _in_rank_order(rows)
-
-    def __contains__(self, qid: object) -> bool:
-        return qid in self._index
-
-    def __iter__(self) -> Iterator[str]:
-        return self._index.keys()
-
-    def __len__(self) -> int:
-        return len(self._index)
 
 
 def open_run(run: PathLike | Mapping[str, Sequence[tuple[str, float]]]) -> Mapping[str, Sequence[tuple[str, float]]]:
