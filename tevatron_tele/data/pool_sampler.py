@@ -20,6 +20,8 @@ from .sampling import DEFAULT_SOURCE_WEIGHTS, example_seed, select_concat, selec
 
 logger = logging.getLogger(__name__)
 
+KEY_DTYPE = np.int32  # a passage key (a token-cache row): 4 bytes for each key every group holds
+
 @dataclass
 class TrainGroup:
     """One training query: its token key, positive keys, stored negatives and per-source negatives."""
@@ -81,20 +83,32 @@ class PoolSampler:
     def _group(self, entry, tokenizer) -> TrainGroup | None:
         if isinstance(entry, dict):
             return self._reference_group(entry)
-        positives = [self._corpus_key(entry.query_id, d) for d in entry.positive_document_ids]
-        sources = {name: np.asarray([self._corpus_key(entry.query_id, d) for d in docs], dtype=np.int64)
-                   for name, docs in ((s, entry.sources[s]) for s in ordered_sources(entry.sources))}
-        negatives = [self._corpus_key(entry.query_id, d) for d in entry.negative_document_ids]
-        if not negatives:
-            negatives = [k for keys in sources.values() for k in keys.tolist()]
-        if not positives:
+        qid = entry.query_id
+        positives = self._keys(qid, entry.positive_document_ids)
+        names = ordered_sources(entry.sources)
+        listed = [d for name in names for d in entry.sources[name]]
+        if not entry.negative_document_ids or entry.negative_document_ids == listed:
+            # the negatives are the sources one after the other (a mined pool, not de-duplicated), or given
+            # by them alone: one array, each source a view of its part
+            negatives = self._keys(qid, listed)
+            sources, start = {}, 0
+            for name in names:
+                end = start + len(entry.sources[name])
+                sources[name] = negatives[start:end]
+                start = end
+        else:
+            sources = {name: self._keys(qid, entry.sources[name]) for name in names}
+            negatives = self._keys(qid, entry.negative_document_ids)
+        if not len(positives):
             self.dropped["no_positives"] += 1
             return None
-        if not negatives:
+        if not len(negatives):
             self.dropped["no_negatives"] += 1
             return None
-        return TrainGroup(entry.query_id, self._query_key(entry, tokenizer), np.asarray(positives, dtype=np.int64),
-                          np.asarray(negatives, dtype=np.int64), sources)
+        return TrainGroup(qid, self._query_key(entry, tokenizer), positives, negatives, sources)
+
+    def _keys(self, query_id: str, docids: Sequence[str]) -> np.ndarray:
+        return np.asarray([self._corpus_key(query_id, d) for d in docids], dtype=KEY_DTYPE)
 
     def _reference_group(self, entry: dict) -> TrainGroup | None:
         if not entry.get("positives"):
@@ -105,7 +119,7 @@ class PoolSampler:
             return None
         keys = {}
         for name in ("positives", "negatives"):
-            keys[name] = np.asarray([self._passage_key(p) for p in entry[name]], dtype=np.int64)
+            keys[name] = np.asarray([self._passage_key(p) for p in entry[name]], dtype=KEY_DTYPE)
         self._query_tokens.append(np.asarray(entry["query"], dtype=np.int32))
         return TrainGroup(str(len(self._query_tokens) - 1), -len(self._query_tokens), keys["positives"],
                           keys["negatives"], {"negatives": keys["negatives"]})
