@@ -466,7 +466,7 @@ def mine_episode(
             if cfg.momentum != "all":
                 sources["momentum"], counts = replay_momentum_negatives(sources["momentum"], positives, scorer,
                                                                         cfg.momentum)
-                replay_stats = add_counts(replay_stats, counts)
+                replay_stats = _add_counts(replay_stats, counts)
             if filt is not None:
                 keep = filt.keeper("momentum", ranked=False)
                 sources["momentum"] = {q: keep(q, list(ds)) for q, ds in sources["momentum"].items()}
@@ -520,7 +520,7 @@ def mine_episode(
     return pool_path
 
 
-def add_counts(total: dict | None, counts: dict) -> dict:
+def _add_counts(total: dict | None, counts: dict) -> dict:
     """`counts` added to `total` field by field (integers summed, the other fields kept): stats of batches."""
     if total is None:
         return dict(counts)
