@@ -21,7 +21,10 @@ _EXPORTS = {
     "query_token_cache": "tevatron_tele.data.token_cache",
     "PoolEntry": "tevatron_tele.data.pools",
     "read_pool": "tevatron_tele.data.pools",
+    "iter_pool": "tevatron_tele.data.pools",
+    "IndexedPool": "tevatron_tele.data.pools",
     "write_pool": "tevatron_tele.data.pools",
+    "IndexedRun": "tevatron_tele.data.trec",
     "read_reference_pool": "tevatron_tele.data.pools",
     "build_example": "tevatron_tele.data.examples",
     "load_encoder": "tevatron_tele.backends",
@@ -38,6 +41,8 @@ __all__ = [
     "Collection",
     "Corpus",
     "EpisodeArguments",
+    "IndexedPool",
+    "IndexedRun",
     "PoolEntry",
     "TeleDataArguments",
     "TeleDenseModel",
@@ -49,6 +54,7 @@ __all__ = [
     "build_example",
     "corpus_token_cache",
     "get_backend",
+    "iter_pool",
     "load_collection",
     "load_corpus",
     "load_encoder",
@@ -65,8 +71,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from .backends import get_backend, load_encoder
     from .data.collections import Collection, Corpus, load_collection, load_corpus
     from .data.examples import build_example
-    from .data.pools import PoolEntry, read_pool, read_reference_pool, write_pool
+    from .data.pools import IndexedPool, PoolEntry, iter_pool, read_pool, read_reference_pool, write_pool
     from .data.token_cache import TokenCache, corpus_token_cache, query_token_cache
+    from .data.trec import IndexedRun
     from .runner.config import EpisodeArguments
     from .runner.episodes import run_episodes
     from .training.train import train
