@@ -18,7 +18,7 @@ from tevatron.data import QPCollator
 from tevatron.modeling import DenseModel
 from transformers import AutoTokenizer, HfArgumentParser, set_seed
 
-from tevatron_tele import TeleTrainDataset, corpus_token_cache, load_collection, query_token_cache, read_pool
+from tevatron_tele import TeleTrainDataset, corpus_token_cache, iter_pool, load_collection, query_token_cache
 from tevatron_tele.backends.tevatron_v1.arguments import (
     TeleDataArguments,  # Tevatron's DataArguments + pool / collection fields
 )
@@ -38,7 +38,7 @@ def main() -> None:
     cache_dir = data_args.token_cache_dir or "token_cache"
     dataset = TeleTrainDataset(
         data_args,
-        read_pool(data_args.pool, known_doc_ids=collection.corpus),
+        iter_pool(data_args.pool, known_doc_ids=collection.corpus),  # streamed: entries become groups as read
         tokenizer,
         query_cache=query_token_cache(collection, tokenizer, data_args.q_max_len, cache_dir),
         corpus_cache=corpus_token_cache(collection, tokenizer, data_args.p_max_len, cache_dir),

@@ -326,3 +326,25 @@ def test_masked_loss_leaves_other_positives_out(tiny_model_dir, tokenizer, tmp_p
     expected = (torch.nn.functional.cross_entropy(scores[0, [0, 1, 3]].unsqueeze(0), torch.tensor([0]))
                 + torch.nn.functional.cross_entropy(scores[1].unsqueeze(0), torch.tensor([2]))) / 2
     assert torch.isclose(masked.loss, expected, atol=1e-6)
+
+
+def test_library_use_v2_example_trains(tiny_model_dir, synthetic_dir, pool_files, tmp_path):
+    """examples/library_use_v2.py (current Tevatron's training script on a streamed pool) trains and saves."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from transformers import AutoModel
+
+    repo = Path(__file__).resolve().parent.parent
+    out = tmp_path / "out"
+    cmd = [sys.executable, str(repo / "examples" / "library_use_v2.py"), "--model_name_or_path", str(tiny_model_dir),
+           "--output_dir", str(out), "--pool", str(pool_files / "pool.jsonl"), "--collection", str(synthetic_dir),
+           "--token_cache_dir", str(tmp_path / "cache"), "--per_device_train_batch_size", "4",
+           "--train_group_size", "3", "--max_steps", "2", "--report_to", "none", "--save_strategy", "no",
+           "--attn_implementation", "sdpa", "--use_cpu"]
+    result = subprocess.run(cmd, cwd=repo, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert AutoModel.from_pretrained(out) is not None
