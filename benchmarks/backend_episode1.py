@@ -17,13 +17,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+if str(REPO / "benchmarks") not in sys.path:  # the sibling modules, when a test loads this file by path
+    sys.path.append(str(REPO / "benchmarks"))
+from machine import machine_info  # noqa: E402
 
 
 def minilm(python: str) -> str:
@@ -127,7 +130,7 @@ def main() -> None:
         "command": "python benchmarks/backend_episode1.py --seeds " + " ".join(map(str, args.seeds))
                    + (" --no_dropout" if args.no_dropout else "")
                    + (" --pad_to_max_length" if args.pad_to_max_length else ""),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores", "runs": results,
+        "machine": machine_info(), "runs": results,
         "weights_v1_vs_v2": gaps}, indent=2) + "\n")
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import subprocess
 import sys
@@ -21,6 +20,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+if str(REPO / "benchmarks") not in sys.path:  # the sibling modules, when a test loads this file by path
+    sys.path.append(str(REPO / "benchmarks"))
+from machine import machine_info  # noqa: E402
 
 
 def worker(batch_file: str, steps: int, warmup: int) -> None:
@@ -102,7 +104,7 @@ def main() -> None:
             assert report["backend"] == name, report
             per_round[name].append(statistics.median(report["seconds_per_step"]))
     result = {
-        "command": "python benchmarks/backend_steps.py", "machine": f"{platform.machine()}, 2 torch threads",
+        "command": "python benchmarks/backend_steps.py", "machine": machine_info(),
         "batch": "8 queries x 4 passages, 32 / 128 tokens, all-MiniLM-L6-v2, fp32 CPU",
         "steps_per_s_median": {k: 1 / statistics.median(v) for k, v in per_round.items()},
         "v2_over_v1_speed_median_of_rounds": statistics.median(a / b for a, b in zip(per_round["v1"], per_round["v2"])),

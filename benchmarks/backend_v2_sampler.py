@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import random
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -36,6 +36,9 @@ from tevatron_tele.data.pools import PoolEntry, read_pool, write_pool
 from tevatron_tele.data.token_cache import corpus_token_cache, query_token_cache
 
 REPO = Path(__file__).resolve().parent.parent
+if str(REPO / "benchmarks") not in sys.path:  # the sibling modules, when a test loads this file by path
+    sys.path.append(str(REPO / "benchmarks"))
+from machine import machine_info  # noqa: E402
 
 
 def minilm_dir() -> Path:
@@ -116,7 +119,7 @@ def main() -> None:
     examples = 8 * args.batches
     result = {
         "command": "python benchmarks/backend_v2_sampler.py",
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch thread(s), {platform.python_version()}",
+        "machine": machine_info(),
         "collection": args.collection, "queries": n, "group_size": 8, "negatives_per_query": 60,
         "identical_first_batch": same, "startup_s": startup,
         "examples_per_s_median": {k: examples / statistics.median(v) for k, v in seconds.items()},

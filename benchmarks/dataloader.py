@@ -25,11 +25,9 @@ from __future__ import annotations
 
 import argparse
 import gc
-import importlib.metadata
 import json
 import logging
 import os
-import platform
 import random
 import shutil
 import statistics
@@ -48,6 +46,9 @@ for _name, _value in (("HF_HUB_OFFLINE", "1"), ("HF_DATASETS_OFFLINE", "1"), ("T
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+if str(REPO / "benchmarks") not in sys.path:  # the sibling modules, when a test loads this file by path
+    sys.path.append(str(REPO / "benchmarks"))
+from machine import machine_info  # noqa: E402
 
 logger = logging.getLogger("benchmarks.dataloader")
 
@@ -93,32 +94,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 # ---------------------------------------------------------------- machine and sizes
-
-def machine_info() -> dict[str, Any]:
-    import torch
-
-    def version(name: str) -> str | None:
-        try:
-            return importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            return None
-
-    cpu_model = None
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            cpu_model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), None)
-    except OSError:
-        pass
-    return {
-        "cpu_count": os.cpu_count(),
-        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "cpu_model": cpu_model,
-        "torch_threads": torch.get_num_threads(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        **{name: version(name) for name in ("torch", "transformers", "datasets", "tevatron", "numpy", "tokenizers")},
-    }
-
 
 def disk_bytes(path: Path) -> dict[str, int]:
     """Apparent size (sum of file sizes) and allocated size (blocks) of a file or a folder tree."""

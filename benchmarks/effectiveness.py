@@ -36,7 +36,6 @@ import dataclasses
 import json
 import logging
 import math
-import os
 import shutil
 import sys
 import time
@@ -48,6 +47,7 @@ if str(REPO) not in sys.path:  # run as a script from a checkout
     sys.path.insert(0, str(REPO))
 if str(HERE) not in sys.path:  # the sibling modules, when a test loads this file by path (appended: shadows nothing)
     sys.path.append(str(HERE))
+from machine import machine_info  # noqa: E402
 
 from tevatron_tele.utils import read_json, setup_logging, write_json  # noqa: E402
 
@@ -288,16 +288,6 @@ def bm25_baseline(paths: dict) -> dict:
     return results
 
 
-def machine() -> dict:
-    import platform
-
-    import torch
-
-    return {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
-            "torch": torch.__version__, "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
-
-
-
 # ---- inputs --------------------------------------------------------------------------------------------
 
 def default_model() -> Path:
@@ -432,7 +422,7 @@ def main(argv=None) -> None:
         stored = paths["root"] / "study.json"
         info = {"seeds": sorted(set(seeds) | set(read_json(stored)["seeds"] if stored.exists() else [])),
                 "collection": str(paths["collection"]), "transfer": str(paths["transfer"]),
-                "model": str(paths["model"]), "settings": profile, "machine": machine()}
+                "model": str(paths["model"]), "settings": profile, "machine": machine_info()}
         write_json(stored, info)
         clock = Clock(args.deadline_s, args.reserve_s)
         started = time.monotonic()

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import platform
 import random
 import sys
 import tempfile
@@ -39,6 +38,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script from a checkout
     sys.path.insert(0, str(REPO))
+if str(REPO / "benchmarks") not in sys.path:  # the sibling modules, when a test loads this file by path
+    sys.path.append(str(REPO / "benchmarks"))
+from machine import machine_info  # noqa: E402
 
 from tevatron_tele.utils import setup_logging, write_json  # noqa: E402
 
@@ -262,7 +264,7 @@ def main(argv: list[str] | None = None) -> None:
                      "q_max_len": args.q_max_len, "pooling": args.pooling, "normalize": args.normalize,
                      "seed": args.seed},
         "random": {f"grade>={g}": random_share(qrels, positives, len(collection.corpus), g) for g in (1, 2)},
-        "machine": {"platform": platform.platform(), "python": platform.python_version()},
+        "machine": machine_info(),
         "models": {},
     }
     bm25 = None

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -27,9 +26,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
-
+if str(REPO / "benchmarks") not in sys.path:  # the sibling modules, when a test loads this file by path
+    sys.path.append(str(REPO / "benchmarks"))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from machine import machine_info  # noqa: E402
 
 
 class Recorder:
@@ -50,16 +51,6 @@ class Recorder:
 def sync(device: str) -> None:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
-
-
-def machine(device: str) -> dict:
-    info = {"python": platform.python_version(), "torch": torch.__version__, "cpu_count": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(), "device": device}
-    if device.startswith("cuda"):
-        props = torch.cuda.get_device_properties(0)
-        info.update(gpu=torch.cuda.get_device_name(0), gpu_memory_gib=round(props.total_memory / 2**30, 1),
-                    cuda=torch.version.cuda)
-    return info
 
 
 def bench_encoding(rec: Recorder, model_dir: Path, data: Path, device: str, small: bool, work: Path) -> None:
@@ -198,7 +189,7 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     rec = Recorder(args.out)
-    rec.put("machine", "info", machine(device))
+    rec.put("machine", "info", machine_info(device))
     rec.data["machine"]["small"] = args.small
     with tempfile.TemporaryDirectory(prefix="gpu-micro-") as tmp:
         work = Path(tmp)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import shutil
 import subprocess
@@ -27,16 +26,12 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
+if str(REPO / "benchmarks") not in sys.path:  # the sibling modules, when a test loads this file by path
+    sys.path.append(str(REPO / "benchmarks"))
+from machine import machine_info  # noqa: E402
+
 SHARD_ROWS = 100_000
 DIM = 384
-
-
-def _machine() -> dict:
-    import torch
-
-    return {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
-            "torch": torch.__version__, "platform": platform.platform(),
-            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
 
 def scifact(work: Path, data: Path, threads: int) -> dict:
@@ -238,7 +233,7 @@ def main() -> None:
     work = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="mining-bench-"))
     output = Path(args.output)
     result = json.loads(output.read_text()) if output.exists() else {}
-    result["machine"] = _machine()
+    result["machine"] = machine_info()
     result["command"] = " ".join(["python", "benchmarks/mining.py", *sys.argv[1:]])
     try:
         if args.part in ("all", "scifact"):

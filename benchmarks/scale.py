@@ -47,7 +47,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import shutil
 import subprocess
@@ -64,6 +63,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 import scale_data as sd  # noqa: E402
+from machine import machine_info  # noqa: E402
 
 STAGES = ("load", "build", "reopen", "search", "pool", "dataset", "score_store", "score_lookup")
 NEEDS = {"load": [], "build": [], "reopen": ["caches"], "search": ["vectors"], "pool": ["mining"],
@@ -552,22 +552,6 @@ def targets(stages: dict, budget_mb: float) -> dict:
             "build_ok": bool(build.get("ratio_to_tokenizer")) and build["ratio_to_tokenizer"]["by_wall_time"] >= 0.9}
 
 
-def machine() -> dict:
-    def version(name):
-        try:
-            return __import__(name).__version__
-        except Exception:
-            return None
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    git = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "tevatron_tele"], cwd=REPO, capture_output=True, text=True)
-    return {"cpu": cpu, "cpu_count": os.cpu_count(), "python": platform.python_version(),
-            "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
-            **{k: version(k) for k in ("numpy", "torch", "transformers", "tokenizers", "faiss")},
-            "git_commit": git, "tevatron_tele_modified_files": dirty.stdout.split("\n")[:-1]}
-
-
 def _cell(r: dict | None, key: str) -> str:
     if r is None:
         return "-"
@@ -642,7 +626,7 @@ def main() -> None:
         return child(a)
     sizes = sorted(set([20_000, 50_000] if a.quick else a.sizes) | ({FULL} if a.full else set()))
     started = time.perf_counter()
-    result = {"command": "python " + " ".join(["benchmarks/scale.py", *sys.argv[1:]]), "machine": machine(),
+    result = {"command": "python " + " ".join(["benchmarks/scale.py", *sys.argv[1:]]), "machine": machine_info(),
               "load_average_start": os.getloadavg(), "sizes": sizes, "p_max_len": P_LEN, "q_max_len": Q_LEN,
               "dim": DIM, "linear_tolerance": TOLERANCE, "stages": {}, "prep": {},
               "notes": {"memory": "peak_rss_mb = VmHWM (includes file-backed pages); peak_anon_mb = RssAnon sampled "

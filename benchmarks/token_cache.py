@@ -30,7 +30,6 @@ import gc
 import importlib.util
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -41,6 +40,10 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
+if str(REPO / "benchmarks") not in sys.path:  # the sibling modules, when a test loads this file by path
+    sys.path.append(str(REPO / "benchmarks"))
+from machine import machine_info  # noqa: E402
+
 MAX_LEN = 128
 # the last commit of data/token_cache.py before the cache was keyed on source files (it hashed every text)
 BEFORE = "df794576b402e393516cfd0c133744bbe6cf3c55"
@@ -300,18 +303,6 @@ def reopen(folder: Path, work: Path, cache_dir: Path | None) -> dict:
     return result
 
 
-def _machine() -> dict:
-    import tokenizers
-    import transformers
-
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    return {"cpu": cpu, "cpu_count": os.cpu_count(), "python": platform.python_version(),
-            "tokenizers": tokenizers.__version__, "transformers": transformers.__version__,
-            "TOKENIZERS_PARALLELISM": os.environ.get("TOKENIZERS_PARALLELISM"),
-            "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reopen_sizes", type=int, nargs="+", default=[100_000, 1_000_000])
@@ -329,7 +320,7 @@ def main() -> None:
     folders = {n: args.work / f"beir-{n}" for n in sizes}
     started = time.perf_counter()
     result = {"command": "python " + " ".join([Path(sys.argv[0]).as_posix()] + sys.argv[1:]),
-              "machine": _machine(), "load_average_start": os.getloadavg(), "max_len": MAX_LEN}
+              "machine": machine_info(), "load_average_start": os.getloadavg(), "max_len": MAX_LEN}
     result["generate"] = generate(folders)
     print("generated", result["generate"], flush=True)
     time.sleep(2.5)  # the files' last change settles (token_cache._SETTLE_NS) before they are loaded and hashed
