@@ -304,8 +304,7 @@ def st_dataset(a, p, mem):
 
 def st_score_store(a, p, mem):
     from tevatron_tele.evaluation.analysis import store_episode_scores
-    from tevatron_tele.evaluation.scoring import StoredScores
-    from tevatron_tele.mining.filters import EmbeddingScorer
+    from tevatron_tele.evaluation.scoring import EmbeddingScorer, StoredScores
 
     out: dict = {}
     mem.phase("score")  # as runner.episodes._store_scores of episode 2, without a probe

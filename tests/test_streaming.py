@@ -193,8 +193,12 @@ def test_scores_stored_a_query_at_a_time_equal_the_table_made_whole(tmp_path):
     import numpy as np
 
     from tevatron_tele.evaluation.analysis import build_probe, pairs_needed_by_episode, store_episode_scores
-    from tevatron_tele.evaluation.scoring import StoredScores, load_score_table, score_pairs_from_embeddings
-    from tevatron_tele.mining.filters import EmbeddingScorer
+    from tevatron_tele.evaluation.scoring import (
+        EmbeddingScorer,
+        StoredScores,
+        load_score_table,
+        score_pairs_from_embeddings,
+    )
     from tevatron_tele.retrieval.embeddings import save_embeddings
 
     rng = random.Random(1)

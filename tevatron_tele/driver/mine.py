@@ -70,7 +70,7 @@ def run(args: MineArguments) -> str:
             raise ValueError("--query_embeddings and --corpus_embeddings go together")
         if args.scores:
             raise ValueError("pass --scores or --query_embeddings/--corpus_embeddings, not both")
-        from ..mining.filters import EmbeddingScorer
+        from ..evaluation.scoring import EmbeddingScorer
 
         scores = EmbeddingScorer(args.query_embeddings, args.corpus_embeddings)
     return str(mine_episode(collection, args.output, query_run=args.query_run, positive_run=args.positive_run,

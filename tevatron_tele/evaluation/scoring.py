@@ -10,6 +10,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from ..data.id_index import IdIndex
+from ..retrieval.embeddings import load_embeddings, shard_prefixes
 from ..utils import PathLike
 
 logger = logging.getLogger(__name__)
@@ -70,29 +72,83 @@ def score_pairs(
     return table
 
 
+class EmbeddingScorer:
+    """S(q, d) = <q, d> from an episode's embedding files: the training queries' and the corpus' (sharded or
+    not), all memory-mapped, only the rows asked for read; vectors as stored, float32 dot products. The runner's
+    `scores.npz`, the positive-aware filter and `score_pairs_from_embeddings` all score through it. Passages are
+    found through an `IdIndex` over the corpus ids (12 bytes per passage besides the ids themselves) rather than
+    a dict of them.
+
+    Args:
+        query_prefix: the training queries' embedding prefix.
+        corpus_prefix: the corpus' embedding prefix (or its shards' common prefix).
+    """
+
+    def __init__(self, query_prefix: PathLike, corpus_prefix: PathLike):
+        self._query_shards, query_ids = _open_shards(query_prefix)
+        self._query_row: dict[str, tuple[int, int]] = {}
+        for s, ids in enumerate(query_ids):
+            self._query_row.update((q, (s, n)) for n, q in enumerate(ids))
+        self._shards, corpus_ids = _open_shards(corpus_prefix)
+        self._starts = np.cumsum([0, *map(len, corpus_ids)])  # global row of each shard's first passage
+        ids = [d for shard_ids in corpus_ids for d in shard_ids]
+        self._index = IdIndex.build([ids], ids)
+        self._dim = self._shards[0].shape[1] if self._shards else 0
+
+    def scores(self, qid: str, docids: Iterable[str]) -> dict[str, float]:
+        """S(qid, d) of the given passages, in their order; passages (or a query) without a vector are left out."""
+        if qid not in self._query_row:
+            return {}
+        docs = list(dict.fromkeys(docids))
+        rows = self._index.positions(docs, missing=-1)
+        found = np.flatnonzero(rows >= 0)
+        if not len(found):
+            return {}
+        docs, rows = [docs[k] for k in found], rows[found]
+        shard_of = np.searchsorted(self._starts, rows, side="right") - 1
+        vecs = np.empty((len(docs), self._dim), dtype=np.float32)
+        for s in np.unique(shard_of).tolist():
+            ks = np.flatnonzero(shard_of == s)
+            vecs[ks] = np.asarray(self._shards[s][rows[ks] - self._starts[s]], dtype=np.float32)
+        s, n = self._query_row[qid]
+        values = vecs @ np.asarray(self._query_shards[s][n], dtype=np.float32)
+        return {d: float(v) for d, v in zip(docs, values)}
+
+
+def _open_shards(prefix: PathLike) -> tuple[list[np.ndarray], list[list[str]]]:
+    """The memory-mapped arrays and the ids of an embedding prefix's shards (one for an unsharded prefix)."""
+    arrays, ids = [], []
+    for shard in shard_prefixes(prefix):
+        emb, shard_ids = load_embeddings(shard, mmap=True)
+        arrays.append(emb)
+        ids.append(shard_ids)
+    return arrays, ids
+
+
+def iter_scores(scorer, pairs: Iterable[tuple[str, Iterable[str]]]) -> Iterator[tuple[str, dict[str, float]]]:
+    """(query id, its scored passages) for each query of `pairs` with any passage scored, a query at a time.
+
+    Args:
+        scorer: has `scores(qid, docids) -> {docid: score}` leaving out what it cannot score (e.g.
+            `EmbeddingScorer`).
+        pairs: (query id, passage ids) per query.
+
+    Returns:
+        An iterator over (query id, {passage id: score}).
+    """
+    for qid, docids in pairs:
+        scores = scorer.scores(qid, docids)
+        if scores:
+            yield qid, scores
+
+
 def score_pairs_from_embeddings(query_prefix: PathLike, corpus_prefix: PathLike,
                                 pairs: Mapping[str, Iterable[str]]) -> ScoreTable:
-    """S(q, d) for `pairs` from embeddings an episode already wrote (no encoding at all).
+    """S(q, d) for `pairs` from embeddings an episode already wrote (no encoding at all), by `EmbeddingScorer`.
 
-    Corpus shards are memory-mapped and only the rows of the wanted passages are read. Pairs whose query
-    or passage has no vector are left out of the table.
+    Pairs whose query or passage has no vector are left out of the table (a query with none has no row).
     """
-    from ..retrieval.embeddings import load_all, load_rows
-
-    q_emb, q_ids = load_all(query_prefix)
-    q_row = {q: i for i, q in enumerate(q_ids)}
-    rows, ids = load_rows(corpus_prefix, {d for q, ds in pairs.items() if q in q_row for d in ds})
-    rows = rows.astype(np.float32)
-    p_vecs = {d: rows[k] for k, d in enumerate(ids)}
-    table: ScoreTable = {}
-    for qid, docids in pairs.items():
-        if qid not in q_row:
-            continue
-        docs = [d for d in dict.fromkeys(docids) if d in p_vecs]
-        if docs:
-            scores = np.stack([p_vecs[d] for d in docs]) @ np.asarray(q_emb[q_row[qid]], dtype=np.float32)
-            table[qid] = {d: float(s) for d, s in zip(docs, scores)}
-    return table
+    return dict(iter_scores(EmbeddingScorer(query_prefix, corpus_prefix), pairs.items()))
 
 
 def save_score_table(path: PathLike, table: ScoreTable) -> None:
@@ -141,26 +197,24 @@ def save_score_rows(path: PathLike, rows: Iterable[tuple[str, Sequence[str], Seq
 
 
 def save_scored_pairs(path: PathLike, scorer, pairs: Iterable[tuple[str, Sequence[str]]]) -> int:
-    """Score pairs given a query at a time and write them as a table (`save_score_rows`), never all in memory.
+    """Score pairs given a query at a time (`iter_scores`) and write them as a table (`save_score_rows`), never
+    all in memory.
 
     Args:
         path: the .npz to write.
-        scorer: has `scores(qid, docids) -> {docid: score}` leaving out what it cannot score (e.g.
-            `mining.filters.EmbeddingScorer`, whose scores equal `score_pairs_from_embeddings`').
+        scorer: as for `iter_scores`.
         pairs: (query id, passage ids) per query.
 
     Returns:
-        The number of pairs written (a query with none scored has no row, as in `score_pairs_from_embeddings`).
+        The number of pairs written (a query with none scored has no row).
     """
     written = 0
 
     def rows() -> Iterator[tuple[str, list[str], list[float]]]:
         nonlocal written
-        for qid, docids in pairs:
-            scores = scorer.scores(qid, docids)
-            if scores:
-                written += len(scores)
-                yield qid, list(scores), list(scores.values())
+        for qid, scores in iter_scores(scorer, pairs):
+            written += len(scores)
+            yield qid, list(scores), list(scores.values())
 
     save_score_rows(path, rows())
     return written
@@ -237,7 +291,7 @@ def load_score_table(path: PathLike) -> ScoreTable:
         {query id: {passage id: score}}.
     """
     stored = StoredScores(path)
-    return {q: dict(stored[q]) for q in stored}
+    return {q: stored[q] for q in stored}  # each row is a dict made for that query
 
 
 def covers(table: ScoreTable, pairs: Mapping[str, Iterable[str]]) -> bool:

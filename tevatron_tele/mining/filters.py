@@ -41,7 +41,7 @@ from typing import Protocol
 
 import numpy as np
 
-from ..utils import PathLike
+from ..evaluation.scoring import EmbeddingScorer  # noqa: F401  (scores from embedding files; re-exported here)
 
 logger = logging.getLogger(__name__)
 
@@ -63,57 +63,6 @@ class TableScorer:
     def scores(self, qid: str, docids: Iterable[str]) -> dict[str, float]:
         row = self.table.get(qid, {})
         return {d: float(row[d]) for d in docids if d in row}
-
-
-class EmbeddingScorer:
-    """S(q, d) = <q, d> from an episode's embedding files: the training queries' and the corpus' (sharded or
-    not), all memory-mapped, only the rows asked for read. The arithmetic is that of
-    `evaluation.scoring.score_pairs_from_embeddings` (vectors as stored, float32 dot products), so the scores
-    equal those the runner stores in `scores.npz`. Passages are found through an `IdIndex` over the corpus ids
-    (12 bytes per passage besides the ids themselves) rather than a dict of them."""
-
-    def __init__(self, query_prefix: PathLike, corpus_prefix: PathLike):
-        from ..data.id_index import IdIndex
-
-        self._query_shards, query_ids = _open_shards(query_prefix)
-        self._query_row: dict[str, tuple[int, int]] = {}
-        for s, ids in enumerate(query_ids):
-            self._query_row.update((q, (s, n)) for n, q in enumerate(ids))
-        self._shards, corpus_ids = _open_shards(corpus_prefix)
-        self._starts = np.cumsum([0, *map(len, corpus_ids)])  # global row of each shard's first passage
-        ids = [d for shard_ids in corpus_ids for d in shard_ids]
-        self._index = IdIndex.build([ids], ids)
-        self._dim = self._shards[0].shape[1] if self._shards else 0
-
-    def scores(self, qid: str, docids: Iterable[str]) -> dict[str, float]:
-        if qid not in self._query_row:
-            return {}
-        docs = list(dict.fromkeys(docids))
-        rows = self._index.positions(docs, missing=-1)
-        found = np.flatnonzero(rows >= 0)
-        if not len(found):
-            return {}
-        docs, rows = [docs[k] for k in found], rows[found]
-        shard_of = np.searchsorted(self._starts, rows, side="right") - 1
-        vecs = np.empty((len(docs), self._dim), dtype=np.float32)
-        for s in np.unique(shard_of).tolist():
-            ks = np.flatnonzero(shard_of == s)
-            vecs[ks] = np.asarray(self._shards[s][rows[ks] - self._starts[s]], dtype=np.float32)
-        s, n = self._query_row[qid]
-        values = vecs @ np.asarray(self._query_shards[s][n], dtype=np.float32)
-        return {d: float(v) for d, v in zip(docs, values)}
-
-
-def _open_shards(prefix: PathLike) -> tuple[list[np.ndarray], list[list[str]]]:
-    """The memory-mapped arrays and the ids of an embedding prefix's shards (one for an unsharded prefix)."""
-    from ..retrieval.embeddings import load_embeddings, shard_prefixes
-
-    arrays, ids = [], []
-    for shard in shard_prefixes(prefix):
-        emb, shard_ids = load_embeddings(shard, mmap=True)
-        arrays.append(emb)
-        ids.append(shard_ids)
-    return arrays, ids
 
 
 def as_scorer(scores) -> Scorer | None:
