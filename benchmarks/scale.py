@@ -320,8 +320,14 @@ def st_score_lookup(a, p, mem):
     import tempfile
 
     from tevatron_tele.data.pools import IndexedPool
-    from tevatron_tele.evaluation.analysis import RunWorkspace, pairs_needed_by_episode, sample_queries, score_episodes
-    from tevatron_tele.evaluation.scoring import StoredScores, with_positives
+    from tevatron_tele.evaluation.analysis import (
+        RunWorkspace,
+        analysis_pairs,
+        pairs_needed_by_episode,
+        sample_queries,
+        score_episodes,
+    )
+    from tevatron_tele.evaluation.scoring import StoredScores
 
     out: dict = {}
     mem.phase("read_pools")  # as analysis.analyze_run on the runner's default query sample, without a probe
@@ -329,11 +335,7 @@ def st_score_lookup(a, p, mem):
     positives = _timed(out, "positives_seconds", ws.positives)
     queries = set(sample_queries(list(positives), a.analysis_queries))
     negatives, _ = _timed(out, "read_pools_seconds", lambda: ws.pool_lists(queries))
-    pairs: dict[str, set[str]] = {}
-    for negs in negatives.values():
-        for q, ds in negs.items():
-            pairs.setdefault(q, set()).update(ds)
-    pairs = with_positives({q: sorted(ds) for q, ds in pairs.items()}, positives)
+    pairs = analysis_pairs(negatives, None, positives)
     needed = pairs_needed_by_episode(negatives, None, positives)
     mem.phase("lookup")
     with tempfile.TemporaryDirectory() as tmp:

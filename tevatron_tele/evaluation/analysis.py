@@ -262,6 +262,26 @@ def pairs_needed_by_episode(pool_negatives: Mapping[int, Mapping[str, Sequence[s
     return out
 
 
+def analysis_pairs(pool_negatives: Mapping[int, Mapping[str, Sequence[str]]],
+                   probe: Mapping[str, Sequence[str]] | None,
+                   positives: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
+    """Every pair the analysis scores: each query's negatives in any pool and in the probe, with its positives.
+
+    Args:
+        pool_negatives: {episode: {query id: negatives}}.
+        probe: {query id: probe negatives}, or None.
+        positives: each query's positives.
+
+    Returns:
+        {query id: its positives, then the sorted union of its negatives}.
+    """
+    merged: dict[str, set[str]] = {}
+    for negs in [*pool_negatives.values(), probe or {}]:
+        for q, ds in negs.items():
+            merged.setdefault(q, set()).update(ds)
+    return with_positives({q: sorted(ds) for q, ds in merged.items()}, positives)
+
+
 def iter_pairs_needed(pools: Sequence[Mapping[str, PoolEntry]], more_positives: Mapping[str, Sequence[str]],
                       probe_ranking: Mapping[str, Sequence[tuple[str, float]]] | None, probe_k: int
                       ) -> Iterator[tuple[str, list[str]]]:
@@ -356,11 +376,7 @@ def analyze_run(
         logger.info("%s: %d probe queries are outside the sampled training queries", ws.path, dropped)
 
     pool_negatives, sources = ws.pool_lists(queries)
-    pairs: dict[str, set[str]] = {}
-    for negs in [*pool_negatives.values(), probe]:
-        for q, ds in negs.items():
-            pairs.setdefault(q, set()).update(ds)
-    pairs = with_positives({q: sorted(ds) for q, ds in pairs.items()}, positives)
+    pairs = analysis_pairs(pool_negatives, probe, positives)
 
     with tempfile.TemporaryDirectory(prefix="tele-analysis-") as tmp:
         tables = score_episodes(ws, pairs, Path(cache_dir) if cache_dir else Path(tmp), device=device,
