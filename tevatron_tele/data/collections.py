@@ -38,6 +38,11 @@ def _error(path: PathLike, line: int | str | None, field_name: str, problem: str
     return CollectionError(location(path, line, field_name, problem))
 
 
+def _passage_text(title: str, text: str, sep: str) -> str:
+    """The text a passage is encoded from: `title <sep> text`, or just the text when untitled."""
+    return f"{title} {sep} {text}" if title else text
+
+
 @dataclass
 class Corpus:
     """Passages: ids, titles ("" when untitled) and texts, in corpus order.
@@ -110,8 +115,7 @@ class Corpus:
 
     def passage_text(self, i: int, sep: str) -> str:
         """Title and text joined by `sep` (the tokenizer's separator), or just the text when untitled."""
-        title = self.titles[i]
-        return f"{title} {sep} {self.texts[i]}" if title else self.texts[i]
+        return _passage_text(self.titles[i], self.texts[i], sep)
 
     def passage_texts(self, start: int, stop: int, sep: str) -> list[str]:
         """`passage_text` of rows start..stop-1, read a slice at a time (fast on a store-backed corpus).
@@ -125,7 +129,7 @@ class Corpus:
             The passage texts.
         """
         titles, texts = self.titles[start:stop], self.texts[start:stop]
-        return [f"{title} {sep} {text}" if title else text for title, text in zip(titles, texts)]
+        return [_passage_text(title, text, sep) for title, text in zip(titles, texts)]
 
 
 @dataclass
