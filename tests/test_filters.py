@@ -111,6 +111,20 @@ def test_several_positives_judge_by_the_weakest():
     assert filt.stats()["sources"]["ann"]["max_negative_ratio"] == 2
 
 
+def test_filter_positive_best_judges_by_the_best_positive():
+    """The same query with --filter_positive best: the threshold is 0.9 * 0.9 = 0.81, from p1, so only x goes."""
+    run = {"q": [("p1", 0.9), ("x", 0.85), ("y", 0.46), ("p2", 0.5), ("z", 0.44), ("w", 0.1)]}
+    table = {"q": {"p1": 0.9, "p2": 0.5, "x": 0.85, "y": 0.46, "z": 0.44, "w": 0.1}}
+    settings = FilterSettings(max_negative_ratio=0.9, positive="best")
+    filt = PositiveAwareFilter(settings, {"q": ["p1", "p2"]}, TableScorer(table))
+    got = ann_negatives(run, {"q": ["p1", "p2"]}, depth=10, sample=None, keep=filt.keeper("ann"))
+    assert got == {"q": ["y", "z", "w"]}
+    assert "best positive" in filt.stats()["rule"] and filt.stats()["filter_positive"] == "best"
+    assert "filter_positive" not in FilterSettings(max_negative_ratio=0.9).to_dict()  # old stats unchanged
+    with pytest.raises(ValueError, match="--filter_positive must be one of weakest, best"):
+        FilterSettings(max_negative_ratio=0.9, positive="first")
+
+
 # ---------------------------------------------------------------- through mine_episode
 
 def _collection(positives):
@@ -292,6 +306,16 @@ def test_mine_driver_flags(tmp_path, synthetic_dir):
         assert e.sources["ann"] == [d for d in candidates[2:] if scores[k][row[d]] <= threshold]
     stats = json.loads(pool_stats_path(out).read_text())["positive_aware_filter"]
     assert stats["skip_top"] == 2 and stats["sources"]["ann"]["skip_top"] == 2 * len(qids)
+    # --filter_positive best: each candidate is compared with the best-scored positive instead
+    best_out = tmp_path / "pool-best.jsonl"
+    main(["--collection", str(synthetic_dir), "--output", str(best_out), "--query_run", str(tmp_path / "queries.trec"),
+          "--sample", "0", "--depth", "20", "--max_negative_ratio", "0.9", "--filter_positive", "best",
+          "--query_embeddings", str(tmp_path / "queries"), "--corpus_embeddings", str(tmp_path / "corpus")])
+    for e in read_pool(best_out):
+        k = qids.index(e.query_id)
+        threshold = ratio_threshold(float(max(scores[k][row[p]] for p in e.positive_document_ids)), 0.9)
+        candidates = [d for d, _ in run[e.query_id] if d not in e.positive_document_ids]
+        assert e.sources["ann"] == [d for d in candidates if scores[k][row[d]] <= threshold]
     with pytest.raises(ValueError, match="go together"):
         main(["--collection", str(synthetic_dir), "--output", str(tmp_path / "x.jsonl"), "--query_run",
               str(tmp_path / "queries.trec"), "--query_embeddings", str(tmp_path / "queries")])
@@ -308,6 +332,8 @@ def test_runner_settings_are_checked(tmp_path):
         EpisodeArguments(**base, negatives="ann", momentum="forgotten-only")
     with pytest.raises(ValueError, match="max_negative_ratio"):
         EpisodeArguments(**base, max_negative_ratio=0.0)
+    with pytest.raises(ValueError, match="--filter_positive must be"):
+        EpisodeArguments(**base, max_negative_ratio=0.95, filter_positive="strongest")
 
 
 # ---------------------------------------------------------------- the runner end to end

@@ -40,7 +40,9 @@ class MineArguments:
     dedupe: bool = field(default=False, metadata={"help": "drop repeated negatives across sources"})
     max_negative_ratio: float | None = field(
         default=None, metadata={"help": "drop a candidate d when S(q,d) > s+ - (1-R)*|s+| (= R*s+ for s+ >= 0), s+ "
-                                        "the weakest positive's score (e.g. 0.95)"})
+                                        "the score of the --filter_positive positive (e.g. 0.95)"})
+    filter_positive: str = field(default="weakest", metadata={"help": "the positive whose score s+ the filter "
+                                                                      "compares with: weakest | best"})
     negative_margin: float | None = field(default=None, metadata={"help": "drop d when S(q,d) > s+ - M"})
     skip_top: int = field(default=0, metadata={"help": "the K best-ranked candidates of each ranking are never "
                                                        "negatives"})
@@ -63,7 +65,8 @@ def run(args: MineArguments) -> str:
     config = MiningConfig(depth=args.depth, sample=args.sample or None, seed=args.seed,
                           all_positives=args.all_positives, dedupe=args.dedupe,
                           max_negative_ratio=args.max_negative_ratio, negative_margin=args.negative_margin,
-                          skip_top=args.skip_top, momentum=args.momentum)
+                          skip_top=args.skip_top, filter_positive=args.filter_positive,
+                          momentum=args.momentum)
     scores = args.scores
     if args.query_embeddings or args.corpus_embeddings:
         if not (args.query_embeddings and args.corpus_embeddings):

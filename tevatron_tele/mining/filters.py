@@ -3,8 +3,10 @@
 Positive-aware filter (NV-Retriever's TopK-PercPos / TopK-MarginPos, sentence-transformers'
 `mine_hard_negatives` with `relative_margin` / `absolute_margin` / `range_min`): a mined candidate that the
 mining model scores too close to the query's positive is likely an unlabelled relevant passage (a false
-negative), so it is dropped before the sample is drawn. With s+ the score of the query's *weakest* positive
-(the lowest S(q, d+) among its positives; a candidate close to any positive is suspect):
+negative), so it is dropped before the sample is drawn. s+ is the score of one of the query's positives, chosen
+by `filter_positive`: the *weakest* (the lowest S(q, d+); a candidate close to any positive is suspect, which on
+a collection with dozens of judged positives per query drops nearly every candidate) or the *best* (the highest
+S(q, d+), as a miner that compares each candidate with the one positive it trains on does for its best case):
 
 - `max_negative_ratio R`: drop d when S(q, d) > s+ - (1 - R) * |s+|. For s+ > 0 this is S(q, d) > R * s+,
   "above a share R of the positive's score". Written this way it stays right when s+ < 0 (unnormalized dot
@@ -37,7 +39,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 
@@ -47,6 +49,8 @@ logger = logging.getLogger(__name__)
 
 MOMENTUM_MODES = ("all", "forgotten-first", "forgotten-only")
 FILTER_RULES = ("skip_top", "max_negative_ratio", "negative_margin")
+FILTER_POSITIVES = ("weakest", "best")  # which positive's score s+ the filter compares candidates with
+FilterPositive = Literal["weakest", "best"]
 
 
 class Scorer(Protocol):
@@ -80,8 +84,25 @@ def as_scorer(scores) -> Scorer | None:
 
 def weakest_positive_score(scores: Mapping[str, float], positives: Iterable[str]) -> float | None:
     """The lowest score among the query's positives that have one; None when none has."""
+    return reference_positive_score(scores, positives, "weakest")
+
+
+def reference_positive_score(scores: Mapping[str, float], positives: Iterable[str],
+                             rule: FilterPositive = "weakest") -> float | None:
+    """s+, the positive score the filter compares candidates with.
+
+    Args:
+        scores: S(q, d) of the query's positives (and candidates).
+        positives: the query's positives.
+        rule: 'weakest' (the lowest positive score) or 'best' (the highest).
+
+    Returns:
+        s+, or None when no positive has a score.
+    """
     values = [scores[p] for p in positives if p in scores]
-    return min(values) if values else None
+    if not values:
+        return None
+    return max(values) if rule == "best" else min(values)
 
 
 def ratio_threshold(positive_score: float, ratio: float) -> float:
@@ -96,8 +117,11 @@ class FilterSettings:
     max_negative_ratio: float | None = None
     negative_margin: float | None = None
     skip_top: int = 0
+    positive: FilterPositive = "weakest"
 
     def __post_init__(self):
+        if self.positive not in FILTER_POSITIVES:
+            raise ValueError(f"--filter_positive must be one of {', '.join(FILTER_POSITIVES)}, got '{self.positive}'")
         if self.max_negative_ratio is not None and not self.max_negative_ratio > 0:
             raise ValueError(f"--max_negative_ratio must be > 0 (e.g. 0.95), got {self.max_negative_ratio}")
         if self.negative_margin is not None and not np.isfinite(self.negative_margin):
@@ -114,8 +138,11 @@ class FilterSettings:
         return self.max_negative_ratio is not None or self.negative_margin is not None
 
     def to_dict(self) -> dict:
-        return {"max_negative_ratio": self.max_negative_ratio, "negative_margin": self.negative_margin,
-                "skip_top": self.skip_top}
+        out = {"max_negative_ratio": self.max_negative_ratio, "negative_margin": self.negative_margin,
+               "skip_top": self.skip_top}
+        if self.positive != "weakest":  # (only when set: the stats of earlier filtered pools stay what they were)
+            out["filter_positive"] = self.positive
+        return out
 
 
 def filter_candidates(candidates: Sequence[str], scores: Mapping[str, float], positive_score: float | None,
@@ -175,7 +202,7 @@ class PositiveAwareFilter:
             scores: Mapping[str, float] = {}
             if self.settings.needs_scores:
                 scores = self.scorer.scores(qid, [*pos, *candidates])
-            positive_score = weakest_positive_score(scores, pos)
+            positive_score = reference_positive_score(scores, pos, self.settings.positive)
             if self.settings.needs_scores and positive_score is None and candidates:
                 counts["queries_without_positive_score"] += 1
             kept, c = filter_candidates(candidates, scores, positive_score, self.settings, ranked=ranked)
@@ -189,7 +216,7 @@ class PositiveAwareFilter:
         keys = ("queries", "candidates", "kept", "removed", *FILTER_RULES, "unscored",
                 "queries_without_positive_score")
         return {"rule": "drop d when S(q,d) > s+ - (1-R)*|s+| (ratio) or S(q,d) > s+ - M (margin), s+ = the "
-                        "weakest positive's score; skip the top K candidates of each ranking",
+                        f"{self.settings.positive} positive's score; skip the top K candidates of each ranking",
                 **self.settings.to_dict(),
                 "sources": {name: {k: int(c.get(k, 0)) for k in keys} for name, c in self.counts.items()}}
 

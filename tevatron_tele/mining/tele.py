@@ -377,6 +377,7 @@ class MiningConfig:
     max_negative_ratio: float | None = None
     negative_margin: float | None = None
     skip_top: int = 0
+    filter_positive: str = "weakest"
     momentum: str = "all"
 
     def __post_init__(self):
@@ -385,7 +386,7 @@ class MiningConfig:
         self.filter_settings()  # checks the filter's values
 
     def filter_settings(self) -> FilterSettings:
-        return FilterSettings(self.max_negative_ratio, self.negative_margin, self.skip_top)
+        return FilterSettings(self.max_negative_ratio, self.negative_margin, self.skip_top, self.filter_positive)
 
 
 def mine_episode(

@@ -73,8 +73,13 @@ class EpisodeArguments:
     max_negative_ratio: float | None = field(
         default=None,
         metadata={"help": "Positive-aware filter, every source: drop a candidate d that the mining model scores "
-                          "S(q,d) > s+ - (1-R)*|s+| (= R*s+ when s+ >= 0; s+ the weakest positive's score), e.g. "
-                          "0.95. Pool i+1 is then mined before episode i's corpus embeddings are removed."})
+                          "S(q,d) > s+ - (1-R)*|s+| (= R*s+ when s+ >= 0; s+ the score of the --filter_positive "
+                          "positive), e.g. 0.95. Pool i+1 is then mined before episode i's corpus embeddings are "
+                          "removed."})
+    filter_positive: str = field(
+        default="weakest",
+        metadata={"help": "The positive whose score s+ the filter compares candidates with: 'weakest' (the lowest "
+                          "S(q,d+); drops most on collections with many judged positives per query) or 'best'."})
     negative_margin: float | None = field(
         default=None, metadata={"help": "Positive-aware filter: drop a candidate d with S(q,d) > s+ - M."})
     skip_top: int = field(default=0, metadata={"help": "Never take the K best-ranked candidates of a ranking (ANN, "
@@ -180,7 +185,8 @@ class EpisodeArguments:
             raise ValueError(f"--backend must be one of auto, v1, v2; got '{self.backend}'")
         from ..mining.filters import MOMENTUM_MODES, FilterSettings
 
-        FilterSettings(self.max_negative_ratio, self.negative_margin, self.skip_top)  # a one-line error now
+        FilterSettings(self.max_negative_ratio, self.negative_margin, self.skip_top,
+                       self.filter_positive)  # a one-line error now
         if self.momentum not in MOMENTUM_MODES:
             raise ValueError(f"--momentum must be one of {', '.join(MOMENTUM_MODES)}; got '{self.momentum}'")
         if self.momentum != "all" and "momentum" not in self.sources():

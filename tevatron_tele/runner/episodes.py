@@ -310,7 +310,8 @@ class EpisodeRunner:
                 bm25_run=self._bm25_run(self.train_collection, "train") if "bm25" in sources else None,
                 config=MiningConfig(depth=a.depth, sample=a.sample or None, seed=a.seed + i,
                                     all_positives=a.lookahead_all_positives, max_negative_ratio=a.max_negative_ratio,
-                                    negative_margin=a.negative_margin, skip_top=a.skip_top, momentum=a.momentum),
+                                    negative_margin=a.negative_margin, skip_top=a.skip_top,
+                                    filter_positive=a.filter_positive, momentum=a.momentum),
                 scores=self._mining_scores(prev))
             if self._filter_needs_scores() and self.folder.is_done(prev):
                 self._drop_corpus_embeddings(prev)  # encoded again just now for the filter's scores
