@@ -8,8 +8,12 @@ import os
 import pytest
 from test_episodes import _args, _run_cli
 
+from tevatron_tele.data.collections import load_collection
 from tevatron_tele.data.pools import read_pool
 from tevatron_tele.data.synthetic import make_synthetic_collection
+from tevatron_tele.data.trec import read_run
+from tevatron_tele.evaluation.metrics import per_query_values
+from tevatron_tele.evaluation.verdict import select_episode_guarded
 from tevatron_tele.runner.workspace import RunFolder
 
 pytestmark = pytest.mark.slow
@@ -29,13 +33,20 @@ def selected_run(tmp_path_factory, shared_positive_collection, tiny_model_dir):
     return out, proc.stdout
 
 
-def test_dev_selection_best_link_and_verdict(selected_run):
+def test_dev_selection_best_link_and_verdict(selected_run, shared_positive_collection):
     out, stdout = selected_run
     folder = RunFolder(out)
     best = json.loads((out / "best.json").read_text())
     dev = {i: json.loads(folder.eval(i).read_text())["collection/dev-from-train"]["nDCG@10"] for i in range(3)}
-    expected = max(range(3), key=lambda i: (dev[i], -i))
+    # the guarded rule (the default), recomputed from the dev rankings: a later episode replaces the kept one only
+    # when its per-query gain is beyond noise
+    qrels = load_collection(shared_positive_collection, "train").qrels
+    values = {i: per_query_values(read_run(folder.ranking(i, "dev")), qrels, "nDCG@10") for i in range(3)}
+    expected, tests = select_episode_guarded(values, seed=7)  # the run's seed (_args)
     assert best["selected"] == expected and best["dev"] == {str(i): v for i, v in dev.items()}
+    assert best["selection"]["rule"] == "guarded"
+    assert {int(e): t["replaced"] for e, t in best["selection"]["tests"].items()} == {
+        e: t["replaced"] for e, t in tests.items()}
     assert os.readlink(out / "best") == f"episode-{expected}"
     assert f"verdict: {best['text']}" in stdout
     # the held-out queries are evaluated, never trained on

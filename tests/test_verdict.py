@@ -4,7 +4,13 @@ from __future__ import annotations
 import pytest
 
 from tevatron_tele.evaluation.metrics import evaluate_run, per_query_values
-from tevatron_tele.evaluation.verdict import compare, paired_bootstrap, select_episode, verdict
+from tevatron_tele.evaluation.verdict import (
+    compare,
+    paired_bootstrap,
+    select_episode,
+    select_episode_guarded,
+    verdict,
+)
 
 
 def test_selection_takes_the_best_dev_episode():
@@ -27,6 +33,48 @@ def test_bootstrap_interval_of_a_clear_gain_and_of_noise():
     noise = paired_bootstrap([0.1, -0.1] * 50)
     assert noise["mean"] == pytest.approx(0.0) and noise["ci95"][0] < 0 < noise["ci95"][1]
     assert paired_bootstrap([0.1, -0.1] * 50, seed=3) == paired_bootstrap([0.1, -0.1] * 50, seed=3)
+
+
+def _values(gains, base=0.3):
+    return {f"q{i}": base + g for i, g in enumerate(gains)}
+
+
+def test_guarded_choice_keeps_the_start_for_a_noise_level_gain():
+    """Episode 1 is higher on dev on average (+0.005) but within noise: the start is kept, and the verdict says
+    that no episode beats it beyond noise, naming the best one and its interval."""
+    start = _values([0.0] * 100)
+    noisy = _values([0.2, -0.19] * 50)
+    selected, tests = select_episode_guarded({0: start, 1: noisy})
+    assert selected == 0 and tests[1]["against"] == 0 and not tests[1]["replaced"]
+    assert tests[1]["ci95"][0] < 0 < tests[1]["ci95"][1] and tests[1]["mean"] == pytest.approx(0.005)
+    assert select_episode({0: 0.3, 1: 0.305}) == 1  # the plain best-on-dev rule would have taken it
+    dev = {0: 0.3, 1: 0.305}
+    result = verdict(selected, dev, {0: start}, selection={"rule": "guarded", "tests": tests})
+    assert result["text"].startswith("no episode beats the start beyond noise on the dev split (best: episode 1, "
+                                     "nDCG@10 0.3050 against 0.3000 at the start, +0.005 [")
+    assert result["selection"]["rule"] == "guarded" and result["selection"]["tests"][1]["replaced"] is False
+
+
+def test_guarded_choice_takes_a_clear_gain_and_later_only_beyond_noise():
+    """Episode 1 gains +0.05 on every other query (clear); episode 2 adds a noise-level +0.001 over it and is not
+    taken; episode 3 is clearly above episode 1 and replaces it."""
+    start = _values([0.0] * 100)
+    ep1 = _values([0.1, 0.0] * 50)
+    ep2 = _values([0.1 + 0.05, 0.0 - 0.048] * 50)
+    ep3 = _values([0.2, 0.1] * 50)
+    selected, tests = select_episode_guarded({0: start, 1: ep1, 2: ep2, 3: ep3})
+    assert selected == 3
+    assert tests[1] | {"against": 0, "replaced": True} == tests[1] and tests[1]["ci95"][0] > 0
+    assert tests[2]["against"] == 1 and not tests[2]["replaced"]
+    assert tests[3]["against"] == 1 and tests[3]["replaced"]
+    selected12, _ = select_episode_guarded({0: start, 1: ep1, 2: ep2})
+    assert selected12 == 1
+    dev = {0: 0.3, 1: 0.35, 2: 0.351}
+    text = verdict(1, dev, {0: start, 1: ep1}, selection={"rule": "guarded", "tests": _})["text"]
+    assert text.startswith("episode 1 (best on dev beyond noise, nDCG@10 0.3500 against 0.3000 at the start, +0.050 [")
+    assert "over episode 0) beats the start by +0.050" in text
+    with pytest.raises(ValueError, match="episode 0"):
+        select_episode_guarded({1: ep1})
 
 
 def test_compare_pairs_by_query():

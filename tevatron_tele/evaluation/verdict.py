@@ -1,17 +1,22 @@
 """Which episode to keep, and whether it is better than where training started and than BM25.
 
-The episode is chosen on a dev split (never on the test split it is reported on): the best dev figure
-of the selection metric, ties to the earlier episode, and episode 0 (the start model) unless a trained
-episode beats it. The verdict compares the selected episode's test figures with the start's and BM25's
+The episode is chosen on a dev split (never on the test split it is reported on). Two rules
+(`SELECTION_RULES`): `guarded` (the default) keeps the start model (episode 0) and lets a later episode replace
+the kept one only when its per-query dev gain over it is beyond noise (the lower end of the paired bootstrap
+95% interval above zero); `best` keeps the best dev figure, ties to the earlier episode, episode 0 unless a
+trained episode beats it at all. The verdict compares the selected episode's test figures with the start's and BM25's
 as per-query differences with a paired bootstrap 95% interval.
 """
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Literal
 
 import numpy as np
 
 BOOTSTRAP_SAMPLES = 10000
+SELECTION_RULES = ("guarded", "best")
+SelectionRule = Literal["guarded", "best"]
 
 
 def paired_bootstrap(diffs, samples: int = BOOTSTRAP_SAMPLES, seed: int = 0) -> dict:
@@ -59,44 +64,96 @@ def select_episode(dev: Mapping[int, float]) -> int:
     return best
 
 
+def select_episode_guarded(dev: Mapping[int, Mapping[str, float]], seed: int = 0) -> tuple[int, dict[int, dict]]:
+    """The episode to keep when only a gain beyond noise counts: episodes are visited in order, and one replaces
+    the kept episode (at first the start, episode 0) only when the paired bootstrap 95% interval of its per-query
+    dev differences from the kept one lies above zero.
+
+    Args:
+        dev: {episode: {query id: dev value of the selection metric}}; must contain episode 0.
+        seed: bootstrap seed.
+
+    Returns:
+        (the selected episode, {episode: the bootstrap of it against the episode kept at its turn, with
+        "against": that episode and "replaced": whether it took its place}).
+    """
+    if 0 not in dev:
+        raise ValueError("select_episode_guarded needs the start model's dev values (episode 0)")
+    kept, tests = 0, {}
+    for episode in sorted(e for e in dev if e != 0):
+        result = compare(dev[episode], dev[kept], seed)
+        replaced = result["ci95"][0] > 0
+        tests[episode] = {"against": kept, "replaced": replaced, **result}
+        if replaced:
+            kept = episode
+    return kept, tests
+
+
 def _describe(name: str, result: dict, metric: str) -> str:
     lo, hi = result["ci95"]
     sign = "beats" if lo > 0 else "loses to" if hi < 0 else "ties with"
     return f"{sign} {name} by {result['mean']:+.3f} [{lo:+.3f}, {hi:+.3f}] {metric}"
 
 
+def _interval(result: dict) -> str:
+    lo, hi = result["ci95"]
+    return f"{result['mean']:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+
+
+def _selection_phrase(selected: int, dev: Mapping[int, float], metric: str, selection: Mapping | None) -> str:
+    """How the kept episode was chosen on dev, for the verdict's first clause."""
+    guarded = selection is not None and selection.get("rule") == "guarded"
+    if selected == 0:
+        best = max(sorted(dev), key=lambda e: dev[e])
+        if guarded and best != 0 and dev[best] > dev[0]:
+            test = selection["tests"][best]
+            return (f"no episode beats the start beyond noise on the dev split (best: episode {best}, {metric} "
+                    f"{dev[best]:.4f} against {dev[0]:.4f} at the start, {_interval(test)}): the start model "
+                    "(episode 0) is kept")
+        return (f"no episode beats the start on the dev split ({metric} {dev[0]:.4f}): the start model "
+                "(episode 0) is kept")
+    if guarded:
+        test = selection["tests"][selected]
+        return (f"episode {selected} (best on dev beyond noise, {metric} {dev[selected]:.4f} against {dev[0]:.4f} "
+                f"at the start, {_interval(test)} over episode {test['against']})")
+    return f"episode {selected} (best on dev, {metric} {dev[selected]:.4f} against {dev[0]:.4f} at the start)"
+
+
 def verdict(selected: int, dev: Mapping[int, float] | None, test: Mapping[int, Mapping[str, float]],
             baselines: Mapping[str, Mapping[str, float]] | None = None, metric: str = "nDCG@10",
-            seed: int = 0) -> dict:
+            seed: int = 0, selection: Mapping | None = None) -> dict:
     """The selected episode against the start and the baselines, on the test split, with a sentence.
 
     Args:
-        selected: the episode chosen on dev (`select_episode`).
+        selected: the episode chosen on dev (`select_episode` or `select_episode_guarded`).
         dev: {episode: dev figure}, or None when there was no dev split (the selected episode is then
             just the last one, and the sentence says so).
         test: {episode: {query id: test value}} (episode 0 and the selected one at least).
         baselines: {name: {query id: test value}}, e.g. {"BM25": ...}.
         metric: the metric's name, for the sentence.
         seed: bootstrap seed.
+        selection: how the episode was chosen, {"rule": a `SELECTION_RULES` name, "tests": {episode: bootstrap}}
+            (the guarded rule's tests, named in the sentence); None reads as the `best` rule.
 
     Returns:
-        {"selected", "metric", "dev", "test_mean", "vs": {name: bootstrap}, "text"}.
+        {"selected", "metric", "dev", "test_mean", "vs": {name: bootstrap}, "selection", "text"}.
     """
     out = {"selected": selected, "metric": metric, "dev": {int(k): v for k, v in (dev or {}).items()} or None,
            "test_mean": {int(e): float(np.mean(list(v.values()))) for e, v in test.items() if v}, "vs": {}}
+    if selection is not None:
+        out["selection"] = {"rule": selection["rule"],
+                            "tests": {int(e): dict(t) for e, t in selection.get("tests", {}).items()}}
     parts = []
     if dev is None:
         parts.append(f"episode {selected} (the last: no dev split to select on)")
         if selected:
             out["vs"]["start"] = compare(test[selected], test[0], seed)
             parts[-1] += " " + _describe("the start", out["vs"]["start"], metric) + " on test"
-    elif selected == 0:
-        parts.append(f"no episode beats the start on the dev split ({metric} {dev[0]:.4f}): the start model "
-                     "(episode 0) is kept")
     else:
-        out["vs"]["start"] = compare(test[selected], test[0], seed)
-        parts.append(f"episode {selected} (best on dev, {metric} {dev[selected]:.4f} against {dev[0]:.4f} at the "
-                     f"start) " + _describe("the start", out["vs"]["start"], metric) + " on test")
+        parts.append(_selection_phrase(selected, dev, metric, selection))
+        if selected:
+            out["vs"]["start"] = compare(test[selected], test[0], seed)
+            parts[-1] += " " + _describe("the start", out["vs"]["start"], metric) + " on test"
     for name, values in (baselines or {}).items():
         out["vs"][name] = compare(test[selected], values, seed)
         subject = "it" if selected else "the start model"

@@ -11,6 +11,7 @@ from pathlib import Path
 from ..data.pools import TELE_SOURCES
 from ..data.sampling import DEFAULT_SOURCE_WEIGHTS_TEXT
 from ..evaluation.metrics import parse_measure
+from ..evaluation.verdict import SELECTION_RULES
 from ..utils import InputFileError, PathLike, location, read_text
 
 NEGATIVE_RECIPES = ("tele", "ann", "bm25", "ann+bm25", "tele+bm25")
@@ -44,6 +45,12 @@ class EpisodeArguments:
                           "the dev split; they are never trained on."})
     selection_metric: str = field(default="nDCG@10", metadata={"help": "Metric of the dev-split selection and of "
                                                                        "the verdict (e.g. MRR@10, R@100)."})
+    selection_rule: str = field(
+        default="guarded",
+        metadata={"help": "How the kept episode is chosen on dev: 'guarded' (an episode replaces the kept one, at "
+                          "first the start model, only when its per-query dev gain over it is beyond noise: the "
+                          "paired bootstrap 95%% interval above zero) or 'best' (the best dev figure, however "
+                          "small the gain)."})
     baselines: str = field(
         default="auto",
         metadata={"help": "Baselines of the verdict: 'bm25' (Pyserini BM25 on the evaluated queries, computed once "
@@ -179,6 +186,9 @@ class EpisodeArguments:
             raise ValueError(f"--dev_split '{self.dev_split}' is the evaluated (test) split: selecting on it would "
                              "peek at the test set")
         parse_measure(self.selection_metric)  # a one-line error now rather than after the last episode
+        if self.selection_rule not in SELECTION_RULES:
+            raise ValueError(f"--selection_rule must be one of {', '.join(SELECTION_RULES)}; got "
+                             f"'{self.selection_rule}'")
         if self.baselines not in ("auto", "bm25", "none"):
             raise ValueError(f"--baselines must be auto, bm25 or none; got '{self.baselines}'")
         if self.backend not in ("auto", "v1", "v2"):

@@ -485,7 +485,8 @@ class EpisodeRunner:
             return None
         dev = self.eval_collections.get("dev")
         return judge_run(self.folder, self.eval_collections["main"].qrels, self.args.selection_metric,
-                         dev.name if dev is not None else None, self._bm25_baseline(), seed=self.args.seed)
+                         dev.name if dev is not None else None, self._bm25_baseline(), seed=self.args.seed,
+                         dev_qrels=dev.qrels if dev is not None else None, rule=self.args.selection_rule)
 
     def analyze(self) -> Path | None:
         """The forgetting and convergence report of this run (RUN/report/)."""
