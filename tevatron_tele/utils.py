@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -14,14 +15,48 @@ from typing import Any
 PathLike = str | os.PathLike
 
 
+class OutputExistsError(FileExistsError):
+    """An output path names something the step did not write (a folder, or a file where a folder goes); it is
+    left as it is. Its message names the user's path: `PATH: what stands there and what to do`."""
+
+    def __init__(self, path: PathLike, problem: str) -> None:
+        super().__init__(errno.EEXIST, problem, str(path))
+
+
+def _check_final(final: Path, replaces: Callable[[Path], bool] | None) -> None:
+    """Refuse a folder at `final` unless the step says it is its own earlier output (or, for a folder output,
+    it is empty): nothing the step did not write is ever removed."""
+    if not final.is_dir() or final.is_symlink():
+        return
+    if replaces is None:
+        raise OutputExistsError(final, "is an existing folder; an output file is written at this name, and the "
+                                       "folder is left as it is: give the file's own path (e.g. inside the folder)")
+    if not replaces(final) and any(final.iterdir()):
+        raise OutputExistsError(final, "is an existing folder that this step did not write; it is left as it is: "
+                                       "give another output folder, or remove this one yourself")
+
+
 @contextlib.contextmanager
-def atomic_path(final: PathLike) -> Iterator[Path]:
+def atomic_path(final: PathLike, *, replaces: Callable[[Path], bool] | None = None) -> Iterator[Path]:
     """Yield a temporary path beside `final`; rename it to `final` only if the block succeeds.
 
     Works for files and directories alike. A killed process leaves at most a `.tmp-*` sibling,
     never a half-written `final`, so a rerun can trust that anything at `final` is complete.
+    Nothing the step did not write is removed: an existing folder at `final` is refused before the block runs
+    (OutputExistsError), unless `replaces(final)` says it is the step's own earlier output (or it is empty and
+    `replaces` is given, i.e. the output is a folder); a folder is never renamed over an existing file.
+
+    Args:
+        final: the output's path.
+        replaces: for a folder output, whether an existing folder at `final` is this step's own earlier output,
+            which may then be replaced (e.g. it holds the step's marker file). None: a file output, and any
+            folder at `final` is refused.
+
+    Returns:
+        A context manager yielding the temporary path to write.
     """
     final = Path(final)
+    _check_final(final, replaces)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=final.parent))
     target = tmp / final.name
@@ -29,8 +64,12 @@ def atomic_path(final: PathLike) -> Iterator[Path]:
         yield target
         if not target.exists():
             raise FileNotFoundError(f"nothing was written to {target} for {final}")
+        _check_final(final, replaces)  # again: something may have appeared there while the block ran
         if final.is_dir() and not final.is_symlink():
             shutil.rmtree(final)
+        elif target.is_dir() and (final.exists() or final.is_symlink()):
+            raise OutputExistsError(final, "is an existing file where a folder is written; it is left as it is: "
+                                           "give another output folder, or remove this file yourself")
         os.replace(target, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

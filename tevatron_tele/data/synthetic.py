@@ -152,7 +152,7 @@ def make_synthetic_collection(out_dir: PathLike, *, n_topics: int = 40, seed: in
         except json.JSONDecodeError:
             pass
     data = generate(n_topics=n_topics, seed=seed, shared_positives=shared_positives)
-    with atomic_path(out_dir) as tmp:
+    with atomic_path(out_dir, replaces=lambda p: (p / _PARAMS_FILE).exists()) as tmp:  # only a collection made here
         (tmp / "qrels").mkdir(parents=True)
         with open(tmp / "corpus.jsonl", "w", encoding="utf-8") as f:
             for doc in data["corpus"]:

@@ -86,7 +86,7 @@ def build_lucene_index(corpus, index_dir: PathLike, *, threads: int = 1, overwri
         return index_dir
     ensure_pyserini()
     started = time.perf_counter()
-    with atomic_path(index_dir) as tmp:
+    with atomic_path(index_dir, replaces=lambda p: any(p.glob("segments_*"))) as tmp:  # only a Lucene index
         docs = write_index_docs(corpus, tmp.parent / "docs")
         from pyserini.pyclass import autoclass  # sets Anserini's classpath, then starts the JVM
 

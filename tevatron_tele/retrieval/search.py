@@ -265,7 +265,8 @@ def export_pyserini_index(corpus_prefixes: Sequence[PathLike] | PathLike, out_di
     infos = [_npy_info(p) for p in prefixes]
     dim = infos[0].shape[1]
     index = faiss.IndexFlatIP(dim)
-    with atomic_path(out_dir) as tmp:
+    # only a folder of this export's two files is replaced
+    with atomic_path(out_dir, replaces=lambda p: {c.name for c in p.iterdir()} <= {"index", "docid"}) as tmp:
         tmp.mkdir()
         with open(tmp / "docid", "w", encoding="utf-8") as f:
             for p, info in zip(prefixes, infos):

@@ -16,7 +16,7 @@ from ..backends import get_backend
 from ..data.collections import load_collection
 from ..data.pools import detect_pool_format, iter_pool, read_reference_pool
 from ..data.token_cache import corpus_token_cache, query_token_cache
-from ..utils import atomic_path, setup_logging, write_json
+from ..utils import OutputExistsError, atomic_path, setup_logging, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +66,11 @@ def build_train_dataset(data_args, tokenizer, *, seed: int, cache_dir: Path, bac
     return dataset
 
 
+def _is_trained_model(folder: Path) -> bool:
+    """Whether `folder` is a model this step saved (it writes `train_log.json` into each), so it may replace it."""
+    return (folder / "train_log.json").is_file()
+
+
 def train(model_args, data_args, training_args, callbacks: list | None = None) -> Path:
     """Train a dense retriever on `data_args.pool` and return the saved model directory.
 
@@ -86,6 +91,10 @@ def train(model_args, data_args, training_args, callbacks: list | None = None) -
     final_dir = Path(training_args.output_dir)
     if final_dir.exists() and any(final_dir.iterdir()) and not getattr(training_args, "overwrite_output_dir", False):
         raise FileExistsError(f"output directory {final_dir} exists and is not empty (use --overwrite_output_dir)")
+    if final_dir.is_dir() and any(final_dir.iterdir()) and not _is_trained_model(final_dir):
+        raise OutputExistsError(final_dir, "holds files this step did not write (no train_log.json); "
+                                           "--overwrite_output_dir replaces only a model trained here: give another "
+                                           "--output_dir, or remove this folder yourself")
     device = training_args.device  # initialises torch.distributed under torchrun, needed before the model
     logger.info("training on %s, %d process(es), Tevatron backend %s; model %s", device, training_args.world_size,
                 backend.NAME, model_args.model_name_or_path)
@@ -106,7 +115,7 @@ def train(model_args, data_args, training_args, callbacks: list | None = None) -
         dataset.trainer = trainer
         result = trainer.train()
         if trainer.is_world_process_zero():
-            with atomic_path(final_dir) as tmp:
+            with atomic_path(final_dir, replaces=_is_trained_model) as tmp:
                 backend.save_model(model, tmp, tokenizer)
                 write_json(tmp / "train_log.json", {
                     "global_step": trainer.state.global_step, "max_steps": trainer.state.max_steps,
