@@ -19,13 +19,10 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-if str(REPO / "benchmarks") not in sys.path:  # the sibling modules, when a test loads this file by path
-    sys.path.append(str(REPO / "benchmarks"))
 from machine import machine_info  # noqa: E402
 
 

@@ -17,7 +17,6 @@ import argparse
 import json
 import random
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -36,8 +35,6 @@ from tevatron_tele.data.pools import PoolEntry, read_pool, write_pool
 from tevatron_tele.data.token_cache import corpus_token_cache, query_token_cache
 
 REPO = Path(__file__).resolve().parent.parent
-if str(REPO / "benchmarks") not in sys.path:  # the sibling modules, when a test loads this file by path
-    sys.path.append(str(REPO / "benchmarks"))
 from machine import machine_info  # noqa: E402
 
 

@@ -37,16 +37,11 @@ import json
 import logging
 import math
 import shutil
-import sys
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-if str(REPO) not in sys.path:  # run as a script from a checkout
-    sys.path.insert(0, str(REPO))
-if str(HERE) not in sys.path:  # the sibling modules, when a test loads this file by path (appended: shadows nothing)
-    sys.path.append(str(HERE))
 from machine import machine_info  # noqa: E402
 
 from tevatron_tele.utils import read_json, setup_logging, write_json  # noqa: E402

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import logging
 import random
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -36,10 +35,6 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:  # run as a script from a checkout
-    sys.path.insert(0, str(REPO))
-if str(REPO / "benchmarks") not in sys.path:  # the sibling modules, when a test loads this file by path
-    sys.path.append(str(REPO / "benchmarks"))
 from machine import machine_info  # noqa: E402
 
 from tevatron_tele.utils import setup_logging, write_json  # noqa: E402

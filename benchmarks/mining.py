@@ -26,8 +26,6 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
-if str(REPO / "benchmarks") not in sys.path:  # the sibling modules, when a test loads this file by path
-    sys.path.append(str(REPO / "benchmarks"))
 from machine import machine_info  # noqa: E402
 
 SHARD_ROWS = 100_000

@@ -59,8 +59,6 @@ from types import SimpleNamespace
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "benchmarks"))
 import scale_data as sd  # noqa: E402
 from machine import machine_info  # noqa: E402
 from memory_probe import MB, Memory  # noqa: E402
