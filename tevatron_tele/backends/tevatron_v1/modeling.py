@@ -16,7 +16,8 @@ from tevatron.modeling import DenseModel, DenseModelForInference, DenseOutput
 from torch import Tensor, nn
 from transformers import AutoTokenizer
 
-from ...model_config import batch_positive_mask, pad_keys_across_ranks, read_tele_config, write_tele_config
+from ...model_config import batch_positive_mask, pad_keys_across_ranks, read_tele_config
+from ...model_export import write_model_configs
 
 logger = logging.getLogger(__name__)
 
@@ -161,7 +162,8 @@ class TeleDenseModelForInference(_TeleEncoding, DenseModelForInference):
 
 def save_encoders(model: _TeleEncoding, output_dir: str | os.PathLike, tokenizer=None) -> None:
     """Save in Tevatron's layout (root or query_model/ + passage_model/), pooler, tele_config.json and,
-    when given, the tokenizer (in the root and, untied, in each encoder folder so each loads alone)."""
+    when given, the tokenizer (in the root and, untied, in each encoder folder so each loads alone); a tied
+    model without a pooler is also written as a sentence-transformers model (`model_export`)."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     if model.lm_q is not model.lm_p:
@@ -175,7 +177,9 @@ def save_encoders(model: _TeleEncoding, output_dir: str | os.PathLike, tokenizer
         model.pooler.save_pooler(str(output_dir))
     if tokenizer is not None:
         tokenizer.save_pretrained(output_dir)
-    write_tele_config(output_dir, model.tele_config())
+    # a training model knows its passage length (Tevatron's data_args); an inference model does not
+    write_model_configs(output_dir, model.tele_config(), embedding_dimension=model.lm_p.config.hidden_size,
+                        max_seq_length=getattr(getattr(model, "data_args", None), "p_max_len", None))
 
 
 def load_encoder(path: str | os.PathLike, device: str | torch.device = "cpu", *, pooling: str | None = None,

@@ -16,7 +16,8 @@ from torch import Tensor
 from transformers import AutoTokenizer
 
 from ...data.examples import InputFormat
-from ...model_config import POOLINGS, batch_positive_mask, pad_keys_across_ranks, read_tele_config, write_tele_config
+from ...model_config import POOLINGS, batch_positive_mask, pad_keys_across_ranks, read_tele_config
+from ...model_export import write_model_configs
 
 ADAPTER_CONFIG = "adapter_config.json"
 
@@ -58,11 +59,13 @@ def build_model(model_args, data_args, training_args) -> TeleDenseModel:
                         "base_model_name_or_path": str(Path(model_args.model_name_or_path).resolve())
                         if Path(model_args.model_name_or_path).exists() else model_args.model_name_or_path,
                         "lora": bool(model_args.lora or model_args.lora_name_or_path)}
+    model.passage_max_len = data_args.passage_max_len  # the sentence-transformers max_seq_length of its saves
     return model
 
 
 def save_model(model: DenseModel, output_dir: str | os.PathLike, tokenizer=None) -> None:
-    """The encoder (or its LoRA adapter), the tokenizer and tele_config.json into `output_dir`."""
+    """The encoder (or its LoRA adapter), the tokenizer and tele_config.json into `output_dir`; without LoRA or
+    an appended EOS token the folder is also a sentence-transformers model (`model_export`)."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     model.encoder.save_pretrained(str(output_dir))
@@ -71,9 +74,10 @@ def save_model(model: DenseModel, output_dir: str | os.PathLike, tokenizer=None)
     extra = dict(getattr(model, "tele_input", {}))
     if not extra.get("lora"):
         extra.pop("base_model_name_or_path", None)
-    write_tele_config(output_dir, {"pooling": model.pooling, "normalize": bool(model.normalize),
-                                   "temperature": float(model.temperature), "untie_encoder": False,
-                                   "add_pooler": False, "backend": "v2", **extra})
+    config = {"pooling": model.pooling, "normalize": bool(model.normalize), "temperature": float(model.temperature),
+              "untie_encoder": False, "add_pooler": False, "backend": "v2", **extra}
+    write_model_configs(output_dir, config, embedding_dimension=model.encoder.config.hidden_size,
+                        max_seq_length=getattr(model, "passage_max_len", None))
 
 
 def load_encoder(path: str | os.PathLike, device: str | torch.device = "cpu", *, pooling: str | None = None,
