@@ -289,3 +289,18 @@ def test_analyze_driver_on_episode_runs(episode_runs, tmp_path, monkeypatch):
     md = (out / "report.md").read_text()
     assert "| moving |" in md and "| static |" in md
     check_plots_show_the_analysis(figures, json.loads((out / "analysis.json").read_text()))
+
+
+@pytest.mark.slow
+def test_demo_report_opens_with_the_verdict(tmp_path):
+    """The demo analyses and reports through the same function as the runner and driver.analyze: its report
+    opens with the verdict of each run, which every run of the demo writes (best.json)."""
+    from tevatron_tele.driver.demo import main
+
+    out = main(["--output_dir", str(tmp_path / "demo"), "--recipes", "ann", "--num_episodes", "1",
+                "--num_train_epochs", "1"])
+    best = json.loads((tmp_path / "demo" / "run-ann" / "best.json").read_text())
+    md = (out / "report.md").read_text()
+    assert md.split("\n\n")[1].startswith("## Verdict")
+    assert f"- **run-ann**: {best['text']}" in md
+    assert json.loads((out / "analysis.json").read_text())["verdict"]["runs"]["run-ann"]["text"] == best["text"]

@@ -108,7 +108,7 @@ def test_per_query_values_average_to_the_reported_mean():
 
 def test_runs_compared_by_their_kept_episodes(tmp_path):
     from tevatron_tele.evaluation.report import verdict_lines
-    from tevatron_tele.runner.selection import compare_runs
+    from tevatron_tele.evaluation.verdict import compare_runs
     from tevatron_tele.utils import write_json
 
     qids = [f"q{i}" for i in range(30)]

@@ -14,9 +14,8 @@ from dataclasses import dataclass, field
 
 from transformers import HfArgumentParser
 
-from ..evaluation.analysis import analyze_runs, open_run, probe_from_run
-from ..evaluation.report import write_report
-from ..runner.selection import compare_runs
+from ..evaluation.analysis import open_run, probe_from_run
+from ..evaluation.report import analyze_and_report
 from ..utils import input_error, read_json, setup_logging, write_json
 
 logger = logging.getLogger(__name__)
@@ -71,13 +70,10 @@ def main(argv: list[str] | None = None) -> dict:
         probe = probe_from_run(open_run(runs[0]), args.probe_k, args.max_queries)
         logger.info("probe from %s's base-model ranking: %d queries", runs[0], len(probe))
     write_json(f"{args.out}/probe.json", probe)
-    analysis = analyze_runs(runs, probe=probe, probe_k=args.probe_k, max_queries=args.max_queries,
-                            overlap_k=args.overlap_k, cache_dir=args.cache_dir, device=args.device,
-                            batch_size=args.batch_size)
-    if args.probe:
-        analysis["probe"]["from"] = args.probe
-    analysis["verdict"] = compare_runs(runs)  # each run's kept episode, the runs against each other, baselines
-    paths = write_report(analysis, args.out, args.main_metric)
+    analysis, paths = analyze_and_report(runs, args.out, main_metric=args.main_metric, probe=probe,
+                                         probe_k=args.probe_k, max_queries=args.max_queries, probe_source=args.probe,
+                                         overlap_k=args.overlap_k, cache_dir=args.cache_dir, device=args.device,
+                                         batch_size=args.batch_size)
     print(paths["markdown"].read_text(encoding="utf-8"))
     return analysis
 

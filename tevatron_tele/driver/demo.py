@@ -93,8 +93,7 @@ def format_table(analysis: dict, metric: str = "nDCG@10") -> str:
 def main(argv: list[str] | None = None) -> Path:
     import time
 
-    from ..evaluation.analysis import analyze_runs
-    from ..evaluation.report import write_report
+    from ..evaluation.report import analyze_and_report
 
     parser = HfArgumentParser(DemoArguments, description=__doc__.split("\n\n")[0])
     args = parser.parse_args_into_dataclasses(args=argv)[0]
@@ -106,9 +105,9 @@ def main(argv: list[str] | None = None) -> Path:
         print(f"[demo] {recipe}: {args.num_episodes} episodes on {collection.name} ...", flush=True)
         run_dirs.append(run_episodes(episode_arguments(args, recipe, collection, model)))
     print("[demo] analysing forgetting ...", flush=True)
-    analysis = analyze_runs(run_dirs, cache_dir=Path(args.output_dir) / "token_cache", progress=args.progress)
     out = Path(args.output_dir) / "report"
-    files = write_report(analysis, out)
+    analysis, files = analyze_and_report(run_dirs, out, cache_dir=Path(args.output_dir) / "token_cache",
+                                         progress=args.progress)
     print()
     print(format_table(analysis))
     print()

@@ -453,8 +453,22 @@ def shared_query_sample(workspaces: Sequence[RunWorkspace], max_queries: int | N
 
 
 def analyze_runs(run_dirs: Sequence[PathLike], *, probe: Mapping[str, Sequence[str]] | None = None,
-                 probe_k: int = 20, max_queries: int | None = None, **kwargs) -> dict:
-    """Several runs on one shared probe (by default built from the first run's base-model ranking)."""
+                 probe_k: int = 20, max_queries: int | None = None, probe_source: str | None = None,
+                 **kwargs) -> dict:
+    """Several runs on one shared probe (by default built from the first run's base-model ranking).
+
+    Args:
+        run_dirs: run folders.
+        probe: {query id: [document id, ...]} to measure forgetting on (default: the first run's base-model top
+            `probe_k` negatives).
+        probe_k: depth of the default probe.
+        max_queries: training queries analysed (a deterministic sample; None for all).
+        probe_source: where a given probe came from, for the report (default: the first run).
+        **kwargs: `analyze_run`'s options (overlap_k, cache_dir, device, batch_size, progress).
+
+    Returns:
+        {"probe": {queries, pairs, k, from}, "runs": [analyze_run's result per run]}.
+    """
     if not run_dirs:
         raise ValueError("no run folders given")
     workspaces = [open_run(r) for r in run_dirs]
@@ -466,4 +480,4 @@ def analyze_runs(run_dirs: Sequence[PathLike], *, probe: Mapping[str, Sequence[s
         logger.warning("runs use different collections %s: the shared probe may not fit them all", collections)
     runs = [analyze_run(ws, probe, probe_k=probe_k, queries=sample, **kwargs) for ws in workspaces]
     return {"probe": {"queries": len(probe), "pairs": sum(len(d) for d in probe.values()), "k": probe_k,
-                      "from": str(run_dirs[0])}, "runs": runs}
+                      "from": probe_source or str(run_dirs[0])}, "runs": runs}

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from ..data.pools import SOURCES
 from ..utils import PathLike, atomic_path, write_json
+from .analysis import analyze_runs
+from .verdict import compare_runs
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +82,7 @@ def _mean(values) -> float | None:
 
 def verdict_lines(verdict: Mapping | None) -> list[str]:
     """The report's opening section: each run's kept episode in plain words, then the runs against each other
-    and the baselines (from `runner.selection.compare_runs`)."""
+    and the baselines (from `evaluation.verdict.compare_runs`)."""
     if not verdict:
         return []
     metric = verdict["metric"]
@@ -281,3 +283,23 @@ def write_report(analysis: Mapping, out_dir: PathLike, main_metric: str | None =
     paths["composition_png"] = plot_composition(runs, out / "pool_composition.png")
     logger.info("report written to %s", out)
     return paths
+
+
+def analyze_and_report(run_dirs: Sequence[PathLike], out_dir: PathLike, *, main_metric: str | None = None,
+                       **analysis_options) -> tuple[dict, dict[str, Path]]:
+    """Analyse runs and write their report, the verdict first: the one path `driver.analyze`, the episode runner
+    and the demo all take.
+
+    Args:
+        run_dirs: run folders (each with manifest.json and episode-<i>/).
+        out_dir: the report folder (report.md, analysis.json, PNG plots).
+        main_metric: the metric of the summary (default: the first preferred one the runs have).
+        **analysis_options: `analyze_runs`' options (probe, probe_k, max_queries, cache_dir, device, ...).
+
+    Returns:
+        (the analysis, with "verdict": each judged run's kept episode, the runs against each other and the
+        baselines (`compare_runs`, None when no run has a best.json); the written files' paths).
+    """
+    analysis = analyze_runs(run_dirs, **analysis_options)
+    analysis["verdict"] = compare_runs(run_dirs)
+    return analysis, write_report(analysis, out_dir, main_metric)

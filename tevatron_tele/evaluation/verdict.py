@@ -9,10 +9,13 @@ as per-query differences with a paired bootstrap 95% interval.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
+
+from ..utils import PathLike, read_json
 
 BOOTSTRAP_SAMPLES = 10000
 SELECTION_RULES = ("guarded", "best")
@@ -159,4 +162,40 @@ def verdict(selected: int, dev: Mapping[int, float] | None, test: Mapping[int, M
         subject = "it" if selected else "the start model"
         parts.append(f"{subject} " + _describe(name, out["vs"][name], metric))
     out["text"] = "; ".join(parts) + "."
+    return out
+
+
+def compare_runs(run_dirs: Sequence[PathLike], seed: int = 0) -> dict | None:
+    """Each run's kept episode and verdict, the differences between the runs' kept episodes, and the baselines.
+
+    Args:
+        run_dirs: run folders (those without RUN/best.json are left out).
+        seed: bootstrap seed.
+
+    Returns:
+        {"metric", "runs": {name: {selected, test_mean, text}}, "pairs": [{a, b, ...bootstrap}],
+        "baselines": {name: mean}}, or None when no run has a verdict.
+    """
+    judged = {}
+    for run_dir in run_dirs:
+        path = Path(run_dir) / "best.json"
+        if path.exists():
+            judged[Path(run_dir).name] = read_json(path)
+    if not judged:
+        return None
+    names = list(judged)
+    metrics = {v["metric"] for v in judged.values()}
+    if len(metrics) > 1:
+        raise ValueError(f"runs were judged on different metrics {sorted(metrics)}; compare runs of one metric")
+    out = {"metric": metrics.pop(), "runs": {}, "pairs": [], "baselines": {}}
+    for name, v in judged.items():
+        out["runs"][name] = {"selected": v["selected"], "test_mean": v["test_mean"].get(str(v["selected"])),
+                             "text": v["text"]}
+        for base, values in v["per_query"].items():
+            if base not in ("selected", "start"):
+                out["baselines"].setdefault(base, sum(values.values()) / len(values))
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            diff = compare(judged[a]["per_query"]["selected"], judged[b]["per_query"]["selected"], seed)
+            out["pairs"].append({"a": a, "b": b, **diff})
     return out

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..utils import read_json, setup_logging, write_json
 from .config import EpisodeArguments
-from .selection import compare_runs, hold_out_dev, judge_run
+from .selection import hold_out_dev, judge_run
 from .workspace import RunFolder, training_kill_callbacks
 
 logger = logging.getLogger(__name__)
@@ -490,18 +490,15 @@ class EpisodeRunner:
 
     def analyze(self) -> Path | None:
         """The forgetting and convergence report of this run (RUN/report/)."""
-        from ..evaluation.analysis import analyze_runs
-        from ..evaluation.report import write_report
+        from ..evaluation.report import analyze_and_report
 
         out = self.folder.root / "report"
         if (out / "analysis.json").exists():
             return out
         started = time.perf_counter()
-        analysis = analyze_runs([self.folder.root], max_queries=self.args.analysis_max_queries,
-                                probe_k=self.args.analysis_probe_k,
-                                cache_dir=self.token_cache_dir, device=self.device, progress=self.args.progress)
-        analysis["verdict"] = compare_runs([self.folder.root])
-        write_report(analysis, out)
+        analyze_and_report([self.folder.root], out, max_queries=self.args.analysis_max_queries,
+                           probe_k=self.args.analysis_probe_k, cache_dir=self.token_cache_dir, device=self.device,
+                           progress=self.args.progress)
         self.folder.record("analyze", time.perf_counter() - started)
         return out
 

@@ -17,7 +17,6 @@ from ..evaluation.metrics import per_query_values
 from ..evaluation.verdict import (
     SELECTION_RULES,
     SelectionRule,
-    compare,
     select_episode,
     select_episode_guarded,
     verdict,
@@ -113,39 +112,3 @@ def judge_run(folder: RunFolder, test_qrels, metric: str, dev_name: str | None, 
     os.replace(tmp, link)
     logger.info("verdict: %s", result["text"])
     return result
-
-
-def compare_runs(run_dirs, seed: int = 0) -> dict | None:
-    """Each run's kept episode and verdict, the differences between the runs' kept episodes, and the baselines.
-
-    Args:
-        run_dirs: run folders (those without RUN/best.json are left out).
-        seed: bootstrap seed.
-
-    Returns:
-        {"metric", "runs": {name: {selected, test_mean, text}}, "pairs": [{a, b, ...bootstrap}],
-        "baselines": {name: mean}}, or None when no run has a verdict.
-    """
-    judged = {}
-    for run_dir in run_dirs:
-        path = Path(run_dir) / "best.json"
-        if path.exists():
-            judged[Path(run_dir).name] = read_json(path)
-    if not judged:
-        return None
-    names = list(judged)
-    metrics = {v["metric"] for v in judged.values()}
-    if len(metrics) > 1:
-        raise ValueError(f"runs were judged on different metrics {sorted(metrics)}; compare runs of one metric")
-    out = {"metric": metrics.pop(), "runs": {}, "pairs": [], "baselines": {}}
-    for name, v in judged.items():
-        out["runs"][name] = {"selected": v["selected"], "test_mean": v["test_mean"].get(str(v["selected"])),
-                             "text": v["text"]}
-        for base, values in v["per_query"].items():
-            if base not in ("selected", "start"):
-                out["baselines"].setdefault(base, sum(values.values()) / len(values))
-    for i, a in enumerate(names):
-        for b in names[i + 1:]:
-            diff = compare(judged[a]["per_query"]["selected"], judged[b]["per_query"]["selected"], seed)
-            out["pairs"].append({"a": a, "b": b, **diff})
-    return out
