@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 
-from ...training.early_stop import EarlyStopCallback
+from ..early_stop import EarlyStopCallback
 from .compat import CompatDenseTrainer
 from .modeling import save_encoders
 

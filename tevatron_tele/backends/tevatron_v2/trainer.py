@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from tevatron.retriever.gc_trainer import GradCacheTrainer
 from tevatron.retriever.trainer import TevatronTrainer
 
-from ...training.early_stop import EarlyStopCallback
+from ..early_stop import EarlyStopCallback
 from .modeling import save_model
 
 logger = logging.getLogger(__name__)
