@@ -131,7 +131,7 @@ def plain_env() -> dict[str, str]:
     """The environment a shell gives `VENV/bin/python -m pyserini...` after `make install` (or `make install-v2`):
     this process's, less what `ensure_pyserini()` or the Java start-up hook may have put into it here
     (JAVA_HOME, a Java bin first on PATH, the dummy OPENAI_API_KEY)."""
-    from tevatron_tele.retrieval import java
+    from tevatron_tele.retrieval import java  # not at the top: the package loads after the environment above is set
 
     env = dict(os.environ)
     added_bins = {str(Path(home) / "bin") for home in (env.pop("JAVA_HOME", None),) if home}

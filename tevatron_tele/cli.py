@@ -5,7 +5,9 @@ RunFileError, ConfigError, ConfigMismatchError, any ValueError, a named input th
 directory) prints one line to stderr, `error: FILE:LINE: field 'F': what is wrong`, and exits with
 status 2, the status of a usage error (HfArgumentParser's own usage errors keep theirs). `--debug`
 on the command line, or `TELE_DEBUG=1`, shows the full traceback instead. Anything else (a bug, an
-out-of-memory) keeps its traceback.
+out-of-memory) keeps its traceback. `--verbose` (or `TELE_VERBOSE=1`) keeps the libraries' own progress bars
+(transformers' "Loading weights" at every model load, ...), which are off by default (see
+`tevatron_tele.utils.quiet_library_progress`).
 
     if __name__ == "__main__":
         run_cli(main)
@@ -17,8 +19,11 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from .utils import VERBOSE_ENV
+
 EXIT_INPUT_ERROR = 2
 DEBUG_FLAG = "--debug"
+VERBOSE_FLAG = "--verbose"
 
 # Missing or unusable input paths; other OSErrors (a full disk, a broken device) keep their traceback.
 _PATH_ERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError, FileExistsError)
@@ -96,12 +101,16 @@ def run_cli(main: Callable[[], Any], *, debug_flag_has_value: bool = False) -> N
     """Run a driver's `main()` with the one error path: a known input error becomes one line and exit status 2.
 
     `--debug` is taken out of sys.argv before `main` parses it; with it (or TELE_DEBUG=1) errors keep their
-    traceback.
+    traceback. So is `--verbose`, which sets TELE_VERBOSE=1 for the driver (and its subprocesses): the libraries'
+    own progress bars stay on.
 
     Args:
         main: the driver's entry point, called without arguments (it reads sys.argv).
         debug_flag_has_value: the driver's parser has a `--debug VALUE` of its own (see `strip_debug_flag`).
     """
+    if VERBOSE_FLAG in sys.argv[1:]:
+        sys.argv[1:] = [a for a in sys.argv[1:] if a != VERBOSE_FLAG]
+        os.environ[VERBOSE_ENV] = "1"
     args = sys.argv[1:]
     sys.argv[1:] = strip_debug_flag(args, keep_with_value=debug_flag_has_value)
     debug = len(sys.argv) - 1 < len(args) or debug_from_env()

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -221,10 +222,56 @@ def read_json_or_none(path: PathLike) -> Any:
         return None
 
 
+VERBOSE_ENV = "TELE_VERBOSE"
+# The switches of the libraries' own progress bars: Hugging Face Hub's (which transformers follows when it is
+# imported: "Loading weights", "Writing model shards") and datasets' ("Generating train split", "Map").
+_LIBRARY_BAR_SWITCHES = ("HF_HUB_DISABLE_PROGRESS_BARS", "HF_DATASETS_DISABLE_PROGRESS_BARS")
+
+
+def verbose_from_env() -> bool:
+    """Whether TELE_VERBOSE asks for the libraries' own progress bars (set, and not "" or "0")."""
+    return os.environ.get(VERBOSE_ENV, "") not in ("", "0")
+
+
+def quiet_library_progress(verbose: bool | None = None) -> bool:
+    """Turn off the progress bars libraries draw for their own work (transformers' "Loading weights" at every
+    model load, "Writing model shards", datasets' table building), unless verbose; our steps' own bars (encode,
+    search, training) are not affected. Subprocesses inherit the setting.
+
+    Args:
+        verbose: keep the libraries' bars as they are; None reads TELE_VERBOSE (which `--verbose` of a driver
+            sets, see `tevatron_tele.cli`).
+
+    Returns:
+        True when the bars were turned off.
+    """
+    if verbose if verbose is not None else verbose_from_env():
+        return False
+    for name in _LIBRARY_BAR_SWITCHES:  # read when each library is imported, here and in subprocesses
+        os.environ[name] = "1"
+    # a library already imported read its switch then: turn it off directly (imported here only when the program
+    # has loaded it already; this module never loads either)
+    if "transformers" in sys.modules:
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()
+    if "datasets" in sys.modules:
+        import datasets
+
+        datasets.disable_progress_bars()
+    return True
+
+
 def setup_logging(level: int = logging.INFO) -> None:
-    """Tevatron-style log lines; a no-op when the root logger is already configured."""
+    """Tevatron-style log lines (a no-op when the root logger is already configured), and the libraries' own
+    progress bars off unless TELE_VERBOSE / `--verbose` (`quiet_library_progress`).
+
+    Args:
+        level: the root logger's level.
+    """
     logging.basicConfig(
         format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
         datefmt="%m/%d/%Y %H:%M:%S",
         level=level,
     )
+    quiet_library_progress()
