@@ -108,3 +108,166 @@ def test_drivers_never_replace_a_folder_at_their_output(tmp_path):
         _refused(_driver(name, *args, cwd=tmp_path), r"^error: RUN/episode-2: is an existing folder")
         assert _contents(tmp_path / folder) == before, name
         assert not list((tmp_path / "RUN").glob(".tmp-*")) and sorted(os.listdir(tmp_path / "RUN")) == ["episode-2"]
+
+
+# ---------------------------------------------------------------- the step contract: stale outputs, foreign files
+
+def test_step_output_reuses_refuses_and_replaces(tmp_path):
+    from tevatron_tele.data.outputs import OutputMismatchError, StepOutput, record_path
+
+    src = tmp_path / "in.txt"
+    src.write_text("input one\n")
+    out = tmp_path / "out.txt"
+
+    def step(depth=5, source=src):
+        return StepOutput("demo", [out], settings={"depth": depth}, inputs={"source": source})
+
+    def write(output, text):
+        assert not output.reusable(overwrite=True)
+        output.begin()
+        assert read_state() == "writing"
+        out.write_text(text)
+        output.commit(counts={"lines": 1})
+
+    def read_state():
+        import json
+        return json.loads(record_path(out).read_text())["state"]
+
+    write(step(), "first\n")
+    assert read_state() == "complete" and step().reusable()
+    moved = tmp_path / "elsewhere" / "in.txt"  # the same data at another path is the same input
+    moved.parent.mkdir()
+    moved.write_bytes(src.read_bytes())
+    assert step(source=moved).reusable()
+    with pytest.raises(OutputMismatchError, match=r"out\.txt exists but was made otherwise: setting depth: 5 -> 3; "
+                                                  r"pass --overwrite"):
+        step(depth=3).reusable()
+    src.write_text("input two\n")
+    with pytest.raises(OutputMismatchError, match=r"input source: other content \(in\.txt\)"):
+        step().reusable()
+    assert out.read_text() == "first\n"
+    assert not step().reusable(overwrite=True)  # --overwrite: the step's own output is written again
+    write(step(), "second\n")
+    out.write_text("secon\n")  # changed (or cut short) since the step wrote it
+    with pytest.raises(OutputMismatchError, match=r"output out\.txt: changed since demo wrote it"):
+        step().reusable()
+    record_path(out).unlink()  # no record: not the step's own, not even with --overwrite
+    for overwrite in (False, True):
+        with pytest.raises(OutputExistsError, match=r"exists, and demo has no record of writing it"):
+            step().reusable(overwrite=overwrite)
+    assert out.read_text() == "secon\n"
+
+
+def test_an_unfinished_own_output_is_written_again(tmp_path):
+    from tevatron_tele.data.outputs import StepOutput
+
+    out = tmp_path / "out.txt"
+    first = StepOutput("demo", [out], settings={}, inputs={})
+    assert not first.reusable()
+    first.begin()
+    out.write_text("half")  # the process stops before commit
+    assert not StepOutput("demo", [out], settings={}, inputs={}).reusable()
+
+
+def _random_embeddings(folder: Path, seed: int) -> tuple[Path, Path]:
+    import numpy as np
+
+    from tevatron_tele.retrieval.embeddings import save_embeddings
+
+    rng = np.random.default_rng(seed)
+    save_embeddings(folder / "corpus", rng.normal(size=(20, 4)).astype(np.float32), [f"d{i}" for i in range(20)])
+    save_embeddings(folder / "queries", rng.normal(size=(3, 4)).astype(np.float32), ["q1", "q2", "q3"])
+    return folder / "queries", folder / "corpus"
+
+
+def test_search_driver_never_reuses_a_stale_ranking(tmp_path):
+    from tevatron_tele.data.outputs import OutputMismatchError
+    from tevatron_tele.driver.search import SearchArguments, run
+
+    queries, corpus = _random_embeddings(tmp_path, 0)
+    out = tmp_path / "queries.trec"
+
+    def search(depth, **kw):
+        return run(SearchArguments(output=str(out), query_embeddings=str(queries), corpus_embeddings=str(corpus),
+                                   depth=depth, **kw))
+
+    search(5)
+    first = out.read_text()
+    assert len(first.splitlines()) == 15
+    search(5, backend="torch")  # the same ranking asked for: reused, not rewritten
+    assert out.read_text() == first
+    with pytest.raises(OutputMismatchError, match=r"setting depth: 5 -> 3"):
+        search(3)
+    assert out.read_text() == first
+    search(3, overwrite=True)
+    assert len(out.read_text().splitlines()) == 9
+    out.write_text("".join(out.read_text().splitlines(keepends=True)[:6]))  # a ranking missing its last query
+    with pytest.raises(OutputMismatchError, match=r"output queries\.trec: changed since search wrote it"):
+        search(3)
+    _random_embeddings(tmp_path, 1)  # other vectors at the same prefixes
+    with pytest.raises(OutputMismatchError, match=r"input corpus: other content \(corpus\.npy\)"):
+        search(3, overwrite=False)
+
+
+def test_encode_driver_refuses_vectors_of_another_model(tmp_path, synthetic_dir, tiny_model_dir):
+    import shutil
+
+    import numpy as np
+
+    from tevatron_tele.data.outputs import OutputMismatchError
+    from tevatron_tele.data.synthetic import build_tiny_model
+    from tevatron_tele.driver.encode import EncodeArguments, run
+    from tevatron_tele.retrieval.embeddings import load_embeddings
+
+    other = build_tiny_model(tmp_path / "other", vocab_source=synthetic_dir, seed=1)
+    first = tmp_path / "first"
+    shutil.copytree(tiny_model_dir, first)
+    out = tmp_path / "emb" / "queries"
+
+    def encode(model, **kw):
+        return run(EncodeArguments(model_dir=str(model), collection=str(synthetic_dir), output=str(out),
+                                   encode="queries", device="cpu", dtype="float32", **kw))
+
+    encode(first)
+    vectors = np.array(load_embeddings(out)[0])
+    encode(first)  # same model, same data: reused
+    with pytest.raises(OutputMismatchError, match=r"input model: other content \(model\.safetensors"):
+        encode(other)
+    np.testing.assert_array_equal(load_embeddings(out)[0], vectors)
+    encode(other, overwrite=True)
+    assert not np.allclose(load_embeddings(out)[0], vectors)
+
+
+def test_drivers_refuse_a_foreign_file_and_reuse_the_same_data_elsewhere(tmp_path):
+    import shutil
+
+    _beir(tmp_path / "c")
+    (tmp_path / "corpus.jsonl").write_text("the user's own file\n")
+    _refused(_driver("export_corpus", "--collection", "c", "--output", "corpus.jsonl", "--overwrite", cwd=tmp_path),
+             r"^error: corpus\.jsonl: exists, and export_corpus has no record of writing it")
+    assert (tmp_path / "corpus.jsonl").read_text() == "the user's own file\n"
+    ok = _driver("export_corpus", "--collection", "c", "--output", "out/corpus.jsonl", cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    written = (tmp_path / "out" / "corpus.jsonl").stat().st_mtime_ns
+    shutil.copytree(tmp_path / "c", tmp_path / "copy")
+    again = _driver("export_corpus", "--collection", "copy", "--output", "out/corpus.jsonl", cwd=tmp_path)
+    assert again.returncode == 0 and "reusing it" in again.stderr, again.stderr
+    assert (tmp_path / "out" / "corpus.jsonl").stat().st_mtime_ns == written
+    (tmp_path / "copy" / "corpus.jsonl").write_text(CORPUS.replace("gamma", "delta"))
+    _refused(_driver("export_corpus", "--collection", "copy", "--output", "out/corpus.jsonl", cwd=tmp_path),
+             r"^error: out/corpus\.jsonl exists but was made otherwise: input corpus: other content \(corpus\.jsonl\)")
+
+
+def test_mine_and_evaluate_refuse_other_settings(tmp_path):
+    _beir(tmp_path / "c")
+    (tmp_path / "run.trec").write_text("q1 Q0 d2 1 2.0 t\nq1 Q0 d3 2 1.0 t\nq2 Q0 d1 1 1.0 t\n")
+    mine = ["--collection", "c", "--split", "test", "--query_run", "run.trec", "--output", "pool.jsonl"]
+    assert _driver("mine", *mine, cwd=tmp_path).returncode == 0
+    _refused(_driver("mine", *mine, "--sample", "1", cwd=tmp_path),
+             r"^error: pool\.jsonl exists but was made otherwise: setting sample: 30 -> 1; pass --overwrite")
+    evaluate = ["--run", "run.trec", "--collection", "c", "--output", "eval.json"]
+    assert _driver("evaluate", *evaluate, cwd=tmp_path).returncode == 0
+    _refused(_driver("evaluate", *evaluate, "--measures", "nDCG@10", cwd=tmp_path),
+             r"^error: eval\.json exists but was made otherwise: setting measures: ")
+    (tmp_path / "c" / "qrels" / "test.tsv").write_text(QRELS.replace("q1\td1\t1", "q1\td2\t1"))
+    _refused(_driver("evaluate", *evaluate, cwd=tmp_path), r"input collection: other content \(qrels/test\.tsv\)")

@@ -43,6 +43,8 @@ from tqdm.auto import tqdm
 
 from ..utils import PathLike, read_json_or_none
 from .collections import Collection, Corpus
+from .fingerprints import SETTLE_NS, file_content_hash, hash_holds
+from .fingerprints import file_signature as _signature
 
 logger = logging.getLogger(__name__)
 
@@ -52,8 +54,8 @@ _CHUNK = 65_536  # texts per committed chunk: what a killed build can lose
 _NPY_HEADER = 128  # fixed header size so the token count can be filled in after streaming
 _PROBE = 64  # positions whose ids and texts enter a file-backed key
 # A stored content hash is trusted only when the file's last change (ctime) is at least this much older than
-# the moment the hash was taken: a change within the same timestamp tick as the hashing could not be told apart.
-_SETTLE_NS = 2_000_000_000
+# the moment the hash was taken (see data.fingerprints); a module global here so that tests can shorten it.
+_SETTLE_NS = SETTLE_NS
 _IDS_CHUNK = 100_000
 
 
@@ -179,15 +181,6 @@ def content_fingerprint(ids: Sequence[str], texts: Sequence[str]) -> str:
     return h.hexdigest()
 
 
-def file_content_hash(path: PathLike) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, lambda: hashlib.blake2b(digest_size=16)).hexdigest()
-
-
-def _signature(st: os.stat_result) -> list[int]:
-    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
-
-
 def _write_json_atomic(path: Path, obj: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".tmp-{path.name}-{uuid.uuid4().hex[:8]}")
@@ -223,8 +216,7 @@ def source_hash(stamp: Sequence, store: PathLike) -> str | None:
         return None
     entry_path = Path(store) / f"{hashlib.blake2b(path.encode(), digest_size=8).hexdigest()}.json"
     entry = read_json_or_none(entry_path)
-    if (isinstance(entry, dict) and entry.get("path") == path and entry.get("signature") == signature
-            and signature[2] + _SETTLE_NS <= int(entry.get("hashed_at_ns", 0))):
+    if isinstance(entry, dict) and entry.get("path") == path and hash_holds(entry, signature, _SETTLE_NS):
         return entry["hash"]
     hashed_at = time.time_ns()
     digest = file_content_hash(path)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from transformers import HfArgumentParser
 
+from ..data.outputs import StepOutput
 from ..utils import setup_logging
 
 logger = logging.getLogger(__name__)
@@ -37,6 +38,8 @@ class EncodeArguments:
     normalize: bool | None = field(default=None, metadata={"help": "override the model's normalisation"})
     shard_index: int = field(default=0)
     num_shards: int = field(default=1)
+    overwrite: bool = field(default=False, metadata={"help": "replace an earlier output of this step made from "
+                                                             "other settings or inputs (never anything else)"})
 
 
 def corpus_collection(collection: str, passages: str | None = None):
@@ -52,12 +55,36 @@ def corpus_collection(collection: str, passages: str | None = None):
     return Collection(path.name if path.is_dir() else path.stem, corpus, {}, {})
 
 
+def step_output(args: EncodeArguments, collection, out_prefix: Path) -> StepOutput:
+    """The contract of this shard's output: the settings that change its vectors, the model folder and the
+    collection files read (by content).
+
+    Args:
+        args: the driver's arguments.
+        collection: the loaded collection (its `source_files` are the inputs).
+        out_prefix: the shard's prefix (`<output>[.shard-i-of-n]`).
+
+    Returns:
+        The StepOutput of `<out_prefix>.npy` + `.ids`.
+    """
+    from ..retrieval.embeddings import ids_path, npy_path
+
+    is_query = args.encode == "queries"
+    settings = {"encode": args.encode, "split": None if args.encode == "corpus" else args.split,
+                "max_len": args.q_max_len if is_query else args.p_max_len, "dtype": args.dtype, "amp": args.amp,
+                "pooling": args.pooling, "normalize": args.normalize, "shard": [args.shard_index, args.num_shards]}
+    sources = [s[0] for s in (*collection.source_files, *collection.corpus.source_files)]
+    return StepOutput("encode", [npy_path(out_prefix), ids_path(out_prefix)], settings=settings, shown=out_prefix,
+                      inputs={"model": args.model_dir, "collection": sorted(set(sources)) or None})
+
+
 def run(args: EncodeArguments) -> Path:
     import torch
 
     from ..backends import load_encoder
     from ..data.collections import load_collection
     from ..data.token_cache import corpus_token_cache, query_token_cache
+    from ..retrieval.embeddings import read_ids, shard_prefix
     from ..retrieval.encode import distributed_shard, encode_to_file
 
     if args.encode not in ("corpus", "queries", "positives"):
@@ -72,6 +99,10 @@ def run(args: EncodeArguments) -> Path:
     # the corpus needs neither queries nor qrels: a collection without the --split's files encodes its corpus
     collection = (corpus_collection(args.collection, args.passages) if args.encode == "corpus"
                   else load_collection(args.collection, args.split, passages=args.passages))
+    out_prefix = shard_prefix(args.output, shard_index, num_shards)
+    output = step_output(args, collection, out_prefix)
+    if output.reusable(overwrite=args.overwrite):
+        return out_prefix
     model, tokenizer = load_encoder(args.model_dir, device, pooling=args.pooling, normalize=args.normalize)
     is_query = args.encode == "queries"
     ids = None
@@ -82,10 +113,13 @@ def run(args: EncodeArguments) -> Path:
         if args.encode == "positives":
             ids = sorted({d for q in collection.queries for d in collection.positives(q)})
             logger.info("%d distinct positive passages of %d queries", len(ids), len(collection.queries))
-    return encode_to_file(args.model_dir, cache, args.output, is_query=is_query, ids=ids, shard_index=shard_index,
-                          num_shards=num_shards, max_len=args.q_max_len if is_query else args.p_max_len,
-                          batch_size=args.batch_size, dtype=args.dtype, amp=args.amp, device=device,
-                          model=model, tokenizer=tokenizer)
+    output.begin()
+    prefix = encode_to_file(args.model_dir, cache, args.output, is_query=is_query, ids=ids, shard_index=shard_index,
+                            num_shards=num_shards, max_len=args.q_max_len if is_query else args.p_max_len,
+                            batch_size=args.batch_size, dtype=args.dtype, amp=args.amp, device=device,
+                            model=model, tokenizer=tokenizer, overwrite=True)
+    output.commit(counts={"vectors": len(read_ids(prefix))})
+    return prefix
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from transformers import HfArgumentParser
 
+from ..data.outputs import StepOutput
 from ..data.trec import read_run
 from ..evaluation.metrics import (
     DEFAULT_MEASURES,
@@ -30,7 +31,7 @@ from ..evaluation.metrics import (
     relevant_qrels,
     write_trec_qrels,
 )
-from ..utils import setup_logging, write_json
+from ..utils import read_json, setup_logging, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +50,31 @@ class EvaluateArguments:
     write_qrels: str | None = field(default=None, metadata={
         "help": "also write the qrels of --collection/--split (or --qrels) to this file as TREC qrels "
                 "(qid 0 docid grade), the format Pyserini's trec_eval reads; without --run, only that"})
+    overwrite: bool = field(default=False, metadata={"help": "replace an earlier output of this step made from "
+                                                             "other settings or inputs (never anything else)"})
+
+
+def _judgements(args: EvaluateArguments, collection) -> dict:
+    """The input holding the judgements: the collection's files read, or the --qrels file."""
+    if collection is None:
+        return {"qrels": args.qrels}
+    sources = sorted({s[0] for s in (*collection.source_files, *collection.corpus.source_files)})
+    return {"collection": sources or args.collection}
+
+
+def _outputs(args: EvaluateArguments, collection, output: Path | None) -> tuple[StepOutput | None, StepOutput | None]:
+    """The contracts of the exported qrels and of the results JSON (None where not asked for)."""
+    split = args.split if collection is not None else None
+    qrels_out = results_out = None
+    if args.write_qrels:
+        qrels_out = StepOutput("evaluate.write_qrels", [Path(args.write_qrels)], settings={"split": split},
+                               inputs=_judgements(args, collection))
+    if output is not None:
+        settings = {"measures": args.measures, "split": split, "trec_eval": args.trec_eval,
+                    "qa_ks": args.qa_ks if collection is not None else None}
+        results_out = StepOutput("evaluate", [output], settings=settings,
+                                 inputs={"run": args.run, **_judgements(args, collection)})
+    return qrels_out, results_out
 
 
 def _table(results: dict, check: dict | None) -> str:
@@ -62,29 +88,9 @@ def _table(results: dict, check: dict | None) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> dict:
-    setup_logging()
-    (args,) = HfArgumentParser(EvaluateArguments, description=__doc__.split("\n\n")[0]).parse_args_into_dataclasses(
-        args=sys.argv[1:] if argv is None else argv)
-    if (args.qrels is None) == (args.collection is None):
-        raise SystemExit("give exactly one of --qrels or --collection")
-    if args.run is None and args.write_qrels is None:
-        raise SystemExit("give --run (a TREC run to evaluate), --write_qrels FILE, or both")
+def _evaluate(args: EvaluateArguments, run: dict, collection, qrels: dict) -> tuple[dict, dict | None]:
+    """The results of `run` (and trec_eval's values when --trec_eval): (results, trec_eval's or None)."""
     measures = [m.strip() for m in args.measures.split(",") if m.strip()]
-    run = read_run(args.run) if args.run is not None else None  # the run first: it fails faster than a collection
-    collection = None
-    if args.collection:
-        from ..data.collections import load_collection
-
-        collection = load_collection(args.collection, split=args.split, passages=args.passages)
-    qrels = collection.qrels if collection is not None else read_qrels(args.qrels)
-    if args.write_qrels:
-        written = relevant_qrels(qrels)
-        write_trec_qrels(args.write_qrels, written)
-        print(f"wrote {args.write_qrels}: TREC qrels of {len(written)} queries, "
-              f"{sum(map(len, written.values()))} judgements (for Pyserini's trec_eval)")
-        if args.run is None:
-            return {"qrels": args.write_qrels, "num_queries": len(written)}
     logger.info("evaluating %s (%d queries)", args.run, len(run))
     with tempfile.TemporaryDirectory(prefix="tele-eval-") as tmp:
         if args.qrels:
@@ -104,9 +110,47 @@ def main(argv: list[str] | None = None) -> dict:
             results["trec_eval_max_abs_diff"] = diff
             if diff > 1e-4:  # trec_eval prints 4 decimals
                 logger.warning("ir-measures and trec_eval differ by %.6f", diff)
+    return results, check
+
+
+def main(argv: list[str] | None = None) -> dict:
+    setup_logging()
+    (args,) = HfArgumentParser(EvaluateArguments, description=__doc__.split("\n\n")[0]).parse_args_into_dataclasses(
+        args=sys.argv[1:] if argv is None else argv)
+    if (args.qrels is None) == (args.collection is None):
+        raise SystemExit("give exactly one of --qrels or --collection")
+    if args.run is None and args.write_qrels is None:
+        raise SystemExit("give --run (a TREC run to evaluate), --write_qrels FILE, or both")
+    run = read_run(args.run) if args.run is not None else None  # the run first: it fails faster than a collection
+    collection = None
+    if args.collection:
+        from ..data.collections import load_collection
+
+        collection = load_collection(args.collection, split=args.split, passages=args.passages)
+    qrels = collection.qrels if collection is not None else read_qrels(args.qrels)
+    output = None if args.run is None else Path(args.output or Path(args.run).with_suffix(".eval.json"))
+    qrels_out, results_out = _outputs(args, collection, output)  # both checked before either is written
+    reuse_qrels = qrels_out is not None and qrels_out.reusable(overwrite=args.overwrite)
+    reuse_results = results_out is not None and results_out.reusable(overwrite=args.overwrite)
+    if args.write_qrels:
+        written = relevant_qrels(qrels)
+        if not reuse_qrels:
+            qrels_out.begin()
+            write_trec_qrels(args.write_qrels, written)
+            qrels_out.commit(counts={"queries": len(written), "judgements": sum(map(len, written.values()))})
+        print(f"{'kept' if reuse_qrels else 'wrote'} {args.write_qrels}: TREC qrels of {len(written)} queries, "
+              f"{sum(map(len, written.values()))} judgements (for Pyserini's trec_eval)")
+        if args.run is None:
+            return {"qrels": args.write_qrels, "num_queries": len(written)}
+    if reuse_results:
+        results = read_json(output)
+        print(_table(results, results.get("trec_eval")))
+        return results
+    results, check = _evaluate(args, run, collection, qrels)
     print(_table(results, check))
-    output = Path(args.output) if args.output else Path(args.run).with_suffix(".eval.json")
+    results_out.begin()
     write_json(output, results)
+    results_out.commit(counts={"queries": results.get("num_queries", len(run))})
     logger.info("wrote %s", output)
     return results
 

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from transformers import AutoTokenizer, HfArgumentParser
 
 from ..data.collections import load_corpus
 from ..data.corpus_export import write_corpus_jsonl
+from ..data.outputs import StepOutput
 from ..utils import setup_logging
 
 logger = logging.getLogger(__name__)
@@ -31,6 +33,8 @@ class ExportCorpusArguments:
     sep: str = field(default="", metadata={"help": "Separator between title and text when no --tokenizer is given."})
     passages: str = field(default=None, metadata={"help": "Passages TSV of a DPR json collection."})
     progress: bool = field(default=True, metadata={"help": "Show a progress bar."})
+    overwrite: bool = field(default=False, metadata={"help": "Replace an earlier export of this step made from other "
+                                                             "settings or inputs (never anything else)."})
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -41,7 +45,13 @@ def main(argv: list[str] | None = None) -> None:
     if args.tokenizer:
         sep = AutoTokenizer.from_pretrained(args.tokenizer).sep_token or ""
     corpus = load_corpus(args.passages or args.collection)  # a DPR collection's passages live in their TSV
+    output = StepOutput("export_corpus", [Path(args.output)], settings={"sep": sep},
+                        inputs={"corpus": [s[0] for s in corpus.source_files] or args.passages or args.collection})
+    if output.reusable(overwrite=args.overwrite):
+        return
+    output.begin()
     write_corpus_jsonl(corpus, args.output, sep, progress=args.progress)
+    output.commit(counts={"passages": len(corpus)})
     logger.info("wrote %d passages to %s (title %r text)", len(corpus), args.output, sep)
 
 

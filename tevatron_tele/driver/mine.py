@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from transformers import HfArgumentParser
 
-from ..utils import setup_logging
+from ..data.outputs import StepOutput
+from ..utils import read_json, setup_logging
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +56,39 @@ class MineArguments:
                                                                           "(prefix), for the scores"})
     scores: str | None = field(default=None, metadata={"help": "a stored score table (.npz, e.g. RUN/episode-1/"
                                                                "scores.npz) instead of the embeddings"})
-    overwrite: bool = field(default=False)
+    overwrite: bool = field(default=False, metadata={"help": "replace an earlier pool of this step made from other "
+                                                             "settings or inputs (never anything else)"})
+
+
+# what changes the pool written; the input files are compared by content
+_SETTINGS = ("split", "depth", "sample", "seed", "all_positives", "dedupe", "max_negative_ratio", "filter_positive",
+             "negative_margin", "skip_top", "momentum")
+
+
+def step_output(args: MineArguments, collection) -> StepOutput:
+    """The contract of the pool and its stats: the mining settings, the collection files, the rankings, the
+    previous pool and the scores' files.
+
+    Args:
+        args: the driver's arguments.
+        collection: the loaded collection (its `source_files` are inputs).
+
+    Returns:
+        The StepOutput of `pool.jsonl` + `pool.stats.json`.
+    """
+    from ..data.pools import pool_stats_path
+    from ..retrieval.embeddings import ids_path, npy_path, shard_prefixes
+
+    def embedding_files(prefix: str | None) -> list[Path] | None:
+        return None if prefix is None else [f for p in shard_prefixes(prefix) for f in (npy_path(p), ids_path(p))]
+
+    sources = sorted({s[0] for s in (*collection.source_files, *collection.corpus.source_files)})
+    inputs = {"collection": sources or args.collection, "query_run": args.query_run,
+              "positive_run": args.positive_run, "previous_pool": args.previous_pool, "bm25_run": args.bm25_run,
+              "query_embeddings": embedding_files(args.query_embeddings),
+              "corpus_embeddings": embedding_files(args.corpus_embeddings), "scores": args.scores}
+    return StepOutput("mine", [Path(args.output), pool_stats_path(args.output)],
+                      settings={k: getattr(args, k) for k in _SETTINGS}, inputs=inputs, shown=args.output)
 
 
 def run(args: MineArguments) -> str:
@@ -76,9 +110,16 @@ def run(args: MineArguments) -> str:
         from ..evaluation.scoring import EmbeddingScorer
 
         scores = EmbeddingScorer(args.query_embeddings, args.corpus_embeddings)
-    return str(mine_episode(collection, args.output, query_run=args.query_run, positive_run=args.positive_run,
-                            previous_pool=args.previous_pool, bm25_run=args.bm25_run, config=config,
-                            overwrite=args.overwrite, scores=scores))
+    output = step_output(args, collection)
+    if output.reusable(overwrite=args.overwrite):
+        return args.output
+    output.begin()
+    mine_episode(collection, args.output, query_run=args.query_run, positive_run=args.positive_run,
+                 previous_pool=args.previous_pool, bm25_run=args.bm25_run, config=config, overwrite=True,
+                 scores=scores)
+    stats = read_json(output.files[1])
+    output.commit(counts={k: stats[k] for k in ("queries", "negatives") if k in stats})
+    return args.output
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from transformers import HfArgumentParser
 
+from ..data.outputs import StepOutput
 from ..utils import setup_logging
 
 logger = logging.getLogger(__name__)
@@ -34,6 +36,53 @@ class SearchArguments:
     index_dir: str | None = field(default=None, metadata={"help": "bm25: Lucene index folder (built if absent)"})
     threads: int = field(default=1)
     tag: str | None = field(default=None, metadata={"help": "run tag (default: the method)"})
+    overwrite: bool = field(default=False, metadata={"help": "replace an earlier run of this step made from other "
+                                                             "settings or inputs (never anything else)"})
+
+
+def _embedding_files(prefix: str) -> list[Path]:
+    """The .npy and .ids files of an embeddings prefix (or its shards)."""
+    from ..retrieval.embeddings import ids_path, npy_path, shard_prefixes
+
+    return [f for p in shard_prefixes(prefix) for f in (npy_path(p), ids_path(p))]
+
+
+def _run_counts(path: str) -> dict:
+    """Queries and lines of a written TREC run (what the record says the run holds)."""
+    queries, lines = set(), 0
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                queries.add(line.split(maxsplit=1)[0])
+                lines += 1
+    return {"queries": len(queries), "lines": lines}
+
+
+def _search_dense(args: SearchArguments) -> str:
+    if not args.query_embeddings or not args.corpus_embeddings:
+        raise ValueError("--method dense needs --query_embeddings and --corpus_embeddings")
+    import faiss
+
+    from ..retrieval.search import export_pyserini_index, search_to_file
+
+    output = StepOutput("search", [Path(args.output)], settings=_settings(args), inputs={
+        "queries": _embedding_files(args.query_embeddings), "corpus": _embedding_files(args.corpus_embeddings)})
+    if not output.reusable(overwrite=args.overwrite):
+        faiss.omp_set_num_threads(max(1, args.threads))
+        output.begin()
+        search_to_file(args.query_embeddings, args.corpus_embeddings, args.output, args.depth, backend=args.backend,
+                       device=args.device, memory_budget_mb=args.memory_budget_mb, tag=args.tag or "dense",
+                       overwrite=True)
+        output.commit(counts=_run_counts(args.output))
+    if args.export_pyserini:
+        export_pyserini_index(args.corpus_embeddings, args.export_pyserini)
+    return args.output
+
+
+def _settings(args: SearchArguments) -> dict:
+    """What changes the ranking written (not the device, backend, threads or memory budget)."""
+    return {"method": args.method, "depth": args.depth, "tag": args.tag,
+            "split": args.split if args.method == "bm25" else None}
 
 
 def run(args: SearchArguments) -> str:
@@ -44,22 +93,18 @@ def run(args: SearchArguments) -> str:
         if not args.collection or not args.index_dir:
             raise ValueError("--method bm25 needs --collection and --index_dir")
         collection = load_collection(args.collection, args.split, passages=args.passages)
-        return str(bm25_run_to_file(collection, args.index_dir, args.output, k=args.depth, threads=args.threads))
+        sources = sorted({s[0] for s in (*collection.source_files, *collection.corpus.source_files)})
+        output = StepOutput("search", [Path(args.output)], settings=_settings(args),
+                            inputs={"collection": sources or args.collection})
+        if not output.reusable(overwrite=args.overwrite):
+            output.begin()
+            bm25_run_to_file(collection, args.index_dir, args.output, k=args.depth, threads=args.threads,
+                             overwrite=True)
+            output.commit(counts=_run_counts(args.output))
+        return args.output
     if args.method != "dense":
         raise ValueError(f"--method must be dense or bm25, got {args.method!r}")
-    if not args.query_embeddings or not args.corpus_embeddings:
-        raise ValueError("--method dense needs --query_embeddings and --corpus_embeddings")
-    import faiss
-
-    from ..retrieval.search import export_pyserini_index, search_to_file
-
-    faiss.omp_set_num_threads(max(1, args.threads))
-    path = search_to_file(args.query_embeddings, args.corpus_embeddings, args.output, args.depth,
-                          backend=args.backend, device=args.device, memory_budget_mb=args.memory_budget_mb,
-                          tag=args.tag or "dense")
-    if args.export_pyserini:
-        export_pyserini_index(args.corpus_embeddings, args.export_pyserini)
-    return str(path)
+    return _search_dense(args)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -124,15 +124,16 @@ def encode_to_file(
     model=None,
     tokenizer=None,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> Path:
     """Encode one shard of the items (`ids`, or the whole cache) to `<prefix>[.shard-i-of-n].{npy,ids}`.
 
-    Returns the shard's prefix. An existing complete shard is kept as it is. Pass a loaded
+    Returns the shard's prefix. An existing complete shard is kept as it is (unless `overwrite`). Pass a loaded
     `model` and `tokenizer` to skip loading from `model_dir`; `pooling` / `normalize` override the
     model's saved `tele_config.json` (e.g. mean + cosine for a sentence-transformers checkpoint).
     """
     out_prefix = shard_prefix(prefix, shard_index, num_shards)
-    if is_complete(out_prefix):
+    if is_complete(out_prefix) and not overwrite:
         logger.info("embeddings %s exist; not encoding again", out_prefix)
         return out_prefix
     positions = _positions(token_cache, ids)
