@@ -271,3 +271,22 @@ def test_mine_and_evaluate_refuse_other_settings(tmp_path):
              r"^error: eval\.json exists but was made otherwise: setting measures: ")
     (tmp_path / "c" / "qrels" / "test.tsv").write_text(QRELS.replace("q1\td1\t1", "q1\td2\t1"))
     _refused(_driver("evaluate", *evaluate, cwd=tmp_path), r"input collection: other content \(qrels/test\.tsv\)")
+
+
+# ---------------------------------------------------------------- concurrent runs
+
+def test_a_second_process_in_a_run_folder_is_refused(tmp_path, synthetic_dir, tiny_model_dir):
+    from tevatron_tele.runner.workspace import RunFolder
+
+    folder = RunFolder(tmp_path / "run")
+    folder.lock()
+    folder.lock()  # this process may open its own folder again
+    try:
+        proc = _driver("episodes", "--output_dir", "run", "--model_name_or_path", str(tiny_model_dir),
+                       "--collection", str(synthetic_dir), "--device", "cpu", cwd=tmp_path)
+        _refused(proc, rf"^error: run is in use by another run \(pid {os.getpid()}\); wait for it to finish")
+        assert not folder.manifest_path.exists()
+    finally:
+        folder.unlock()
+    code = f"from tevatron_tele.runner.workspace import RunFolder; RunFolder({str(folder.root)!r}).lock()"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0  # free again

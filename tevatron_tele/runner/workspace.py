@@ -7,6 +7,7 @@ RUN/episode-<i>/rankings/         queries.trec (train queries), positives.trec (
 RUN/episode-<i>/pool.jsonl        the pool episode i trained on (+ pool.stats.json)
 RUN/episode-<i>/eval.json         retrieval quality after episode i
 RUN/episode-<i>/DONE              written last: the episode is complete and never touched again
+RUN/.run.lock, RUN/.run.lock.pid  held by the one process running in the folder, and that process's id
 """
 from __future__ import annotations
 
@@ -21,14 +22,24 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from filelock import FileLock, Timeout
+
 from ..utils import PathLike, read_json, write_json
 from .config import EpisodeArguments, config_differences
 
 logger = logging.getLogger(__name__)
 
+LOCK_NAME = ".run.lock"
+# the run folders this process holds (resolved path -> lock), so that it may open one of them again
+_HELD: dict[str, FileLock] = {}
+
 
 class ConfigMismatchError(ValueError):
     """A run folder holds a run made with other settings."""
+
+
+class RunFolderBusyError(ValueError):
+    """Another process is running in the run folder."""
 
 
 def library_versions() -> dict[str, str]:
@@ -77,10 +88,46 @@ class RunFolder:
     def is_done(self, i: int) -> bool:
         return self.done(i).exists()
 
+    # ---- one process per folder ----
+    @property
+    def lock_path(self) -> Path:
+        return self.root / LOCK_NAME
+
+    def lock(self) -> None:
+        """Hold the run folder for this process until it exits (or `unlock`); the same process may lock it again.
+
+        Raises:
+            RunFolderBusyError: another process holds it; the message names that process's id.
+        """
+        key = str(self.root.resolve())
+        if key in _HELD:
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(self.lock_path, timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            try:
+                holder = self.lock_path.with_name(LOCK_NAME + ".pid").read_text(encoding="utf-8").strip()
+            except OSError:
+                holder = "unknown"
+            raise RunFolderBusyError(f"{self.root} is in use by another run (pid {holder or 'unknown'}); wait for it "
+                                     "to finish, or give another --output_dir") from None
+        self.lock_path.with_name(LOCK_NAME + ".pid").write_text(f"{os.getpid()}\n", encoding="utf-8")
+        _HELD[key] = lock
+
+    def unlock(self) -> None:
+        """Let another process run in the folder (a no-op when this process does not hold it)."""
+        lock = _HELD.pop(str(self.root.resolve()), None)
+        if lock is not None:
+            self.lock_path.with_name(LOCK_NAME + ".pid").unlink(missing_ok=True)
+            lock.release()
+
     # ---- manifest ----
     def open(self, args: EpisodeArguments) -> dict:
-        """Create the manifest, or check that an existing run folder was made with the same settings."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        """Hold the folder for this process (`lock`), then create the manifest, or check that an existing run
+        folder was made with the same settings."""
+        self.lock()
         new = args.result_config()
         if self.manifest_path.exists():
             manifest = read_json(self.manifest_path)
