@@ -63,7 +63,8 @@ def _search_dense(args: SearchArguments) -> str:
         raise ValueError("--method dense needs --query_embeddings and --corpus_embeddings")
     import faiss
 
-    from ..retrieval.search import export_pyserini_index, search_to_file
+    from ..retrieval.pyserini_index import export_pyserini_index
+    from ..retrieval.search import search_to_file
 
     output = StepOutput("search", [Path(args.output)], settings=_settings(args), inputs={
         "queries": _embedding_files(args.query_embeddings), "corpus": _embedding_files(args.corpus_embeddings)})
@@ -75,7 +76,7 @@ def _search_dense(args: SearchArguments) -> str:
                        overwrite=True)
         output.commit(counts=_run_counts(args.output))
     if args.export_pyserini:
-        export_pyserini_index(args.corpus_embeddings, args.export_pyserini)
+        export_pyserini_index(args.corpus_embeddings, args.export_pyserini, overwrite=args.overwrite)
     return args.output
 
 

@@ -9,7 +9,6 @@ when a GPU build is installed) and torch (matmul + topk, CPU or CUDA).
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..data.trec import Run, write_run
-from ..utils import PathLike, atomic_path
+from ..utils import PathLike
 from .embeddings import ids_path, load_embeddings, npy_path, shard_prefixes
 
 logger = logging.getLogger(__name__)
@@ -252,29 +251,3 @@ def search_to_file(
     write_run(run_path, run, tag=tag)
     return run_path
 
-
-def export_pyserini_index(corpus_prefixes: Sequence[PathLike] | PathLike, out_dir: PathLike, *,
-                          overwrite: bool = False) -> Path:
-    """Write a folder Pyserini's FaissSearcher reads: `index` (flat inner product) and `docid`."""
-    import faiss
-
-    out_dir = Path(out_dir)
-    if (out_dir / "index").exists() and (out_dir / "docid").exists() and not overwrite:
-        return out_dir
-    prefixes = _expand(corpus_prefixes)
-    infos = [_npy_info(p) for p in prefixes]
-    dim = infos[0].shape[1]
-    index = faiss.IndexFlatIP(dim)
-    # only a folder of this export's two files is replaced
-    with atomic_path(out_dir, replaces=lambda p: {c.name for c in p.iterdir()} <= {"index", "docid"}) as tmp:
-        tmp.mkdir()
-        with open(tmp / "docid", "w", encoding="utf-8") as f:
-            for p, info in zip(prefixes, infos):
-                ids = ids_path(p).read_text(encoding="utf-8")
-                f.write(ids)
-                rows = max(1, math.ceil(64 * 2**20 / (dim * 8)))
-                for _, chunk in _chunks(info, rows):
-                    index.add(chunk)
-        faiss.write_index(index, str(tmp / "index"))
-    logger.info("exported %d vectors to the Pyserini index folder %s", index.ntotal, out_dir)
-    return out_dir
