@@ -290,3 +290,44 @@ def test_a_second_process_in_a_run_folder_is_refused(tmp_path, synthetic_dir, ti
         folder.unlock()
     code = f"from tevatron_tele.runner.workspace import RunFolder; RunFolder({str(folder.root)!r}).lock()"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0  # free again
+
+
+# ---------------------------------------------------------------- ids and formats
+
+@pytest.mark.parametrize("which,data,pattern", [
+    ("corpus.jsonl", CORPUS.replace('"d2"', '"d 2"'),
+     r"corpus\.jsonl:2: field '_id': id 'd 2' holds whitespace, which TREC run and qrels files cannot carry"),
+    ("corpus.jsonl", CORPUS.replace('"d2"', '"d2\\t"'), r"corpus\.jsonl:2: field '_id': id 'd2\\t' holds whitespace"),
+    ("queries.jsonl", QUERIES.replace('"q2"', '"q 2"'), r"queries\.jsonl:2: field '_id': id 'q 2' holds whitespace"),
+    # split on whitespace, this row read as the judgement of document "1" of query q1
+    ("qrels/test.tsv", QRELS + "q1\td 1\t1\n", r"test\.tsv:5: field 'corpus-id': id 'd 1' holds whitespace"),
+])
+def test_ids_with_whitespace_are_refused_at_load(tmp_path, which, data, pattern):
+    from tevatron_tele.data.collections import CollectionError, load_collection
+
+    root = _beir(tmp_path / "c")
+    (root / which).write_text(data)
+    with pytest.raises(CollectionError, match=pattern):
+        load_collection(root, "test")
+
+
+def test_beir_qrels_are_split_on_tabs(tmp_path):
+    from tevatron_tele.data.collections import read_qrels
+
+    path = tmp_path / "test.tsv"
+    path.write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\r\nq2\td2 \t2\n")
+    assert read_qrels(path) == {"q1": {"d1": 1}, "q2": {"d2": 2}}
+
+
+def test_mine_driver_refuses_unknown_documents_and_bad_counts(tmp_path):
+    _beir(tmp_path / "c")
+    (tmp_path / "run.trec").write_text("q1 Q0 d2 1 2.0 t\nq1 Q0 d9 2 1.0 t\n")
+    mine = ["--collection", "c", "--split", "test", "--query_run", "run.trec", "--output", "out/pool.jsonl"]
+    _refused(_driver("mine", *mine, cwd=tmp_path), r"^error: run\.trec:2: field 'docid': document 'd9' is not in "
+                                                   r"the corpus$")
+    (tmp_path / "run.trec").write_text("q1 Q0 d2 1 2.0 t\nq1 Q0 d3 2 1.0 t\n")
+    for flags, pattern in ((["--depth", "0"], r"--depth must be a positive number of ranks, got 0"),
+                           (["--depth", "-1"], r"--depth must be a positive number of ranks, got -1"),
+                           (["--sample", "-3"], r"--sample must be 0 \(every candidate\) or a positive count, got -3")):
+        _refused(_driver("mine", *mine, *flags, cwd=tmp_path), pattern)
+    assert not (tmp_path / "out").exists()

@@ -184,6 +184,15 @@ def _str_field(path: Path, line: int | str, obj: dict, name: str, *, required: b
     return value
 
 
+def _id(path: Path, line: int | str, name: str, value: str) -> str:
+    """Refuse an id holding whitespace: TREC run and qrels files split their columns on it, so such an id would be
+    read back as other ids (or fail much later, naming an internal file)."""
+    if any(c.isspace() for c in value):
+        raise _error(path, line, name, f"id {value!r} holds whitespace, which TREC run and qrels files cannot "
+                                       "carry; rename it (e.g. with '_')")
+    return value
+
+
 def _unicode(path: Path, line: int | str, name: str, value: str) -> str:
     """Refuse a lone surrogate (a JSON escape such as "\\ud800"): it cannot be stored, hashed or tokenized."""
     if not value.isascii():  # the common case costs no encoding
@@ -237,7 +246,8 @@ _QRELS_HEADER_WORDS = {"query-id", "query_id", "qid", "query", "topic", "corpus-
 
 def read_qrels(path: PathLike) -> dict[str, dict[str, int]]:
     """Relevance judgements from BEIR (`query-id corpus-id score`, header line), TREC / MS MARCO
-    (`qid 0 docid grade` or `qid docid grade`) or headerless 2-column `qid docid` (grade 1) files.
+    (`qid 0 docid grade` or `qid docid grade`) or headerless 2-column `qid docid` (grade 1) files. After a BEIR
+    header, rows are split on tabs (BEIR's format), so an id holding a space is refused, not read as other columns.
 
     Errors name the format's own columns (BEIR: query-id, corpus-id, score; TREC: qid, docid, grade).
     Grades must be integers; negative grades (TREC's "junk") are kept and count as not relevant.
@@ -255,6 +265,10 @@ def read_qrels(path: PathLike) -> dict[str, dict[str, int]]:
         parts = line.split()
         if not parts:
             continue
+        if doc_field == "corpus-id":  # BEIR is tab-separated: a corpus-id with a space stays one (refused) id
+            parts = [p.strip() for p in line.strip().split("\t")]
+            for name, value in zip(("query-id", "corpus-id"), parts[:2]):
+                _id(path, line_no, name, value)
         if line_no == 1 and not _is_number(parts[-1]) and _QRELS_HEADER_WORDS & {p.lower() for p in parts}:
             doc_field, grade_field = "corpus-id", "score"  # header line such as "query-id corpus-id score" (BEIR)
             continue
@@ -299,7 +313,7 @@ def _read_beir_corpus(path: Path, writer: CorpusWriter) -> None:
         id_field = _beir_id_field(obj)
         if id_field not in obj:
             raise _error(path, line_no, "_id", "missing (nor a 'docid')")
-        docid = _str_field(path, line_no, obj, id_field)
+        docid = _id(path, line_no, id_field, _str_field(path, line_no, obj, id_field))
         title = _str_field(path, line_no, obj, "title", required=False)
         text = _str_field(path, line_no, obj, "text", allow_empty=True)
         writer.add(docid, title, text, line_no)
@@ -335,6 +349,7 @@ def _read_tsv_corpus(path: Path, writer: CorpusWriter, dpr: bool) -> None:
             raise _error(path, line_no, "<columns>", f"expected {expected} tab-separated columns, got {len(parts)}")
         if not docid.strip():
             raise _error(path, line_no, "id", "empty")
+        _id(path, line_no, "id", docid)
         if dpr and len(text) >= 2 and text[0] == text[-1] == '"':
             text = text[1:-1].replace('""', '"')  # DPR's psgs_w100.tsv quotes texts CSV-style
         writer.add(docid, title, text, line_no)
@@ -397,7 +412,7 @@ def _load_beir(folder: Path, split: str, strict: bool) -> Collection:
     sources = (file_stamp(qpath), file_stamp(qrels_path))  # the split's queries are those its qrels judge
     queries: dict[str, str] = {}
     for line_no, obj in _jsonl(qpath):
-        qid = _str_field(qpath, line_no, obj, "_id")
+        qid = _id(qpath, line_no, "_id", _str_field(qpath, line_no, obj, "_id"))
         if qid in queries:
             raise _error(qpath, line_no, "_id", f"duplicate query id {qid!r}")
         queries[qid] = _str_field(qpath, line_no, obj, "text")
@@ -427,6 +442,7 @@ def _load_msmarco(folder: Path, split: str, strict: bool) -> Collection:
             raise _error(qpath, line_no, "<columns>", f"expected 2 tab-separated columns (qid, text), got {len(parts)}")
         if parts[0] in queries:
             raise _error(qpath, line_no, "qid", f"duplicate query id {parts[0]!r}")
+        _id(qpath, line_no, "qid", parts[0])
         if not parts[1].strip():
             raise _error(qpath, line_no, "text", "empty")
         queries[parts[0]] = parts[1]
@@ -444,7 +460,7 @@ def _dpr_ctx_id(path: Path, where: str, ctx: Any) -> str:
         raise _error(path, where, "positive_ctxs", f"expected objects, got {type(ctx).__name__}")
     for key in ("passage_id", "psg_id", "id"):
         if ctx.get(key) is not None:
-            return _unicode(path, where, key, str(ctx[key]))
+            return _id(path, where, key, _unicode(path, where, key, str(ctx[key])))
     raise _error(path, where, "positive_ctxs.passage_id", "missing (also no 'psg_id')")
 
 
@@ -467,7 +483,7 @@ def _read_dpr(path: Path, writer: CorpusWriter | None, queries: dict[str, str], 
         where = f"item {i}"
         if not isinstance(item, dict):
             raise _error(path, where, "<json>", f"expected an object, got {type(item).__name__}")
-        qid = str(item.get("qid", item.get("id", i)))
+        qid = _id(path, where, "qid", str(item.get("qid", item.get("id", i))))
         if qid in queries:
             raise _error(path, where, "qid", f"duplicate question id {qid!r}")
         queries[qid] = _str_field(path, where, item, "question")
@@ -516,7 +532,7 @@ def _read_tevatron(path: Path, writer: CorpusWriter | None, queries: dict[str, s
     """Fill `queries` and `qrels` from a Tevatron jsonl file, and `writer` (if given) with each passage once."""
     seen: dict[str, int] = {}  # docid -> digest of its first copy's text, which its repeats must equal
     for line_no, obj in _jsonl(path):
-        qid = _str_field(path, line_no, obj, "query_id")
+        qid = _id(path, line_no, "query_id", _str_field(path, line_no, obj, "query_id"))
         if qid in queries:
             raise _error(path, line_no, "query_id", f"duplicate query id {qid!r}")
         queries[qid] = _str_field(path, line_no, obj, "query" if "query" in obj else "query_text")
@@ -530,7 +546,7 @@ def _read_tevatron(path: Path, writer: CorpusWriter | None, queries: dict[str, s
             for p in psgs:
                 if not isinstance(p, dict):
                     raise _error(path, line_no, key, f"expected objects, got {type(p).__name__}")
-                docid = _str_field(path, line_no, p, "docid")
+                docid = _id(path, line_no, "docid", _str_field(path, line_no, p, "docid"))
                 text = _str_field(path, line_no, p, "text", allow_empty=True)
                 title = _str_field(path, line_no, p, "title", required=False)
                 if writer is not None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 from ..utils import InputFileError, PathLike, atomic_path, iter_lines, location
@@ -132,6 +132,24 @@ class IndexedRun(IndexedLines[list[tuple[str, float]]]):
             first[row[1]] = line_no
             rows.append(row[1:])
         return _in_rank_order(rows)
+
+
+def check_run_documents(path: PathLike, known: Callable[[str], bool], *, keyed_by_document: bool = False) -> None:
+    """Refuse a run naming a document `known` does not know (RunFileError `FILE:LINE: field 'docid': ...`): a step
+    that takes documents from a ranking (mining) would otherwise hand them to one that cannot use them.
+
+    Args:
+        path: the run file (already readable by `read_run`).
+        known: whether a document id is in the corpus (e.g. `corpus.__contains__`).
+        keyed_by_document: the run's qid column holds document ids too (a lookahead run keyed by positive).
+    """
+    for line_no, line in iter_lines(path, _run_error):
+        row = _parse_run_line(path, line_no, line)
+        if row is None:
+            continue
+        for name, docid in (("qid", row[0]), ("docid", row[1]))[0 if keyed_by_document else 1:]:
+            if not known(docid):
+                raise _run_error(path, line_no, name, f"document {docid!r} is not in the corpus")
 
 
 def open_run(run: PathLike | Mapping[str, Sequence[tuple[str, float]]]) -> Mapping[str, Sequence[tuple[str, float]]]:

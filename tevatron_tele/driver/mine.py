@@ -91,11 +91,32 @@ def step_output(args: MineArguments, collection) -> StepOutput:
                       settings={k: getattr(args, k) for k in _SETTINGS}, inputs=inputs, shown=args.output)
 
 
+def check_inputs(args: MineArguments, collection) -> None:
+    """Refuse, before anything is written, rankings naming a document the corpus lacks (FILE:LINE), which
+    training would refuse later.
+
+    Args:
+        args: the driver's arguments.
+        collection: the loaded collection.
+    """
+    from ..data.trec import check_run_documents
+
+    known = collection.corpus.__contains__
+    for path, keyed_by_document in ((args.query_run, False), (args.bm25_run, False), (args.positive_run, True)):
+        if path is not None:
+            check_run_documents(path, known, keyed_by_document=keyed_by_document)
+
+
 def run(args: MineArguments) -> str:
     from ..data.collections import load_collection
     from ..mining.tele import MiningConfig, mine_episode
 
+    if args.depth < 1:
+        raise ValueError(f"--depth must be a positive number of ranks, got {args.depth}")
+    if args.sample < 0:
+        raise ValueError(f"--sample must be 0 (every candidate) or a positive count, got {args.sample}")
     collection = load_collection(args.collection, args.split, passages=args.passages)
+    check_inputs(args, collection)
     config = MiningConfig(depth=args.depth, sample=args.sample or None, seed=args.seed,
                           all_positives=args.all_positives, dedupe=args.dedupe,
                           max_negative_ratio=args.max_negative_ratio, negative_margin=args.negative_margin,
