@@ -94,6 +94,14 @@ def test_search_to_file_writes_run_once(vectors, tmp_path):
     assert path.stat().st_mtime_ns == mtime
 
 
+def test_search_to_file_progress_bar_only_when_asked(vectors, tmp_path, capfd):
+    root, *_ = vectors
+    search_to_file(root / "queries", root / "sharded", tmp_path / "quiet.trec", 5, progress=False)
+    assert "search" not in capfd.readouterr().err
+    search_to_file(root / "queries", root / "sharded", tmp_path / "shown.trec", 5)
+    assert "search" in capfd.readouterr().err
+
+
 def test_embedding_files_roundtrip_and_errors(vectors, tmp_path):
     root, corpus, _, ids = vectors
     assert len(shard_prefixes(root / "sharded")) == 3

@@ -233,8 +233,10 @@ def search_to_file(
     memory_budget_mb: float | None = None,
     tag: str = "dense",
     overwrite: bool = False,
+    progress: bool = True,
 ) -> Path:
-    """Search with stored query (or positive-passage) embeddings and write a TREC run; skipped if it exists."""
+    """Search with stored query (or positive-passage) embeddings and write a TREC run; skipped if it exists
+    (`progress`: the search's progress bar)."""
     run_path = Path(run_path)
     if run_path.exists() and not overwrite:
         logger.info("run %s exists; not searching again", run_path)
@@ -246,7 +248,7 @@ def search_to_file(
         qids.extend(ids)
     started = time.perf_counter()
     run = search(np.concatenate(queries), qids, corpus_prefix, depth, backend=backend, device=device,
-                 memory_budget_mb=memory_budget_mb)
+                 memory_budget_mb=memory_budget_mb, progress=progress)
     logger.info("searched %d queries in %.1f s; writing %s", len(qids), time.perf_counter() - started, run_path)
     write_run(run_path, run, tag=tag)
     return run_path

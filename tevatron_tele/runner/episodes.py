@@ -142,7 +142,7 @@ class EpisodeRunner:
         out = self.folder.ranking(i, name)
         self.folder.step(f"episode-{i}/search-{name}", out, lambda: search_to_file(
             query_prefix, corpus_prefix, out, depth, backend=self.args.search_backend, device=self.device,
-            tag=f"episode-{i}"))
+            tag=f"episode-{i}", progress=self.args.progress))
         return out
 
     def _mining_positives(self, i: int) -> dict[str, list[str]]:
