@@ -1,8 +1,8 @@
 """The episode a run keeps, chosen on a dev split, and the verdict against the start model and BM25.
 
 `hold_out_dev` makes a dev split from training queries (never trained on) for collections without one;
-`judge_run` reads the finished episodes' dev figures and test rankings, writes `RUN/best.json` and points
-`RUN/best` at the selected episode.
+`judge_run` reads the finished episodes' dev figures and test rankings, writes `RUN/best.json`, points
+`RUN/best` at the selected episode and writes the model card into its model folder (`runner.model_card`).
 """
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from ..evaluation.verdict import (
     verdict,
 )
 from ..utils import read_json, write_json
+from .model_card import write_model_card
 from .workspace import RunFolder
 
 logger = logging.getLogger(__name__)
@@ -111,4 +112,5 @@ def judge_run(folder: RunFolder, test_qrels, metric: str, dev_name: str | None, 
     os.symlink(folder.episode(selected).name, tmp)
     os.replace(tmp, link)
     logger.info("verdict: %s", result["text"])
+    write_model_card(folder, result, test_qrels=test_qrels, bm25_run=bm25_run)  # RUN/best/model/README.md
     return result
