@@ -89,6 +89,8 @@ def run_rows(args: argparse.Namespace) -> None:
                         "base_cache_dir": out / "base"}
             if args.dev_from_train:
                 settings["dev_from_train"] = args.dev_from_train
+            if args.device != "cpu":
+                settings.update(device=args.device, search_backend="torch")
             log = out / "logs" / f"{name}-s{seed}.log"
             log.parent.mkdir(parents=True, exist_ok=True)
             print(f"{run_dir}: running (log {log})", flush=True)
@@ -138,7 +140,8 @@ def summarize(args: argparse.Namespace) -> dict:
         if one_shot is not None and one_shot.exists():
             entry["vs_one_shot"] = compare(values, read_json(one_shot)["per_query"], int(seed))
         rows.setdefault(name, {"settings": ROWS.get(name), "seeds": {}})["seeds"][seed] = entry
-    summary = {"metric": METRIC, "rows": rows, "one_shot": _one_shot_rows(args.one_shot), "machine": machine_info()}
+    summary = {"metric": METRIC, "rows": rows, "one_shot": _one_shot_rows(args.one_shot),
+               "machine": machine_info(args.device)}
     write_json(out / "summary.json", summary)
     (out / "summary.md").write_text(_table(summary), encoding="utf-8")
     print(_table(summary))
@@ -191,6 +194,7 @@ def main(argv=None) -> None:
     p.add_argument("--rows", nargs="+", default=list(ROWS), help=f"rows to run: {', '.join(ROWS)}")
     p.add_argument("--seeds", type=int, nargs="+", default=[13])
     p.add_argument("--model", default=None, help="start model (default: all-MiniLM-L6-v2 from its wheel)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (run)")
     p.add_argument("--one_shot", default=None, help="one_shot.py's result folder of the same collection (summary)")
     args = p.parse_args(argv)
     if args.command == "run":

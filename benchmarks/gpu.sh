@@ -12,6 +12,7 @@
 #
 #   OUT=/some/dir bash benchmarks/gpu.sh             on the GPU machine
 #   GPU_DRY=1 OUT=/tmp/out bash benchmarks/gpu.sh    here, on the CPU: a small subset, tiny sizes, this venv
+#   GPU_PART=defaults OUT=/some/dir bash benchmarks/gpu.sh   the defaults study's deciding rows instead (NFCorpus)
 set -uo pipefail
 START=$(date +%s)
 cd "$(dirname "$0")/.."
@@ -88,6 +89,32 @@ print("faiss imported:", "faiss" in sys.modules)
 EOF
 IMPORTS=$?
 cat "$OUT/env.txt"
+
+# ---- GPU_PART=defaults: the defaults study's deciding rows (benchmarks/defaults_study.py) instead of (a)-(c) ----
+# NFCorpus dev, seeds 13 14 15: the one-shot recipe through sentence-transformers, one episode of filtered ANN
+# negatives, and three episodes of Tele with the same filter; the summary after each part, so a cut-off run keeps
+# what finished.
+if [ "${GPU_PART:-effectiveness}" = defaults ]; then
+  if [ "$IMPORTS" != 0 ]; then say "imports failed (see env.txt)"; exit 1; fi
+  if [ "$DRY" = 1 ]; then DEVICE=cpu; SEEDS=(13); else DEVICE=cuda; SEEDS=(13 14 15); fi
+  NF=$WORK/data/nfcorpus; D=$WORK/defaults
+  summary() { "$PY" benchmarks/defaults_study.py summary --out "$D/nfcorpus" --one_shot "$D/one_shot" \
+    --device "$DEVICE" > /dev/null && cp "$D/nfcorpus/summary.json" "$D/nfcorpus/summary.md" "$OUT/"; }
+  for part in one_shot ance-top30-best95 tele3-top200-best95; do
+    LEFT=$(( BUDGET - $(elapsed) ))
+    [ "$LEFT" -gt 30 ] || { say "no time left for $part"; break; }
+    say "$part with ${LEFT}s left"
+    if [ "$part" = one_shot ]; then
+      timeout "$LEFT" "$PY" benchmarks/one_shot.py --collection "$NF" --eval_split dev --seeds "${SEEDS[@]}" \
+        --model "$WORK/minilm" --out "$D/one_shot" --device "$DEVICE"
+    else
+      timeout "$LEFT" "$PY" benchmarks/defaults_study.py run --collection "$NF" --eval_split dev --rows "$part" \
+        --seeds "${SEEDS[@]}" --model "$WORK/minilm" --out "$D/nfcorpus" --device "$DEVICE"
+    fi
+    say "$part: rc $?"; summary
+  done
+  exit 0
+fi
 
 # ---- (a) microbenchmarks ----
 if [ "$DRY" = 1 ]; then MICRO=(--small); MICRO_LIMIT=300; else MICRO=(); MICRO_LIMIT=150; fi

@@ -53,7 +53,7 @@ def minilm_path() -> str:
 
 def evaluate_model(model_dir: str | Path, collection: Collection, work: Path, *, q_max_len: int = 64,
                    p_max_len: int = 128, pooling: str = "mean", normalize: bool = True,
-                   depth: int = 1000) -> dict:
+                   depth: int = 1000, device: str = "cpu") -> dict:
     """Evaluate a model folder on a collection split as the episode runner does.
 
     Args:
@@ -65,13 +65,14 @@ def evaluate_model(model_dir: str | Path, collection: Collection, work: Path, *,
         pooling: the encoder's pooling.
         normalize: cosine similarity.
         depth: rank depth of the run.
+        device: where the model encodes ('cpu', 'cuda').
 
     Returns:
         {"metrics": evaluate_collection's figures, "per_query": {qid: nDCG@10}}.
     """
-    model, tokenizer = load_encoder(model_dir, "cpu", pooling=pooling, normalize=normalize)
+    model, tokenizer = load_encoder(model_dir, device, pooling=pooling, normalize=normalize)
     caches = work.parent / "token_cache"
-    common = dict(model=model, tokenizer=tokenizer, batch_size=128, dtype="float16", progress=False)
+    common = dict(model=model, tokenizer=tokenizer, batch_size=128, dtype="float16", progress=False, device=device)
     corpus = encode_to_file(None, corpus_token_cache(collection, tokenizer, p_max_len, caches), work / "corpus",
                             is_query=False, max_len=p_max_len, **common)
     queries = encode_to_file(None, query_token_cache(collection, tokenizer, q_max_len, caches), work / "queries",
@@ -101,7 +102,7 @@ def run_seed(args: argparse.Namespace, train: Collection, evaluated: Collection,
     out = Path(args.out) / f"seed-{seed}"
     started = time.perf_counter()
     set_seed(seed)
-    model = SentenceTransformer(args.model, device="cpu")
+    model = SentenceTransformer(args.model, device=args.device)
     model.max_seq_length = args.p_max_len
     sep = model.tokenizer.sep_token
     pairs = training_pairs(train, seed, sep)
@@ -114,14 +115,14 @@ def run_seed(args: argparse.Namespace, train: Collection, evaluated: Collection,
     training_args = SentenceTransformerTrainingArguments(
         output_dir=str(out / "trainer"), num_train_epochs=args.epochs, per_device_train_batch_size=args.batch_size,
         learning_rate=args.learning_rate, seed=seed, data_seed=seed, save_strategy="no", report_to="none",
-        logging_steps=20, use_cpu=True, disable_tqdm=True)
+        logging_steps=20, use_cpu=args.device == "cpu", disable_tqdm=True)
     trainer = SentenceTransformerTrainer(model=model, args=training_args, train_dataset=mined,
                                          loss=losses.MultipleNegativesRankingLoss(model, scale=args.scale))
     trainer.train()
     model.save(str(out / "model"))
     training_s = time.perf_counter() - started - mining_s
     result = evaluate_model(out / "model", evaluated, out / "eval", q_max_len=args.q_max_len,
-                            p_max_len=args.p_max_len)
+                            p_max_len=args.p_max_len, device=args.device)
     result.update(seed=seed, training_queries=len(pairs), mined_rows=len(mined),
                   steps=trainer.state.global_step,
                   cost={"mining_s": round(mining_s, 1), "training_s": round(training_s, 1),
@@ -147,6 +148,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--scale", type=float, default=20.0, help="MultipleNegativesRankingLoss scale (1/temperature)")
     p.add_argument("--q_max_len", type=int, default=64)
     p.add_argument("--p_max_len", type=int, default=128)
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
     args = p.parse_args(argv)
     args.model = args.model or minilm_path()
     return args
@@ -160,7 +162,7 @@ def main(argv=None) -> None:
     evaluated = load_collection(args.collection, split=args.eval_split)
     if not (out / "start.json").exists():
         start = evaluate_model(args.model, evaluated, out / "start-eval", q_max_len=args.q_max_len,
-                               p_max_len=args.p_max_len)
+                               p_max_len=args.p_max_len, device=args.device)
         write_json(out / "start.json", start)
     start = read_json(out / "start.json")
     for seed in args.seeds:
@@ -169,7 +171,8 @@ def main(argv=None) -> None:
             logger.info("seed %d: done (%s)", seed, path)
             continue
         result = run_seed(args, train, evaluated, seed)
-        result.update(settings={k: v for k, v in vars(args).items() if k != "out"}, machine=machine_info())
+        result.update(settings={k: v for k, v in vars(args).items() if k != "out"},
+                      machine=machine_info(args.device))
         write_json(path, result)
         logger.info("seed %d: %s %.4f (start %.4f), %d of %d queries kept, %d steps, %.0f s", seed, METRIC,
                     result["metrics"][METRIC], start["metrics"][METRIC], result["mined_rows"],

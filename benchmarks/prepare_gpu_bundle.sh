@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Prepare, on this machine, everything benchmarks/gpu.sh needs on a GPU machine that cannot download:
 #   .whl/         cp312 manylinux wheels of the packages that machine lacks (no faiss: it searches with torch)
-#   .gpu_bundle/  minilm/ (all-MiniLM-L6-v2 as float16 safetensors + tokenizer), data.tar.gz (scifact and
-#                 msmarco-dl19-subset), bm25/train.trec (BM25 top-200 of SciFact's train queries, for the
+#   .gpu_bundle/  minilm/ (all-MiniLM-L6-v2 as float16 safetensors + tokenizer), data.tar.gz (scifact,
+#                 msmarco-dl19-subset and nfcorpus), bm25/train.trec (BM25 top-200 of SciFact's train queries, for the
 #                 BM25-negative run: Pyserini needs Java, which that machine lacks)
 # and print the size of what travels (tracked files + these two folders), which must stay under ~60 MiB.
 #
@@ -81,7 +81,7 @@ for f in src.iterdir():
         shutil.copy2(f, dst / f.name)
 print("model:", sorted(p.name for p in dst.iterdir()))
 with tarfile.open(out / "data.tar.gz", "w:gz") as tar:
-    for name in ("scifact", "msmarco-dl19-subset"):
+    for name in ("scifact", "msmarco-dl19-subset", "nfcorpus"):
         tar.add(data / name, arcname=name)
 print("data:", (out / "data.tar.gz").stat().st_size // 2**10, "KiB")
 EOF
