@@ -500,7 +500,8 @@ def test_cli_folds_multiline_messages_and_keeps_other_errors():
                                  "seed: 1 -> 2; depth: 200 -> 100")
     assert is_input_error(err) and is_input_error(FileNotFoundError("x"))
     assert not is_input_error(RuntimeError("a bug")) and not is_input_error(KeyError("k"))
-    assert not is_input_error(OSError(28, "No space left on device"))
+    assert is_input_error(OSError(28, "No space left on device"))  # the file system's answer: one line
+    assert not is_input_error(OSError(5, "Input/output error"))  # a broken device keeps its traceback
     assert strip_debug_flag(["--a", "1", "--debug"]) == ["--a", "1"]
     assert strip_debug_flag(["--debug", "underflow_overflow", "--debug"], keep_with_value=True) == [
         "--debug", "underflow_overflow"]

@@ -331,3 +331,69 @@ def test_mine_driver_refuses_unknown_documents_and_bad_counts(tmp_path):
                            (["--sample", "-3"], r"--sample must be 0 \(every candidate\) or a positive count, got -3")):
         _refused(_driver("mine", *mine, *flags, cwd=tmp_path), pattern)
     assert not (tmp_path / "out").exists()
+
+
+# ---------------------------------------------------------------- operating-system errors
+
+def _cli(monkeypatch, capsys, main, argv: list[str]) -> tuple[int, str]:
+    """Run a driver's main through the one error path, in this process; (exit status, stderr)."""
+    from tevatron_tele.cli import run_cli
+
+    monkeypatch.setattr(sys, "argv", ["driver", *argv])
+    monkeypatch.delenv("TELE_DEBUG", raising=False)
+    with pytest.raises(SystemExit) as info:
+        run_cli(main)
+    return info.value.code, capsys.readouterr().err
+
+
+def test_file_system_errors_name_the_users_path(tmp_path, monkeypatch, capsys):
+    import errno
+
+    from tevatron_tele.driver.evaluate import main
+
+    _beir(tmp_path / "c")
+    (tmp_path / "run.trec").write_text("q1 Q0 d1 1 2.0 t\n")
+    monkeypatch.chdir(tmp_path)
+    argv = ["--run", "run.trec", "--collection", "c", "--output", "out/eval.json"]
+    (tmp_path / "out").mkdir()
+    real_mkdir = os.mkdir
+
+    def read_only(path, *args, **kwargs):  # what a read-only file system answers to the step's temporary folder
+        if ".tmp-" in str(path):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+        return real_mkdir(path, *args, **kwargs)
+
+    with monkeypatch.context() as m:
+        m.setattr(os, "mkdir", read_only)
+        code, err = _cli(m, capsys, main, argv)
+    # the first write is the output's record beside it; never the step's temporary name
+    assert code == 2 and re.fullmatch(r"error: out/eval\.json(\.step\.json)?: Read-only file system",
+                                      err.strip().splitlines()[-1]), err
+    assert "Traceback" not in err
+
+    def disk_full(*args, **kwargs):  # a write that fails names no file
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    from tevatron_tele.data import corpus_store
+
+    with monkeypatch.context() as m:
+        m.setattr(corpus_store, "_SETTLE_NS", 0)  # the corpus store of the first run is reused: only the output writes
+        m.setattr(Path, "write_text", disk_full)
+        code, err = _cli(m, capsys, main, argv)
+        assert code == 2 and re.fullmatch(r"error: out/eval\.json(\.step\.json)?: No space left on device",
+                                          err.strip().splitlines()[-1]), err
+        m.setenv("TELE_DEBUG", "1")  # --debug / TELE_DEBUG keeps the traceback
+        m.setattr(sys, "argv", ["driver", *argv])
+        from tevatron_tele.cli import run_cli
+
+        with pytest.raises(OSError, match="No space left"):
+            run_cli(main)
+    assert not list((tmp_path / "out").iterdir())
+
+
+def test_a_missing_tokenizer_is_one_line(tmp_path):
+    _beir(tmp_path / "c")
+    proc = _driver("export_corpus", "--collection", "c", "--tokenizer", "MISSING", "--output", "corpus.jsonl",
+                   cwd=tmp_path)
+    _refused(proc, r"^error: MISSING: cannot load a tokenizer: no such folder")
+    assert not (tmp_path / "corpus.jsonl").exists()

@@ -2,7 +2,8 @@
 
 A known input error (a bad file, flag or setting: the package's CollectionError, PoolError,
 RunFileError, ConfigError, ConfigMismatchError, any ValueError, a named input that is missing or a
-directory) prints one line to stderr, `error: FILE:LINE: field 'F': what is wrong`, and exits with
+directory, the file system's refusal: read-only, full, no permission) prints one line naming the user's path
+(never a step's temporary name) to stderr, `error: FILE:LINE: field 'F': what is wrong`, and exits with
 status 2, the status of a usage error (HfArgumentParser's own usage errors keep theirs). `--debug`
 on the command line, or `TELE_DEBUG=1`, shows the full traceback instead. Anything else (a bug, an
 out-of-memory) keeps its traceback. `--verbose` (or `TELE_VERBOSE=1`) keeps the libraries' own progress bars
@@ -14,7 +15,9 @@ out-of-memory) keeps its traceback. `--verbose` (or `TELE_VERBOSE=1`) keeps the 
 """
 from __future__ import annotations
 
+import errno
 import os
+import re
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -25,8 +28,15 @@ EXIT_INPUT_ERROR = 2
 DEBUG_FLAG = "--debug"
 VERBOSE_FLAG = "--verbose"
 
-# Missing or unusable input paths; other OSErrors (a full disk, a broken device) keep their traceback.
+# Missing or unusable input paths.
 _PATH_ERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError, FileExistsError)
+# What the file system answers about a path the user named (or one beside it): a read-only file system, no space
+# left, no permission, a name too long. Other OSErrors (a broken device, a bug) keep their traceback.
+_PATH_ERRNOS = frozenset({errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.ENAMETOOLONG,
+                          errno.EFBIG, errno.ELOOP})
+# A step's temporary name (utils.atomic_path: DIR/.tmp-NAME-XXXXXXXX/NAME, or DIR/.tmp-NAME-XXXXXXXX): the user
+# named DIR/NAME.
+_TEMPORARY = re.compile(r"(?P<dir>^|.*/)\.tmp-(?P<name>[^/]+)-[A-Za-z0-9_]{8}(?:/(?P=name))?(?P<rest>/.*)?$")
 
 
 def _known_types() -> tuple[type[BaseException], ...]:
@@ -49,7 +59,20 @@ def is_input_error(exc: BaseException) -> bool:
         known = _known_types()
     except ImportError:  # a broken optional part: then only the plain types count
         known = (ValueError, *_PATH_ERRORS)
-    return isinstance(exc, known)
+    return isinstance(exc, known) or (isinstance(exc, OSError) and exc.errno in _PATH_ERRNOS)
+
+
+def user_path(filename: str) -> str:
+    """The path the user named for a step's temporary file or folder (see utils.atomic_path); others unchanged.
+
+    Args:
+        filename: the path an OSError names.
+
+    Returns:
+        `DIR/NAME` for `DIR/.tmp-NAME-XXXXXXXX/NAME[/...]` (with what follows), else `filename`.
+    """
+    m = _TEMPORARY.match(filename)
+    return f"{m['dir']}{m['name']}{m['rest'] or ''}" if m else filename
 
 
 def format_error(exc: BaseException) -> str:
@@ -62,7 +85,7 @@ def format_error(exc: BaseException) -> str:
         `error: ...`, a single line.
     """
     if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
-        message = f"{exc.filename}: {exc.strerror}"
+        message = f"{user_path(str(exc.filename))}: {exc.strerror}"
     else:
         message = str(exc) or type(exc).__name__
     parts = [p.strip() for p in message.splitlines() if p.strip()]

@@ -62,7 +62,12 @@ def atomic_path(final: PathLike, *, replaces: Callable[[Path], bool] | None = No
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=final.parent))
     target = tmp / final.name
     try:
-        yield target
+        try:
+            yield target
+        except OSError as e:
+            if e.filename is None and e.errno is not None:  # a write that names no file (a full disk): the output's
+                e.filename = str(final)
+            raise
         if not target.exists():
             raise FileNotFoundError(f"nothing was written to {target} for {final}")
         _check_final(final, replaces)  # again: something may have appeared there while the block ran

@@ -326,6 +326,11 @@ def open_or_build(sources: Sequence[Sequence], reader: str, fill: Callable[[Corp
     with FileLock(str(folder.with_name(f"{folder.name}.lock"))):
         store = _reusable(folder, sources, built_after=asked)  # another process built it while we waited
         if store is None:
-            _build(folder, sources, reader, fill, duplicate)
+            try:
+                _build(folder, sources, reader, fill, duplicate)
+            except OSError as e:
+                if e.filename is None and e.errno is not None:  # a write naming no file (a full disk): the store's
+                    e.filename = str(folder)
+                raise
             store = CorpusStore.open(folder)
     return store

@@ -10,6 +10,7 @@ token cache, so Tevatron's text path and this package's token cache see the same
 """
 from __future__ import annotations
 
+import errno
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,13 +38,27 @@ class ExportCorpusArguments:
                                                              "settings or inputs (never anything else)."})
 
 
+def _separator(tokenizer: str) -> str:
+    """The separator token of a tokenizer folder (or Hub name); one that cannot be loaded is named in one line."""
+    try:
+        return AutoTokenizer.from_pretrained(tokenizer).sep_token or ""
+    except OSError as e:
+        if e.errno is not None:  # the file system's own answer (no permission, ...), naming its file
+            raise
+        where = "no such folder, and no model of that name in the Hugging Face cache" if not Path(tokenizer).exists() \
+            else "no tokenizer files in it"
+        raise FileNotFoundError(errno.ENOENT, f"cannot load a tokenizer: {where}", tokenizer) from None
+    except ValueError as e:  # files there, but not a tokenizer transformers can build
+        raise ValueError(f"{tokenizer}: cannot load a tokenizer: {e}") from None
+
+
 def main(argv: list[str] | None = None) -> None:
     setup_logging()
     (args,) = HfArgumentParser(ExportCorpusArguments, description=__doc__.split("\n\n")[0]).parse_args_into_dataclasses(
         args=argv)
     sep = args.sep
     if args.tokenizer:
-        sep = AutoTokenizer.from_pretrained(args.tokenizer).sep_token or ""
+        sep = _separator(args.tokenizer)
     corpus = load_corpus(args.passages or args.collection)  # a DPR collection's passages live in their TSV
     output = StepOutput("export_corpus", [Path(args.output)], settings={"sep": sep},
                         inputs={"corpus": [s[0] for s in corpus.source_files] or args.passages or args.collection})
