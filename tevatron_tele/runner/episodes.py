@@ -245,7 +245,7 @@ class EpisodeRunner:
         forgetting analysis never encodes anything again. Streamed a query at a time: pools and the base
         ranking are looked up by query, the corpus vectors memory-mapped."""
         from ..evaluation.analysis import SCORES_FILE, store_episode_scores
-        from ..evaluation.scoring import EmbeddingScorer
+        from ..retrieval.scoring import EmbeddingScorer
 
         out = self.folder.episode(i) / SCORES_FILE
 
@@ -277,7 +277,7 @@ class EpisodeRunner:
         from ..retrieval.embeddings import is_complete
 
         if self._filter_needs_scores():
-            from ..evaluation.scoring import EmbeddingScorer
+            from ..retrieval.scoring import EmbeddingScorer
 
             queries = self.folder.embeddings(prev, "train-queries")
             corpus = self.folder.embeddings(prev, "corpus")
