@@ -397,3 +397,32 @@ def test_a_missing_tokenizer_is_one_line(tmp_path):
                    cwd=tmp_path)
     _refused(proc, r"^error: MISSING: cannot load a tokenizer: no such folder")
     assert not (tmp_path / "corpus.jsonl").exists()
+
+
+# ---------------------------------------------------------------- counted drops in the run folder
+
+def test_dropped_qrels_are_counted_in_the_manifest(tmp_path, monkeypatch):
+    import json
+
+    from tevatron_tele.runner.config import EpisodeArguments
+    from tevatron_tele.runner.episodes import EpisodeRunner
+
+    root = _beir(tmp_path / "c")
+    (root / "qrels" / "train.tsv").write_text(QRELS + "q1\td9\t1\nq7\td1\t1\n")  # an unknown document and query
+    args = EpisodeArguments(output_dir=str(tmp_path / "run"), model_name_or_path="unused", collection=str(root),
+                            device="cpu")
+    runner = EpisodeRunner(args)
+
+    class Stop(Exception):
+        pass
+
+    def stop():
+        raise Stop
+
+    monkeypatch.setattr(runner, "_episode_zero", stop)  # only the opening of the run folder is looked at
+    with pytest.raises(Stop):
+        runner.run()
+    data = json.loads((tmp_path / "run" / "manifest.json").read_text())["data"]
+    assert (data["train"]["unknown_doc_ids"], data["train"]["unknown_query_ids"]) == (1, 1)
+    assert (data["eval:main"]["unknown_doc_ids"], data["eval:main"]["unknown_query_ids"]) == (0, 0)
+    assert data["train"]["judgements"] == 3

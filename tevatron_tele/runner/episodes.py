@@ -441,9 +441,21 @@ class EpisodeRunner:
         digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
         return Path(a.base_cache_dir) / digest
 
+    def data_report(self) -> dict:
+        """What was read of each collection, by role: its counts and the qrels lines dropped as naming an unknown
+        query or document (Collection.stats), written into the manifest so that a drop is seen in the run folder.
+
+        Returns:
+            {"train": stats, "eval:<name>": stats, ...}.
+        """
+        report = {"train": dict(self.train_collection.stats or {})}
+        for name, collection in self.eval_collections.items():
+            report[f"eval:{name}"] = dict(collection.stats or {})
+        return report
+
     def run(self) -> Path:
         setup_logging()
-        self.folder.open(self.args)
+        self.folder.open(self.args, data=self.data_report())
         logger.info("run %s: %d episodes, negatives %s (%s), device %s", self.folder.root, self.args.num_episodes,
                     self.args.negatives, ",".join(sorted(self.args.sources())), self.device)
         self._episode_zero()

@@ -124,9 +124,18 @@ class RunFolder:
             lock.release()
 
     # ---- manifest ----
-    def open(self, args: EpisodeArguments) -> dict:
+    def open(self, args: EpisodeArguments, data: dict | None = None) -> dict:
         """Hold the folder for this process (`lock`), then create the manifest, or check that an existing run
-        folder was made with the same settings."""
+        folder was made with the same settings.
+
+        Args:
+            args: the run's settings.
+            data: what was read of each collection (counts, and what was dropped: qrels naming unknown queries or
+                documents), stored as the manifest's `data` (as read by this process, on a resume too).
+
+        Returns:
+            The manifest.
+        """
         self.lock()
         new = args.result_config()
         if self.manifest_path.exists():
@@ -141,6 +150,8 @@ class RunFolder:
             manifest = {"config": new, "created": _now(), "versions": library_versions(),
                         "seeds": {"training": args.seed, "negative_sampling": args.seed}, "timings": {}}
         manifest["runtime"] = {k: v for k, v in args.to_dict().items() if k not in new}
+        if data is not None:
+            manifest["data"] = data
         write_json(self.manifest_path, manifest)
         self.remove_temporaries()
         return manifest
