@@ -151,10 +151,13 @@ def _sentence_transformers_usage(facts: CardFacts) -> list[str]:
     if not facts.sentence_transformers:
         reason = sentence_transformers_obstacle(facts.tele_config) or f"the folder has no {MODULES_FILE}"
         return [*lines, f"Not loadable as a sentence-transformers model: {reason}.", ""]
+    tokenizer_config = read_json_or_none(facts.model_dir / "tokenizer_config.json") or {}
+    sep = tokenizer_config.get("sep_token") if isinstance(tokenizer_config.get("sep_token"), str) else ""
+    titled = f"A title {sep} the text of a passage" if sep else "A title the text of a passage"
     return [*lines, "```python", "from sentence_transformers import SentenceTransformer", "",
             f"model = SentenceTransformer({str(facts.model_dir)!r})",
             'queries = model.encode_query(["what is a dense retriever?"])',
-            'passages = model.encode_document(["title [SEP] text of a passage", "another passage"])',
+            f"passages = model.encode_document([{titled!r}, 'another passage'])  # title and text as trained",
             "scores = model.similarity(queries, passages)  # "
             + ("cosine" if facts.tele_config.get("normalize") else "dot product"), "```", "",
             f"It pools, normalises and prefixes as in training, and cuts every input at {facts.config.get('p_max_len')}"
