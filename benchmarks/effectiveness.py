@@ -180,10 +180,10 @@ def transfer_eval(run_dir: Path, episode: int, profile: dict, paths: dict) -> Pa
     common = dict(batch_size=profile["encode_batch_size"], dtype=profile.get("embedding_dtype", "float16"),
                   amp=profile.get("encode_amp"), device=device, model=model, tokenizer=tokenizer, progress=False)
     with tempfile.TemporaryDirectory(prefix="transfer-", dir=run_dir) as tmp:
-        c_prefix = encode_to_file(None, corpus_token_cache(collection, tokenizer, profile["p_max_len"],
+        c_prefix = encode_to_file(corpus_token_cache(collection, tokenizer, profile["p_max_len"],
                                                            paths["token_cache"]),
                                   Path(tmp) / "corpus", is_query=False, max_len=profile["p_max_len"], **common)
-        q_prefix = encode_to_file(None, query_token_cache(collection, tokenizer, profile["q_max_len"],
+        q_prefix = encode_to_file(query_token_cache(collection, tokenizer, profile["q_max_len"],
                                                           paths["token_cache"]),
                                   Path(tmp) / "queries", is_query=True, max_len=profile["q_max_len"], **common)
         ranking = folder.ranking(episode, f"test-{name}")

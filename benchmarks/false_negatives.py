@@ -107,9 +107,9 @@ def dense_rankings(model_dir: str, collection, positives: dict[str, list[str]], 
 
     from tevatron_tele.backends import load_encoder
     from tevatron_tele.data.token_cache import corpus_token_cache, query_token_cache
-    from tevatron_tele.evaluation.scoring import EmbeddingScorer
     from tevatron_tele.retrieval.embeddings import save_embeddings
     from tevatron_tele.retrieval.encode import encode_texts
+    from tevatron_tele.retrieval.scoring import EmbeddingScorer
     from tevatron_tele.retrieval.search import search
 
     started = time.perf_counter()

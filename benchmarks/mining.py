@@ -67,9 +67,9 @@ def scifact(work: Path, data: Path, threads: int) -> dict:
     amp = "fp16" if device == "cuda" else None
     kw = dict(model=model, tokenizer=tokenizer, batch_size=64, dtype="float16", amp=amp, progress=False)
     emb = work / "embeddings"
-    c = timed("encode_corpus", lambda: encode_to_file(None, corpus, emb / "corpus", is_query=False, max_len=128, **kw))
-    q = timed("encode_queries", lambda: encode_to_file(None, queries, emb / "queries", is_query=True, max_len=32, **kw))
-    p = timed("encode_positives", lambda: encode_to_file(None, corpus, emb / "positives", is_query=False, max_len=128,
+    c = timed("encode_corpus", lambda: encode_to_file(corpus, emb / "corpus", is_query=False, max_len=128, **kw))
+    q = timed("encode_queries", lambda: encode_to_file(queries, emb / "queries", is_query=True, max_len=32, **kw))
+    p = timed("encode_positives", lambda: encode_to_file(corpus, emb / "positives", is_query=False, max_len=128,
                                                          ids=positive_ids, **kw))
     ranks = work / "rankings"
     backend = "torch" if device == "cuda" else "faiss"
@@ -85,7 +85,7 @@ def scifact(work: Path, data: Path, threads: int) -> dict:
 
     # zero-shot check on the test split
     test_queries = query_token_cache(test, tokenizer, 32, work / "cache")
-    tq = encode_to_file(None, test_queries, emb / "test-queries", is_query=True, max_len=32, **kw)
+    tq = encode_to_file(test_queries, emb / "test-queries", is_query=True, max_len=32, **kw)
     arr, ids = load_embeddings(tq, mmap=False)
     run = search(arr, ids, c, 100, progress=False)
     ndcg = ir_measures.calc_aggregate([nDCG @ 10], test.qrels, {k: dict(v) for k, v in run.items()})[nDCG @ 10]

@@ -302,7 +302,7 @@ def st_dataset(a, p, mem):
 
 def st_score_store(a, p, mem):
     from tevatron_tele.evaluation.analysis import store_episode_scores
-    from tevatron_tele.evaluation.scoring import EmbeddingScorer, StoredScores
+    from tevatron_tele.retrieval.scoring import EmbeddingScorer, StoredScores
 
     out: dict = {}
     mem.phase("score")  # as runner.episodes._store_scores of episode 2, without a probe
@@ -325,7 +325,7 @@ def st_score_lookup(a, p, mem):
         sample_queries,
         score_episodes,
     )
-    from tevatron_tele.evaluation.scoring import StoredScores
+    from tevatron_tele.retrieval.scoring import StoredScores
 
     out: dict = {}
     mem.phase("read_pools")  # as analysis.analyze_run on the runner's default query sample, without a probe

@@ -87,9 +87,9 @@ def test_shards_equal_whole_and_are_not_recomputed(setup, tmp_path):
     _, model, tokenizer, corpus, _ = setup
     kw = dict(is_query=False, max_len=48, batch_size=16, dtype="float32", model=model, tokenizer=tokenizer,
               progress=False)
-    whole = encode_to_file(None, corpus, tmp_path / "whole", **kw)
+    whole = encode_to_file(corpus, tmp_path / "whole", **kw)
     for i in range(3):
-        encode_to_file(None, corpus, tmp_path / "part", shard_index=i, num_shards=3, **kw)
+        encode_to_file(corpus, tmp_path / "part", shard_index=i, num_shards=3, **kw)
     a, ids_a = load_embeddings(whole)
     b, ids_b = load_all(tmp_path / "part")
     assert ids_a == ids_b == list(corpus.ids)
@@ -97,9 +97,9 @@ def test_shards_equal_whole_and_are_not_recomputed(setup, tmp_path):
     # a finished shard is kept: no model is needed, nothing is rewritten
     done = shard_prefix(tmp_path / "part", 1, 3)
     mtime = os.stat(f"{done}.npy").st_mtime_ns
-    encode_to_file("/nonexistent/model", corpus, tmp_path / "part", shard_index=1, num_shards=3, is_query=False)
+    encode_to_file(corpus, tmp_path / "part", shard_index=1, num_shards=3, is_query=False)
     assert os.stat(f"{done}.npy").st_mtime_ns == mtime
-    half = encode_to_file(None, corpus, tmp_path / "half", **{**kw, "dtype": "float16"})
+    half = encode_to_file(corpus, tmp_path / "half", **{**kw, "dtype": "float16"})
     assert load_embeddings(half)[0].dtype == np.float16
 
 

@@ -113,7 +113,7 @@ def test_reencoded_scores_equal_the_stored_ones(finished_run, tmp_path, monkeypa
     """An episode without stored scores is scored by encoding again, rounded to the run's embedding type, so its
     forgetting rates compare with those of episodes scored from the runner's (float16) embeddings."""
     import tevatron_tele.evaluation.analysis as analysis
-    from tevatron_tele.evaluation.scoring import load_score_table
+    from tevatron_tele.retrieval.scoring import load_score_table
 
     ws = analysis.open_run(finished_run)
     assert ws.config["embedding_dtype"] == "float16"

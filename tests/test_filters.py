@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from tevatron_tele.data.pools import PoolEntry, pool_stats_path, read_pool, write_pool
-from tevatron_tele.evaluation.scoring import save_score_table, score_pairs_from_embeddings
 from tevatron_tele.mining.filters import (
     EmbeddingScorer,
     FilterSettings,
@@ -23,6 +22,7 @@ from tevatron_tele.mining.filters import (
 )
 from tevatron_tele.mining.tele import MiningConfig, ann_negatives, lookahead_negatives, mine_episode
 from tevatron_tele.retrieval.embeddings import save_embeddings
+from tevatron_tele.retrieval.scoring import save_score_table, score_pairs_from_embeddings
 from tevatron_tele.utils import read_json
 
 CANDIDATES = ["a", "b", "c", "d", "e"]
@@ -349,7 +349,7 @@ def test_runner_with_filter_and_replay(synthetic_dir, tiny_model_dir, tmp_path, 
     import tevatron_tele.mining.filters as filters
     import tevatron_tele.runner.episodes as episodes
     from tevatron_tele.data.collections import load_collection
-    from tevatron_tele.evaluation.scoring import load_score_table
+    from tevatron_tele.retrieval.scoring import load_score_table
     from tevatron_tele.runner.workspace import RunFolder
 
     tables: list[dict] = []  # what each scorer (one per mined pool) computed

@@ -127,13 +127,13 @@ def test_score_table_from_stored_embeddings_round_trips(tmp_path):
     that lacks a pair does not cover it."""
     import numpy as np
 
-    from tevatron_tele.evaluation.scoring import (
+    from tevatron_tele.retrieval.embeddings import save_embeddings
+    from tevatron_tele.retrieval.scoring import (
         covers,
         load_score_table,
         save_score_table,
         score_pairs_from_embeddings,
     )
-    from tevatron_tele.retrieval.embeddings import save_embeddings
 
     rng = np.random.default_rng(0)
     q = rng.standard_normal((3, 8)).astype(np.float32)

@@ -109,7 +109,7 @@ def _model_folder(base_dir, out, pooling, normalize):
 def _our_run(model_dir, collection, work, depth):
     """Our ranking: corpus and queries encoded by backends.load_encoder, exact search by retrieval.search."""
     model, tokenizer = load_encoder(model_dir)
-    corpus = encode_to_file(model_dir, corpus_token_cache(collection, tokenizer, 48, work / "cache"),
+    corpus = encode_to_file(corpus_token_cache(collection, tokenizer, 48, work / "cache"),
                             work / "emb" / "corpus", is_query=False, dtype="float32", model=model,
                             tokenizer=tokenizer, progress=False)
     cache = query_token_cache(collection, tokenizer, 64, work / "cache")

@@ -110,7 +110,7 @@ def test_qa_promoted_positive_gets_lookahead_and_stored_scores(tmp_path, tiny_mo
     """A QA query whose positive is promoted from an answer-bearing passage: its positive is ranked for
     lookahead, and the stored scores hold the pairs the forgetting analysis reads for it."""
     from tevatron_tele.evaluation.analysis import SCORES_FILE, open_run, pairs_needed_by_episode, probe_from_run
-    from tevatron_tele.evaluation.scoring import covers, load_score_table
+    from tevatron_tele.retrieval.scoring import covers, load_score_table
 
     collection, passages = _qa_collection(tmp_path)
     runner = EpisodeRunner(_args(collection, tiny_model_dir, tmp_path / "run", passages=str(passages), eval_split="",

@@ -193,13 +193,13 @@ def test_scores_stored_a_query_at_a_time_equal_the_table_made_whole(tmp_path):
     import numpy as np
 
     from tevatron_tele.evaluation.analysis import build_probe, pairs_needed_by_episode, store_episode_scores
-    from tevatron_tele.evaluation.scoring import (
+    from tevatron_tele.retrieval.embeddings import save_embeddings
+    from tevatron_tele.retrieval.scoring import (
         EmbeddingScorer,
         StoredScores,
         load_score_table,
         score_pairs_from_embeddings,
     )
-    from tevatron_tele.retrieval.embeddings import save_embeddings
 
     rng = random.Random(1)
     vectors = np.random.default_rng(0).standard_normal((90, 8)).astype(np.float32)
@@ -242,7 +242,7 @@ def test_stored_scores_read_the_earlier_format(tmp_path):
     """A scores.npz of one query id per pair (as earlier runs wrote it) reads as the same table."""
     import numpy as np
 
-    from tevatron_tele.evaluation.scoring import StoredScores, load_score_table, save_score_table
+    from tevatron_tele.retrieval.scoring import StoredScores, load_score_table, save_score_table
 
     table = {"q1": {"a": 0.5, "b": -1.0}, "q2": {"é": 2.0}, "q3": {}}
     with open(tmp_path / "old.npz", "wb") as f:

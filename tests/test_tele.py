@@ -110,9 +110,9 @@ def _pipeline(collection_dir, model_dir, work, *, max_len=48, batch_size=64):
     queries = query_token_cache(collection, tokenizer, 16, work / "cache")
     kw = dict(model=model, tokenizer=tokenizer, batch_size=batch_size, progress=False)
     positive_ids = sorted({d for q in collection.queries for d in collection.positives(q)})
-    c = encode_to_file(None, corpus, work / "emb" / "corpus", is_query=False, max_len=max_len, num_shards=1, **kw)
-    q = encode_to_file(None, queries, work / "emb" / "queries", is_query=True, max_len=16, **kw)
-    p = encode_to_file(None, corpus, work / "emb" / "positives", is_query=False, max_len=max_len, ids=positive_ids,
+    c = encode_to_file(corpus, work / "emb" / "corpus", is_query=False, max_len=max_len, num_shards=1, **kw)
+    q = encode_to_file(queries, work / "emb" / "queries", is_query=True, max_len=16, **kw)
+    p = encode_to_file(corpus, work / "emb" / "positives", is_query=False, max_len=max_len, ids=positive_ids,
                        **kw)
     query_run = search_to_file(q, c, work / "rankings" / "queries.trec", 200)
     positive_run = search_to_file(p, c, work / "rankings" / "positives.trec", 200)

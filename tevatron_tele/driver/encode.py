@@ -114,7 +114,7 @@ def run(args: EncodeArguments) -> Path:
             ids = sorted({d for q in collection.queries for d in collection.positives(q)})
             logger.info("%d distinct positive passages of %d queries", len(ids), len(collection.queries))
     output.begin()
-    prefix = encode_to_file(args.model_dir, cache, args.output, is_query=is_query, ids=ids, shard_index=shard_index,
+    prefix = encode_to_file(cache, args.output, is_query=is_query, ids=ids, shard_index=shard_index,
                             num_shards=num_shards, max_len=args.q_max_len if is_query else args.p_max_len,
                             batch_size=args.batch_size, dtype=args.dtype, amp=args.amp, device=device,
                             model=model, tokenizer=tokenizer, overwrite=True)

@@ -128,7 +128,7 @@ def run(args: MineArguments) -> str:
             raise ValueError("--query_embeddings and --corpus_embeddings go together")
         if args.scores:
             raise ValueError("pass --scores or --query_embeddings/--corpus_embeddings, not both")
-        from ..evaluation.scoring import EmbeddingScorer
+        from ..retrieval.scoring import EmbeddingScorer
 
         scores = EmbeddingScorer(args.query_embeddings, args.corpus_embeddings)
     output = step_output(args, collection)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from ..data.pools import IndexedPool, PoolEntry
 from ..data.trec import IndexedRun
+from ..retrieval.scoring import score_pairs, with_positives
 from ..utils import PathLike, read_json
 from .forgetting import (
     above_positive,
@@ -32,7 +33,6 @@ from .forgetting import (
     source_contribution,
     top_k_negatives,
 )
-from .scoring import score_pairs, with_positives
 
 logger = logging.getLogger(__name__)
 
@@ -217,7 +217,7 @@ def score_episodes(ws: RunWorkspace, pairs: Mapping[str, Sequence[str]], cache_d
     had made anyway) is used when it covers `needed[i]` (default: all `pairs`), and then the table holds
     just those; otherwise the pairs are encoded with its model."""
     from ..backends import load_encoder
-    from .scoring import StoredScores, covers
+    from ..retrieval.scoring import StoredScores, covers
 
     cache_dir = Path(cache_dir)
     docids = sorted({d for ds in pairs.values() for d in ds})
@@ -239,10 +239,10 @@ def score_episodes(ws: RunWorkspace, pairs: Mapping[str, Sequence[str]], cache_d
         model, tokenizer = load_encoder(model_dir, device)
         if caches is None:  # every episode starts from the same base model, hence the same tokenizer
             caches = _token_caches(ws, tokenizer, sorted(pairs), docids, cache_dir)
-        tables[i] = score_pairs(model_dir, *caches, pairs, q_max_len=int(ws.config.get("q_max_len", 32)),
+        logger.info("scoring the analysis' pairs with %s", model_dir)
+        tables[i] = score_pairs(model, tokenizer, *caches, pairs, q_max_len=int(ws.config.get("q_max_len", 32)),
                                 p_max_len=int(ws.config.get("p_max_len", 128)), batch_size=batch_size,
-                                model=model, tokenizer=tokenizer, dtype=ws.config.get("embedding_dtype", "float32"),
-                                progress=progress)
+                                dtype=ws.config.get("embedding_dtype", "float32"), progress=progress)
     return tables
 
 
@@ -333,7 +333,7 @@ def store_episode_scores(path: PathLike, scorer, pool_paths: Sequence[PathLike],
     Returns:
         The number of pairs written.
     """
-    from .scoring import save_scored_pairs
+    from ..retrieval.scoring import save_scored_pairs
 
     pools = [IndexedPool(p) for p in pool_paths]
     probe_ranking = IndexedRun(base_ranking) if base_ranking is not None else None

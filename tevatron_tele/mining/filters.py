@@ -43,7 +43,7 @@ from typing import Literal, Protocol
 
 import numpy as np
 
-from ..evaluation.scoring import EmbeddingScorer  # noqa: F401  (scores from embedding files; re-exported here)
+from ..retrieval.scoring import EmbeddingScorer  # noqa: F401  (scores from embedding files; re-exported here)
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class Scorer(Protocol):
 
 
 class TableScorer:
-    """Scores from a table `{qid: {docid: score}}` (`evaluation.scoring.ScoreTable`)."""
+    """Scores from a table `{qid: {docid: score}}` (`retrieval.scoring.ScoreTable`)."""
 
     def __init__(self, table: Mapping[str, Mapping[str, float]]):
         self.table = table
@@ -74,7 +74,7 @@ def as_scorer(scores) -> Scorer | None:
     if scores is None or hasattr(scores, "scores"):
         return scores
     if isinstance(scores, (str, Path)):
-        from ..evaluation.scoring import StoredScores  # read a query at a time, not made into dicts
+        from ..retrieval.scoring import StoredScores  # read a query at a time, not made into dicts
 
         return TableScorer(StoredScores(scores))
     if isinstance(scores, Mapping):

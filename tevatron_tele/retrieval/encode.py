@@ -106,7 +106,6 @@ def distributed_shard(shard_index: int = 0, num_shards: int = 1) -> tuple[int, i
 
 
 def encode_to_file(
-    model_dir: PathLike | None,
     token_cache,
     prefix: PathLike,
     *,
@@ -119,8 +118,6 @@ def encode_to_file(
     dtype: str = "float16",
     amp: str | None = None,
     device: str = "cpu",
-    pooling: str | None = None,
-    normalize: bool | None = None,
     model=None,
     tokenizer=None,
     progress: bool = True,
@@ -128,9 +125,27 @@ def encode_to_file(
 ) -> Path:
     """Encode one shard of the items (`ids`, or the whole cache) to `<prefix>[.shard-i-of-n].{npy,ids}`.
 
-    Returns the shard's prefix. An existing complete shard is kept as it is (unless `overwrite`). Pass a loaded
-    `model` and `tokenizer` to skip loading from `model_dir`; `pooling` / `normalize` override the
-    model's saved `tele_config.json` (e.g. mean + cosine for a sentence-transformers checkpoint).
+    An existing complete shard is kept as it is (unless `overwrite`), and then no model is needed.
+
+    Args:
+        token_cache: the items' token cache (`data.token_cache`).
+        prefix: the output prefix.
+        is_query: encode with the query side of the model.
+        ids: the items to encode (default: the whole cache).
+        shard_index: this process' shard.
+        num_shards: shards in all.
+        max_len: token length.
+        batch_size: items per forward pass.
+        dtype: stored type, float16 or float32.
+        amp: autocast on GPU, bf16 or fp16.
+        device: where the model runs.
+        model: a loaded encoder (`backends.load_encoder`), required unless the shard exists.
+        tokenizer: its tokenizer.
+        progress: show a progress bar.
+        overwrite: encode even when the shard exists.
+
+    Returns:
+        The shard's prefix.
     """
     out_prefix = shard_prefix(prefix, shard_index, num_shards)
     if is_complete(out_prefix) and not overwrite:
@@ -139,9 +154,7 @@ def encode_to_file(
     positions = _positions(token_cache, ids)
     mine = np.array_split(positions, num_shards)[shard_index]
     if model is None or tokenizer is None:
-        from ..backends import load_encoder  # lazy: imports Tevatron
-
-        model, tokenizer = load_encoder(model_dir, device, pooling=pooling, normalize=normalize)
+        raise ValueError(f"{out_prefix}: encoding needs a loaded model and tokenizer (backends.load_encoder)")
     started = time.perf_counter()
     logger.info("encoding %d %s (shard %d of %d) to %s", len(mine), "queries" if is_query else "passages",
                 shard_index, num_shards, out_prefix)

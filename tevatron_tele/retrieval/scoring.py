@@ -11,8 +11,9 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from ..data.id_index import IdIndex
-from ..retrieval.embeddings import load_embeddings, shard_prefixes
 from ..utils import PathLike
+from .embeddings import load_embeddings, shard_prefixes
+from .encode import encode_texts
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +29,8 @@ def with_positives(pairs: Mapping[str, Iterable[str]], positives: Mapping[str, S
 
 
 def score_pairs(
-    model_dir: PathLike | None,
+    model,
+    tokenizer,
     query_cache,
     corpus_cache,
     pairs: Mapping[str, Iterable[str]],
@@ -36,29 +38,35 @@ def score_pairs(
     q_max_len: int = 32,
     p_max_len: int = 128,
     batch_size: int = 64,
-    device: str = "cpu",
-    model=None,
-    tokenizer=None,
     dtype: str = "float32",
     progress: bool = True,
 ) -> ScoreTable:
     """S(q, d) for every `pairs[qid]` docid, as `table[qid][docid]` (the model's dot product).
 
     Each distinct query and passage is encoded once, from the token caches (queries by qid, passages
-    by docid). Pass a loaded `model` and `tokenizer` to skip loading from `model_dir`. Embeddings are
-    rounded to `dtype` before the float32 dot product: with the run's `embedding_dtype` the scores equal
-    those the runner stores from its embeddings, so that episodes scored either way can be compared.
-    """
-    from ..retrieval.encode import encode_texts
+    by docid). Embeddings are rounded to `dtype` before the float32 dot product: with the run's
+    `embedding_dtype` the scores equal those the runner stores from its embeddings, so that episodes scored
+    either way can be compared.
 
+    Args:
+        model: a loaded encoder (`backends.load_encoder`).
+        tokenizer: its tokenizer.
+        query_cache: the queries' token cache.
+        corpus_cache: the passages' token cache.
+        pairs: {query id: passage ids} to score.
+        q_max_len: query length in tokens.
+        p_max_len: passage length in tokens.
+        batch_size: items per forward pass.
+        dtype: the type embeddings are rounded to.
+        progress: show progress bars.
+
+    Returns:
+        {query id: {passage id: score}}.
+    """
     qids = sorted(pairs)
     docids = sorted({d for q in qids for d in pairs[q]})
-    if model is None or tokenizer is None:
-        from ..backends import load_encoder
-
-        model, tokenizer = load_encoder(model_dir, device)
-    logger.info("scoring %d pairs: %d queries, %d passages with %s",
-                sum(len(set(pairs[q])) for q in qids), len(qids), len(docids), model_dir or "the given model")
+    logger.info("scoring %d pairs: %d queries, %d passages", sum(len(set(pairs[q])) for q in qids), len(qids),
+                len(docids))
     q_emb = encode_texts(model, tokenizer, query_cache, qids, is_query=True, max_len=q_max_len,
                          batch_size=batch_size, dtype=dtype, progress=progress).astype(np.float32)
     p_emb = encode_texts(model, tokenizer, corpus_cache, docids, is_query=False, max_len=p_max_len,

@@ -127,7 +127,7 @@ class EpisodeRunner:
                     self.model_dir(i), self.device, pooling=self.args.pooling, normalize=self.args.normalize,
                     backend=self.args.backend, input_options=self._input_options())
             is_query = kind == "queries"
-            return encode_to_file(None, self._cache(collection, kind), prefix, is_query=is_query,
+            return encode_to_file(self._cache(collection, kind), prefix, is_query=is_query,
                                   max_len=self.args.q_max_len if is_query else self.args.p_max_len,
                                   batch_size=self.args.encode_batch_size, dtype=self.args.embedding_dtype,
                                   amp=self.args.encode_amp, device=self.device, model=model_state["model"],
