@@ -401,7 +401,7 @@ def test_a_missing_tokenizer_is_one_line(tmp_path):
 
 # ---------------------------------------------------------------- counted drops in the run folder
 
-def test_dropped_qrels_are_counted_in_the_manifest(tmp_path, monkeypatch):
+def test_dropped_qrels_are_counted_in_the_manifest(tmp_path, monkeypatch, tiny_model_dir):
     import json
 
     from tevatron_tele.runner.config import EpisodeArguments
@@ -409,8 +409,8 @@ def test_dropped_qrels_are_counted_in_the_manifest(tmp_path, monkeypatch):
 
     root = _beir(tmp_path / "c")
     (root / "qrels" / "train.tsv").write_text(QRELS + "q1\td9\t1\nq7\td1\t1\n")  # an unknown document and query
-    args = EpisodeArguments(output_dir=str(tmp_path / "run"), model_name_or_path="unused", collection=str(root),
-                            device="cpu")
+    args = EpisodeArguments(output_dir=str(tmp_path / "run"), model_name_or_path=str(tiny_model_dir),
+                            collection=str(root), device="cpu")
     runner = EpisodeRunner(args)
 
     class Stop(Exception):
@@ -426,3 +426,38 @@ def test_dropped_qrels_are_counted_in_the_manifest(tmp_path, monkeypatch):
     assert (data["train"]["unknown_doc_ids"], data["train"]["unknown_query_ids"]) == (1, 1)
     assert (data["eval:main"]["unknown_doc_ids"], data["eval:main"]["unknown_query_ids"]) == (0, 0)
     assert data["train"]["judgements"] == 3
+
+
+# ---------------------------------------------------------------- every check before the run folder is written
+
+def test_a_refused_setting_leaves_no_manifest(tmp_path, monkeypatch, synthetic_dir, tiny_model_dir):
+    import dataclasses
+
+    from tevatron_tele.runner.config import EpisodeArguments
+    from tevatron_tele.runner.episodes import EpisodeRunner
+
+    good = EpisodeArguments(output_dir=str(tmp_path / "run"), model_name_or_path=str(tiny_model_dir),
+                            collection=str(synthetic_dir), device="cpu", eval_split="")
+    bad = [({"pooling": "foo"}, r"pooling"), ({"depth": -5}, r"--depth must be a positive number of ranks, got -5"),
+           ({"sample": -3}, r"--sample must be 0"), ({"negative_mixing": "foo"}, r"--negative_mixing must be"),
+           ({"source_weights": "ann=lots"}, r"--source_weights: weight of 'ann' is not a number: 'lots'"),
+           ({"train_n_passages": 0}, r"--train_n_passages must be >= 1, got 0"),
+           ({"model_name_or_path": str(tmp_path / "no-such-model")}, r"no-such-model"),
+           ]
+    for change, pattern in bad:
+        with pytest.raises((ValueError, FileNotFoundError), match=pattern):
+            EpisodeRunner(dataclasses.replace(good, **change)).run()
+        assert not (tmp_path / "run" / "manifest.json").exists(), change
+
+    class Stop(Exception):
+        pass
+
+    runner = EpisodeRunner(good)  # the corrected command, in the same folder
+
+    def stop():
+        raise Stop
+
+    monkeypatch.setattr(runner, "_episode_zero", stop)
+    with pytest.raises(Stop):
+        runner.run()
+    assert (tmp_path / "run" / "manifest.json").exists()

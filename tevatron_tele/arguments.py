@@ -50,6 +50,19 @@ def parse_source_weights(text: str) -> dict[str, float]:
     return weights
 
 
+def check_mining_counts(depth: int, sample: int | None) -> None:
+    """Refuse a mining depth below 1 (every candidate would be lost, or all but one) and a negative sample size.
+
+    Args:
+        depth: ranks looked at per ranking (`--depth`).
+        sample: negatives sampled per source per query (`--sample`; 0 or None: all).
+    """
+    if depth < 1:
+        raise ValueError(f"--depth must be a positive number of ranks, got {depth}")
+    if sample is not None and sample < 0:
+        raise ValueError(f"--sample must be 0 (every candidate) or a positive count, got {sample}")
+
+
 def resolve_aliases(args, pairs=LENGTH_ALIASES) -> None:
     """Give both names of each aliased setting the value that was set (refusing two different values)."""
     for ours, theirs, default in pairs:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from transformers import HfArgumentParser
 
+from ..arguments import check_mining_counts
 from ..data.outputs import StepOutput
 from ..utils import read_json, setup_logging
 
@@ -111,10 +112,7 @@ def run(args: MineArguments) -> str:
     from ..data.collections import load_collection
     from ..mining.tele import MiningConfig, mine_episode
 
-    if args.depth < 1:
-        raise ValueError(f"--depth must be a positive number of ranks, got {args.depth}")
-    if args.sample < 0:
-        raise ValueError(f"--sample must be 0 (every candidate) or a positive count, got {args.sample}")
+    check_mining_counts(args.depth, args.sample)
     collection = load_collection(args.collection, args.split, passages=args.passages)
     check_inputs(args, collection)
     config = MiningConfig(depth=args.depth, sample=args.sample or None, seed=args.seed,

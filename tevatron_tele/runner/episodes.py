@@ -5,11 +5,13 @@ resumes at the first unfinished step; an episode with a DONE marker is never wri
 """
 from __future__ import annotations
 
+import errno
 import logging
 import shutil
 import time
 from pathlib import Path
 
+from ..arguments import check_mining_counts
 from ..utils import read_json, setup_logging, write_json
 from .config import EpisodeArguments
 from .selection import hold_out_dev, judge_run
@@ -453,8 +455,39 @@ class EpisodeRunner:
             report[f"eval:{name}"] = dict(collection.stats or {})
         return report
 
+    def check_settings(self) -> None:
+        """Every check a later step would make of the settings and the model, made before the run folder is
+        written: a refused flag then leaves no manifest, and the corrected command works in the same folder.
+
+        The training arguments of episode 1 are built as training builds them (mixing, source weights, passages
+        per query, pooling, precision), the mining counts checked, and the model folder's config read.
+
+        Raises:
+            ValueError: a setting a step would refuse.
+            FileNotFoundError: the model is neither a folder nor a model in the Hugging Face cache.
+        """
+        from transformers import AutoConfig  # lazy, as the other steps: transformers and Tevatron load slowly
+
+        from ..backends import get_backend
+
+        a = self.args
+        check_mining_counts(a.depth, a.sample)
+        try:
+            AutoConfig.from_pretrained(a.model_name_or_path)
+        except OSError as e:
+            if e.errno is not None:
+                raise
+            raise FileNotFoundError(errno.ENOENT, "no model here (neither a model folder nor a model in the Hugging "
+                                                  "Face cache)", a.model_name_or_path) from None
+        backend = get_backend(a.backend)
+        model_kw, data_kw, train_kw = self._train_settings(1)
+        backend.TeleModelArguments(**model_kw)
+        backend.TeleDataArguments(**data_kw)
+        backend.TeleTrainingArguments(**train_kw)
+
     def run(self) -> Path:
         setup_logging()
+        self.check_settings()
         self.folder.open(self.args, data=self.data_report())
         logger.info("run %s: %d episodes, negatives %s (%s), device %s", self.folder.root, self.args.num_episodes,
                     self.args.negatives, ",".join(sorted(self.args.sources())), self.device)
