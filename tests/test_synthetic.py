@@ -93,3 +93,33 @@ def test_tiny_model_is_deterministic(tmp_path):
     ma, mb = transformers.AutoModel.from_pretrained(a), transformers.AutoModel.from_pretrained(b)
     for (na, pa), (_, pb) in zip(ma.state_dict().items(), mb.state_dict().items()):
         assert torch.equal(pa, pb), na
+
+
+def test_synonyms_are_deterministic_and_leave_the_plain_collection_alone(tmp_path, synthetic_dir):
+    a = make_synthetic_collection(tmp_path / "a", seed=0, synonyms=True)
+    b = make_synthetic_collection(tmp_path / "b", seed=0, synonyms=True)
+    assert _files(a) == _files(b)
+    assert _files(a)["queries.jsonl"] != _files(synthetic_dir)["queries.jsonl"]
+    assert json.loads((a / "synthetic.json").read_text())["synonyms"] is True
+    assert "synonyms" not in json.loads((synthetic_dir / "synthetic.json").read_text())
+    plain = generate(n_topics=5, seed=3)
+    assert generate(n_topics=5, seed=3, synonyms=False) == plain
+    with_synonyms = generate(n_topics=5, seed=3, synonyms=True)
+    assert len(with_synonyms["corpus"]) == len(plain["corpus"]) and with_synonyms["queries"] != plain["queries"]
+
+
+def test_synonym_queries_say_their_key_term_in_other_words():
+    data = generate(n_topics=40, seed=0, synonyms=True)
+    docs = {d["_id"]: d for d in data["corpus"]}
+    queries = {q["_id"]: set(q["text"].split()) for q in data["queries"]}
+    corpus_words = {w for d in data["corpus"] for w in (d["title"] + " " + d["text"]).split()}
+    lexically_tied = 0
+    for qid, docid, _ in data["qrels"]["train"] + data["qrels"]["test"]:
+        positive = set(docs[docid]["text"].split())
+        assert not (queries[qid] - positive) & corpus_words, "a query word its positive lacks is in no passage"
+        near = [set(d["text"].split()) for i, d in docs.items() if i != docid and d["title"] == docs[docid]["title"]
+                and len(positive ^ set(d["text"].split())) <= 4]
+        assert len(near) >= 2, f"no near-duplicates for {qid}"
+        # the key term said in other words: the query's words match a near-duplicate as well as the positive
+        lexically_tied += all(queries[qid] & positive <= dup for dup in near)
+    assert 0.6 * len(queries) < lexically_tied < len(queries)

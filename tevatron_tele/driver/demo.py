@@ -53,7 +53,9 @@ def prepare_inputs(args: DemoArguments) -> tuple[Path, Path]:
     from ..data.synthetic import build_tiny_model, make_synthetic_collection
 
     root = Path(args.output_dir)
-    collection = Path(args.collection) if args.collection else make_synthetic_collection(root / "synthetic")
+    # the synthetic queries name their key terms by synonyms: what BM25 misses and a trained model can learn
+    collection = (Path(args.collection) if args.collection
+                  else make_synthetic_collection(root / "synthetic", synonyms=True))
     if args.model:
         model = Path(args.model)
     else:
