@@ -55,6 +55,31 @@ def test_length_sorted_batches_match_unpadded_encoding(setup):
     np.testing.assert_allclose(by_id, _one_by_one(model, tokenizer, queries, [3, 0], 16, True), atol=1e-5)
 
 
+def test_length_sorted_batches_equal_corpus_order_with_less_padding(setup, monkeypatch):
+    _, model, tokenizer, corpus, _ = setup
+    positions = list(range(min(len(corpus), 240)))
+    lengths = np.asarray(corpus.lengths)[positions]
+    assert lengths.min() < lengths.max(), "the collection's passages should vary in length"
+    pad, shapes, out = tokenizer.pad, {}, {}
+
+    def spy(*args, **kwargs):  # the tokenizer's pad, recording each batch's (rows, width)
+        batch = pad(*args, **kwargs)
+        shapes[sort].append(tuple(batch["input_ids"].shape))
+        return batch
+
+    monkeypatch.setattr(tokenizer, "pad", spy)
+    for sort in (True, False):
+        shapes[sort] = []
+        out[sort] = encode_texts(model, tokenizer, corpus, positions, is_query=False, max_len=48, batch_size=16,
+                                 progress=False, sort_by_length=sort)
+    np.testing.assert_allclose(out[True], out[False], atol=1e-5)  # rows in the order asked for, either way
+    assert [sum(rows for rows, _ in s) for s in shapes.values()] == [len(positions)] * 2
+    padded = {sort: sum(rows * width for rows, width in s) for sort, s in shapes.items()}
+    assert padded[True] < padded[False], padded
+    widths = [width for _, width in shapes[True]]
+    assert widths == sorted(widths, reverse=True), "sorted batches go longest first"
+
+
 def test_tevatron_untied_and_pooler_models(setup, tiny_model_dir, tmp_path):
     from tevatron.modeling import DenseModelForInference, LinearPooler
     from transformers import AutoModel

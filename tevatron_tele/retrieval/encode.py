@@ -1,7 +1,9 @@
 """Encode token-cached texts (corpus, queries, or queries' positive passages) with either backend's encoder.
 
-Items are batched in order of length so a batch pads to its own longest item, not to max_len;
-results are put back in the requested order. On a GPU, fp16/bf16 autocast is available.
+Items are batched in order of token length (longest first, as sentence-transformers' `encode` orders its
+inputs), so a batch holds items of similar length and pads to its own longest item, not to max_len; results
+are put back in the requested order. Where lengths vary (MS MARCO) this saves most of the padding a batch in
+corpus order carries (BENCHMARKS.md, "Encoding speed"). On a GPU, fp16/bf16 autocast is available.
 Work can be split into shards (`shard_index` / `num_shards`, and torchrun's RANK / WORLD_SIZE on
 top): each shard is a contiguous slice of the items written to its own file, and a shard whose
 file exists is not computed again.
@@ -53,13 +55,28 @@ def encode_texts(
     dtype: str = "float32",
     amp: str | None = None,
     progress: bool = True,
+    sort_by_length: bool = True,
 ) -> np.ndarray:
     """Embeddings of the cached items (all of them when `positions_or_ids` is None), one row per item.
 
-    `model` is a backend's encoder (`backends.load_encoder`), called as both Tevatrons' models are:
-    `model(query=batch).q_reps` for queries, `model(passage=batch).p_reps` for passages; its
-    `input_format` (prefixes, appended EOS) shapes the inputs. `amp` ("fp16"/"bf16") turns on
-    autocast when the model is on a GPU and is ignored on CPU.
+    Args:
+        model: a backend's encoder (`backends.load_encoder`), called as both Tevatrons' models are:
+            `model(query=batch).q_reps` for queries, `model(passage=batch).p_reps` for passages; its
+            `input_format` (prefixes, appended EOS) shapes the inputs.
+        tokenizer: its tokenizer (pads each batch).
+        token_cache: the items' token cache (`data.token_cache`).
+        positions_or_ids: the items, as cache positions or ids (default: the whole cache).
+        is_query: encode with the query side of the model.
+        max_len: token length.
+        batch_size: items per forward pass.
+        dtype: the returned type, float16 or float32.
+        amp: "fp16" / "bf16" autocast when the model is on a GPU; ignored on CPU.
+        progress: show a progress bar.
+        sort_by_length: batch items of similar length together (longest first); False batches them in the
+            order given, each batch still padded to its own longest item (same embeddings, more padding).
+
+    Returns:
+        One row per item, in the order of `positions_or_ids`.
     """
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
@@ -67,9 +84,8 @@ def encode_texts(
         raise ValueError(f"amp must be one of {sorted(AMP_DTYPES)} or None, got {amp!r}")
     positions = _positions(token_cache, positions_or_ids)
     lengths = np.asarray(token_cache.lengths)[positions]
-    order = np.argsort(-lengths, kind="stable")  # longest first: the largest batch's memory shows at once
-    device = _device_of(model)
-    use_amp = amp is not None and device.type == "cuda"
+    # longest first: the largest batch's memory shows at once
+    order = np.argsort(-lengths, kind="stable") if sort_by_length else np.arange(len(positions))
     input_format = getattr(model, "input_format", None) or InputFormat()
     out: np.ndarray | None = None
     model.eval()
@@ -79,21 +95,30 @@ def encode_texts(
         rows = order[start:start + batch_size]
         features = [input_format.build(tokenizer, token_cache[int(positions[r])], max_len, is_query=is_query)
                     for r in rows]
-        batch = tokenizer.pad(features, padding="longest", return_tensors="pt")
-        batch = {k: v.to(device) for k, v in batch.items()}
-        with torch.no_grad(), torch.autocast(device.type, dtype=AMP_DTYPES.get(amp, torch.float16), enabled=use_amp):
-            reps = model(query=batch).q_reps if is_query else model(passage=batch).p_reps
-        reps = reps.float().cpu().numpy()
+        reps = _forward(model, tokenizer.pad(features, padding="longest", return_tensors="pt"), is_query, amp)
         if out is None:
             out = np.empty((len(positions), reps.shape[1]), dtype=DTYPES[dtype])
         out[rows] = reps
         bar.update(len(rows))
     bar.close()
-    if out is None:
-        lm = getattr(model, "lm_q", None) or getattr(model, "encoder", None)
-        dim = getattr(getattr(lm, "config", None), "hidden_size", 0)
-        out = np.empty((0, dim), dtype=DTYPES[dtype])
-    return out
+    return out if out is not None else _empty(model, dtype)
+
+
+def _forward(model, batch, is_query: bool, amp: str | None) -> np.ndarray:
+    """One padded batch through the encoder's query or passage side, as float32 rows on the CPU."""
+    device = _device_of(model)
+    batch = {k: v.to(device) for k, v in batch.items()}
+    use_amp = amp is not None and device.type == "cuda"
+    with torch.no_grad(), torch.autocast(device.type, dtype=AMP_DTYPES.get(amp, torch.float16), enabled=use_amp):
+        reps = model(query=batch).q_reps if is_query else model(passage=batch).p_reps
+    return reps.float().cpu().numpy()
+
+
+def _empty(model, dtype: str) -> np.ndarray:
+    """The embeddings of no item: zero rows of the model's width."""
+    lm = getattr(model, "lm_q", None) or getattr(model, "encoder", None)
+    dim = getattr(getattr(lm, "config", None), "hidden_size", 0)
+    return np.empty((0, dim), dtype=DTYPES[dtype])
 
 
 def distributed_shard(shard_index: int = 0, num_shards: int = 1) -> tuple[int, int]:
