@@ -53,7 +53,7 @@ test-fast:
 # in current Tevatron's environment: what depends on the backend, and the runner end to end
 test-v2:
 	$(PY2) -m pytest -q -x tests/test_backend_v2.py tests/test_core_imports.py tests/test_episodes_v2.py \
-		tests/test_pyserini_v2.py tests/test_sentence_transformers.py
+		tests/test_pyserini_v2.py tests/test_sentence_transformers.py tests/test_upstream_drivers_v2.py
 
 lint:
 	$(PY) -m ruff check tevatron_tele tests benchmarks examples
