@@ -113,10 +113,15 @@ def _evaluate(args: EvaluateArguments, run: dict, collection, qrels: dict) -> tu
     return results, check
 
 
-def main(argv: list[str] | None = None) -> dict:
-    setup_logging()
-    (args,) = HfArgumentParser(EvaluateArguments, description=__doc__.split("\n\n")[0]).parse_args_into_dataclasses(
-        args=sys.argv[1:] if argv is None else argv)
+def run(args: EvaluateArguments) -> dict:
+    """Evaluate a run (and/or write the qrels as TREC qrels), reusing an output this step already made.
+
+    Args:
+        args: the parsed flags.
+
+    Returns:
+        The figures written to the output JSON (or, with --write_qrels alone, the qrels file and its query count).
+    """
     if (args.qrels is None) == (args.collection is None):
         raise SystemExit("give exactly one of --qrels or --collection")
     if args.run is None and args.write_qrels is None:
@@ -153,6 +158,13 @@ def main(argv: list[str] | None = None) -> dict:
     results_out.commit(counts={"queries": results.get("num_queries", len(run))})
     logger.info("wrote %s", output)
     return results
+
+
+def main(argv: list[str] | None = None) -> dict:
+    setup_logging()
+    (args,) = HfArgumentParser(EvaluateArguments, description=__doc__.split("\n\n")[0]).parse_args_into_dataclasses(
+        args=sys.argv[1:] if argv is None else argv)
+    return run(args)
 
 
 if __name__ == "__main__":

@@ -52,10 +52,15 @@ def _separator(tokenizer: str) -> str:
         raise ValueError(f"{tokenizer}: cannot load a tokenizer: {e}") from None
 
 
-def main(argv: list[str] | None = None) -> None:
-    setup_logging()
-    (args,) = HfArgumentParser(ExportCorpusArguments, description=__doc__.split("\n\n")[0]).parse_args_into_dataclasses(
-        args=argv)
+def run(args: ExportCorpusArguments) -> Path:
+    """Write the corpus as `{"docid", "text"}` lines (or keep this step's earlier export of the same inputs).
+
+    Args:
+        args: the parsed flags.
+
+    Returns:
+        The corpus file.
+    """
     sep = args.sep
     if args.tokenizer:
         sep = _separator(args.tokenizer)
@@ -63,11 +68,19 @@ def main(argv: list[str] | None = None) -> None:
     output = StepOutput("export_corpus", [Path(args.output)], settings={"sep": sep},
                         inputs={"corpus": [s[0] for s in corpus.source_files] or args.passages or args.collection})
     if output.reusable(overwrite=args.overwrite):
-        return
+        return Path(args.output)
     output.begin()
     write_corpus_jsonl(corpus, args.output, sep, progress=args.progress)
     output.commit(counts={"passages": len(corpus)})
     logger.info("wrote %d passages to %s (title %r text)", len(corpus), args.output, sep)
+    return Path(args.output)
+
+
+def main(argv: list[str] | None = None) -> None:
+    setup_logging()
+    (args,) = HfArgumentParser(ExportCorpusArguments, description=__doc__.split("\n\n")[0]).parse_args_into_dataclasses(
+        args=argv)
+    run(args)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 from transformers import HfArgumentParser
 
@@ -48,9 +49,22 @@ def parse_args(argv: list[str] | None = None):
     return parser.parse_args_into_dataclasses(args=argv)
 
 
+def run(model_args, data_args, training_args) -> Path:
+    """Train on the pool with the installed Tevatron's trainer.
+
+    Args:
+        model_args: the backend's `TeleModelArguments`.
+        data_args: its `TeleDataArguments` (pool, collection, lengths, mixing).
+        training_args: its `TeleTrainingArguments` (HF Trainer's flags, early stop).
+
+    Returns:
+        The saved model folder.
+    """
+    return train(model_args, data_args, training_args)
+
+
 def main(argv: list[str] | None = None) -> None:
-    model_args, data_args, training_args = parse_args(argv)
-    train(model_args, data_args, training_args)
+    run(*parse_args(argv))
 
 
 if __name__ == "__main__":
