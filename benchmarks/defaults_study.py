@@ -26,6 +26,7 @@ from machine import machine_info
 from one_shot import METRIC, minilm_path
 
 from tevatron_tele.data.collections import load_collection
+from tevatron_tele.data.run_folder import RunLayout
 from tevatron_tele.data.trec import read_run
 from tevatron_tele.evaluation.metrics import per_query_values
 from tevatron_tele.evaluation.verdict import compare
@@ -80,7 +81,7 @@ def run_rows(args: argparse.Namespace) -> None:
     for seed in args.seeds:
         for name in args.rows:
             run_dir = out / "runs" / f"{name}-s{seed}"
-            if (run_dir / "best.json").exists():
+            if RunLayout(run_dir).best_json.exists():
                 print(f"{run_dir}: done", flush=True)
                 continue
             settings = {**COMMON, **ROWS[name], "seed": seed, "output_dir": run_dir,
@@ -103,7 +104,7 @@ def _row_cost(folder: RunFolder) -> dict:
     """Training steps (each episode's train_log.json), encodings and seconds (the manifest's step timings)."""
     timings = read_json(folder.manifest_path).get("timings", {})
     steps = []
-    for model_dir in sorted(folder.root.glob("episode-*/model"), key=lambda p: int(p.parent.name.split("-")[1])):
+    for model_dir in (folder.model(i) for i in folder.episodes() if folder.model(i).exists()):
         log = model_dir / "train_log.json"
         steps.append(read_json(log)["global_step"] if log.exists() else None)
     return {"steps": steps, "encodings": sum(1 for k in timings if "/encode-" in k),
@@ -111,7 +112,7 @@ def _row_cost(folder: RunFolder) -> dict:
 
 
 def _kept_episode(folder: RunFolder) -> int:
-    best = read_json(folder.root / "best.json")
+    best = read_json(folder.best_json)
     return int(best["selected"])
 
 
@@ -121,7 +122,7 @@ def summarize(args: argparse.Namespace) -> dict:
     rows: dict[str, dict] = {}
     qrels_cache: dict[str, dict] = {}
     for run_dir in sorted((out / "runs").glob("*-s*")):
-        if not (run_dir / "best.json").exists():
+        if not RunLayout(run_dir).best_json.exists():
             continue
         name, seed = run_dir.name.rsplit("-s", 1)
         folder = RunFolder(run_dir)

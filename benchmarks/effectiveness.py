@@ -44,6 +44,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 from machine import machine_info  # noqa: E402
 
+from tevatron_tele.data.run_folder import RunLayout  # noqa: E402
 from tevatron_tele.utils import read_json, setup_logging, write_json  # noqa: E402
 
 # The siblings' names, in a few lines.
@@ -109,7 +110,7 @@ def place_bm25_train_run(source: Path, run_dir: Path, collection) -> None:
     only the collection's training queries and passages (so the runner needs no Pyserini or Java)."""
     from tevatron_tele.data.trec import read_run, write_run
 
-    target = run_dir / "bm25" / "train.trec"
+    target = RunLayout(run_dir).bm25_run("train")
     if target.exists():
         return
     known = set(collection.corpus.ids)
@@ -206,11 +207,12 @@ def record_wall_time(path: Path, name: str, seconds: float, status: str) -> None
 
 def is_finished(run_dir: Path, exp: Experiment, profile: dict) -> bool:
     last = last_episode(exp, profile)
-    done = (run_dir / f"episode-{last}" / "DONE").exists()
+    layout = RunLayout(run_dir)
+    done = layout.is_done(last)
     if last:
-        done = done and (run_dir / "report" / "analysis.json").exists()
+        done = done and (layout.report_dir / "analysis.json").exists()
     if profile.get("transfer") == "final":
-        done = done and (run_dir / f"episode-{last}" / "transfer.json").exists()
+        done = done and (layout.episode(last) / "transfer.json").exists()
     return done
 
 

@@ -19,6 +19,8 @@ import os
 import shutil
 from pathlib import Path
 
+from tevatron_tele.data.pools import pool_stats_path
+from tevatron_tele.data.run_folder import RunLayout
 from tevatron_tele.utils import read_json, write_json
 
 logger = logging.getLogger("effectiveness")
@@ -194,27 +196,27 @@ def _link_tree(src: Path, dst: Path) -> None:
 def share_first_episode(exp: Experiment, args, runs_dir: Path) -> list[dict]:
     """Link another run's episode-1 pool (or whole episode) into this run when it would compute the same."""
     done = []
-    dst_root = Path(args.output_dir)
+    dst_root = RunLayout(args.output_dir)
     for episode, source, what in exp.share:
-        src_root = runs_dir / source
-        src_ep, dst_ep = src_root / f"episode-{episode}", dst_root / f"episode-{episode}"
-        if not (src_ep / "DONE").exists() or dst_ep.exists():
+        src_root = RunLayout(runs_dir / source)
+        src_ep, dst_ep = src_root.episode(episode), dst_root.episode(episode)
+        if not src_root.is_done(episode) or dst_ep.exists():
             continue
-        why = can_share(read_json(src_root / "manifest.json")["config"], args.result_config(), what)
+        why = can_share(read_json(src_root.manifest_path)["config"], args.result_config(), what)
         if why:
             logger.info("%s: not sharing episode %d with %s (%s)", exp.name, episode, source, "; ".join(why))
             continue
-        dst_root.mkdir(parents=True, exist_ok=True)
+        dst_root.root.mkdir(parents=True, exist_ok=True)
         if what == "episode":
             _link_tree(src_ep, dst_ep)
         else:
             dst_ep.mkdir(parents=True)
-            for name in ("pool.jsonl", "pool.stats.json"):
-                shutil.copy2(src_ep / name, dst_ep / name)
+            for pool in (src_root.pool(episode), pool_stats_path(src_root.pool(episode))):
+                shutil.copy2(pool, dst_ep / pool.name)
         done.append({"episode": episode, "from": source, "what": what})
         logger.info("%s: episode %d's %s taken from %s", exp.name, episode, what, source)
     if done:
-        record = dst_root / "shared.json"
+        record = dst_root.root / "shared.json"
         earlier = read_json(record) if record.exists() else []
         write_json(record, earlier + done)
     return done

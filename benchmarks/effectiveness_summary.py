@@ -20,6 +20,8 @@ from pathlib import Path
 
 from effectiveness_plan import COMMON, MAIN, METRICS, PROFILES, TRANSFER, beyond_experiments
 
+from tevatron_tele.data.pools import pool_stats_path
+from tevatron_tele.data.run_folder import RunLayout
 from tevatron_tele.evaluation.verdict import paired_bootstrap
 from tevatron_tele.utils import read_json, write_json
 
@@ -43,25 +45,26 @@ def read_run_folder(run_dir: Path) -> dict:
     """Per-episode metrics, forgetting, timings and sharing of one run folder."""
     from tevatron_tele.evaluation.report import run_series
 
-    manifest = read_json(run_dir / "manifest.json")
+    layout = RunLayout(run_dir)
+    manifest = read_json(layout.manifest_path)
     out = {"name": run_dir.name, "config": manifest["config"], "timings": manifest.get("timings", {}),
            "versions": manifest.get("versions", {}), "eval": {}, "finished_episodes": [],
            "shared": read_json(run_dir / "shared.json") if (run_dir / "shared.json").exists() else []}
-    for ep_dir in sorted(run_dir.glob("episode-*"), key=lambda p: int(p.name.split("-")[1])):
-        i = int(ep_dir.name.split("-")[1])
-        if (ep_dir / "eval.json").exists():
-            out["eval"][i] = read_json(ep_dir / "eval.json")
-        if (ep_dir / "transfer.json").exists():
-            out["eval"].setdefault(i, {}).update(read_json(ep_dir / "transfer.json"))
-        if (ep_dir / "DONE").exists():
+    for i in layout.episodes():
+        if layout.eval(i).exists():
+            out["eval"][i] = read_json(layout.eval(i))
+        transfer = layout.episode(i) / "transfer.json"  # written by effectiveness.py, beside eval.json
+        if transfer.exists():
+            out["eval"].setdefault(i, {}).update(read_json(transfer))
+        if layout.is_done(i):
             out["finished_episodes"].append(i)
-        log = ep_dir / "model" / "train_log.json"
+        log = layout.model(i) / "train_log.json"
         if log.exists():
             out.setdefault("train_steps", {})[i] = read_json(log).get("global_step")
-        stats = ep_dir / "pool.stats.json"
+        stats = pool_stats_path(layout.pool(i))
         if stats.exists():
             out.setdefault("pool_stats", {})[i] = read_json(stats)
-    analysis = run_dir / "report" / "analysis.json"
+    analysis = layout.report_dir / "analysis.json"
     if analysis.exists():
         data = read_json(analysis)
         run = data["runs"][0]
@@ -126,8 +129,8 @@ def headline_stats(runs: dict[str, dict], paths: dict, seeds: list[int]) -> dict
     for collection_path, name in ((paths["collection"], MAIN), (paths["transfer"], TRANSFER)):
         collection = load_collection(collection_path, split="test")
         trec = "test" if name == MAIN else f"test-{name}"
-        per_seed = {r: {s: per_query_scores(paths["runs"] / f"{r}-s{s}" / f"episode-{last}" / "rankings"
-                                            / f"{trec}.trec", collection) for s in paired} for r in ("tele", "ance")}
+        per_seed = {r: {s: per_query_scores(RunLayout(paths["runs"] / f"{r}-s{s}").ranking(last, trec), collection)
+                        for s in paired} for r in ("tele", "ance")}
         table = {}
         for m in METRICS:
             ance = [metric(runs[f"ance-s{s}"], last, name, m) for s in paired]
@@ -153,8 +156,7 @@ def paired_ndcg(paths: dict, run: str, base: str, episode: int, trec: str, colle
     for r in (run, base):
         key = (r, episode, trec)
         if key not in memo:
-            memo[key] = per_query_scores(paths["runs"] / r / f"episode-{episode}" / "rankings" / f"{trec}.trec",
-                                         collection)["nDCG@10"]
+            memo[key] = per_query_scores(RunLayout(paths["runs"] / r).ranking(episode, trec), collection)["nDCG@10"]
         per_query[r] = memo[key]
     return paired_bootstrap([per_query[run][q] - per_query[base][q] for q in sorted(per_query[run])])
 
@@ -229,10 +231,11 @@ def finished_runs(paths: dict) -> list[Path]:
     """Run folders whose last episode is done (the zero-shot run has no trained episode to analyse)."""
     out = []
     for run_dir in sorted(paths["runs"].glob("*")):
-        if not (run_dir / "manifest.json").exists() or run_dir.name == "zero-shot":
+        layout = RunLayout(run_dir)
+        if not layout.manifest_path.exists() or run_dir.name == "zero-shot":
             continue
-        n = read_json(run_dir / "manifest.json")["config"]["num_episodes"]
-        if (run_dir / f"episode-{n}" / "DONE").exists():
+        n = read_json(layout.manifest_path)["config"]["num_episodes"]
+        if layout.is_done(n):
             out.append(run_dir)
     return out
 
@@ -281,7 +284,7 @@ def probe_outliers(probes: dict[str, str]) -> list[str]:
 def summarize(paths: dict, profile_name: str, seeds: list[int], analyze: bool = False) -> dict:
     runs = {}
     for run_dir in sorted(paths["runs"].glob("*")):
-        if (run_dir / "manifest.json").exists():
+        if RunLayout(run_dir).manifest_path.exists():
             runs[run_dir.name] = read_run_folder(run_dir)
     wall = read_json(paths["root"] / "wall_times.json") if (paths["root"] / "wall_times.json").exists() else {}
     bm25 = read_json(paths["results"] / "bm25" / "eval.json") if (paths["results"] / "bm25" / "eval.json").exists() \

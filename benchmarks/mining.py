@@ -40,6 +40,8 @@ def scifact(work: Path, data: Path, threads: int) -> dict:
 
     from tevatron_tele.backends import load_encoder
     from tevatron_tele.data.collections import load_collection
+    from tevatron_tele.data.pools import pool_stats_path
+    from tevatron_tele.data.run_folder import RunLayout
     from tevatron_tele.data.token_cache import corpus_token_cache, query_token_cache
     from tevatron_tele.mining.tele import mine_episode
     from tevatron_tele.retrieval.embeddings import load_embeddings
@@ -77,11 +79,11 @@ def scifact(work: Path, data: Path, threads: int) -> dict:
                                                           device=device))
     prun = timed("search_positives", lambda: search_to_file(p, c, ranks / "positives.trec", 200, backend=backend,
                                                             device=device))
-    pool1 = timed("pool_episode_1", lambda: mine_episode(train, work / "episode-1" / "pool.jsonl", query_run=qrun,
-                                                         positive_run=prun))
-    timed("pool_episode_2", lambda: mine_episode(train, work / "episode-2" / "pool.jsonl", query_run=qrun,
-                                                 positive_run=prun, previous_pool=pool1))
-    stats = json.loads((work / "episode-2" / "pool.stats.json").read_text())
+    run = RunLayout(work)  # the pools where a run folder holds them
+    pool1 = timed("pool_episode_1", lambda: mine_episode(train, run.pool(1), query_run=qrun, positive_run=prun))
+    timed("pool_episode_2", lambda: mine_episode(train, run.pool(2), query_run=qrun, positive_run=prun,
+                                                 previous_pool=pool1))
+    stats = json.loads(pool_stats_path(run.pool(2)).read_text())
 
     # zero-shot check on the test split
     test_queries = query_token_cache(test, tokenizer, 32, work / "cache")

@@ -64,6 +64,8 @@ from machine import machine_info  # noqa: E402
 from memory_probe import MB, Memory  # noqa: E402
 from scale_report import FULL, TIME_KEY, TOLERANCE, fit, fits, table, targets  # noqa: E402,F401  (fit: tests)
 
+from tevatron_tele.data.run_folder import RunLayout  # noqa: E402
+
 STAGES = ("load", "build", "reopen", "search", "pool", "dataset", "score_store", "score_lookup")
 NEEDS = {"load": [], "build": [], "reopen": ["caches"], "search": ["vectors"], "pool": ["mining"],
          "dataset": ["caches", "pool"], "score_store": ["vectors", "pool"], "score_lookup": ["scores"]}
@@ -90,12 +92,12 @@ def _model_dir() -> Path:
 
 def paths(work: Path, n: int) -> SimpleNamespace:
     r = work / f"n{n}"
+    run, analysis = RunLayout(r), RunLayout(r / "analysis")  # the pools as a run holds them; the scores too
     return SimpleNamespace(
         root=r, beir=r / "beir", store=r / "store", cache=r / "cache", emb=r / "emb", corpus=r / "emb" / "corpus",
         queries=r / "emb" / "queries", sample=r / "search" / "sample-queries", run=r / "search" / "sample.trec",
         mining=r / "mining", qrun=r / "mining" / "queries.trec", prun=r / "mining" / "positives.trec",
-        pool1=r / "episode-1" / "pool.jsonl", pool2=r / "episode-2" / "pool.jsonl", analysis=r / "analysis",
-        scores=r / "analysis" / "episode-2" / "scores.npz")
+        pool1=run.pool(1), pool2=run.pool(2), analysis=analysis.root, scores=analysis.scores(2))
 
 
 def ready(artifact: str, p, n: int, a) -> bool:

@@ -112,14 +112,15 @@ def test_three_episodes_leave_every_output(finished_run):
 def test_reencoded_scores_equal_the_stored_ones(finished_run, tmp_path, monkeypatch):
     """An episode without stored scores is scored by encoding again, rounded to the run's embedding type, so its
     forgetting rates compare with those of episodes scored from the runner's (float16) embeddings."""
+    import tevatron_tele.data.run_folder as run_folder
     import tevatron_tele.evaluation.analysis as analysis
     from tevatron_tele.retrieval.scoring import load_score_table
 
     ws = analysis.open_run(finished_run)
     assert ws.config["embedding_dtype"] == "float16"
-    stored = {i: load_score_table(RunFolder(finished_run).episode(i) / "scores.npz") for i in (1, 3)}
+    stored = {i: load_score_table(RunFolder(finished_run).scores(i)) for i in (1, 3)}
     pairs = {q: sorted(stored[1][q])[:12] for q in sorted(stored[1])[:6]}
-    monkeypatch.setattr(analysis, "SCORES_FILE", "not-stored.npz")
+    monkeypatch.setattr(run_folder, "SCORES_FILE", "not-stored.npz")
     scored = analysis.score_episodes(ws, pairs, tmp_path / "cache", episodes=[1, 3], progress=False)
     for i in (1, 3):
         diffs = [abs(scored[i][q][d] - stored[i][q][d]) for q, docs in pairs.items() for d in docs]

@@ -109,7 +109,7 @@ def _qa_collection(tmp_path) -> tuple[Path, Path]:
 def test_qa_promoted_positive_gets_lookahead_and_stored_scores(tmp_path, tiny_model_dir):
     """A QA query whose positive is promoted from an answer-bearing passage: its positive is ranked for
     lookahead, and the stored scores hold the pairs the forgetting analysis reads for it."""
-    from tevatron_tele.evaluation.analysis import SCORES_FILE, open_run, pairs_needed_by_episode, probe_from_run
+    from tevatron_tele.evaluation.analysis import open_run, pairs_needed_by_episode, probe_from_run
     from tevatron_tele.retrieval.scoring import covers, load_score_table
 
     collection, passages = _qa_collection(tmp_path)
@@ -138,7 +138,7 @@ def test_qa_promoted_positive_gets_lookahead_and_stored_scores(tmp_path, tiny_mo
     assert sorted(rows) == ["p1", "p5"], "the promoted positive needs a lookahead ranking"
 
     runner._store_scores(1, folder.embeddings(1, "train-queries"), folder.embeddings(1, "corpus"))
-    table = load_score_table(folder.episode(1) / SCORES_FILE)
+    table = load_score_table(folder.scores(1))
     ws = open_run(folder.root)
     positives = ws.positives()
     assert positives["q1"] == ["p5"]

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from transformers import HfArgumentParser
 
+from ..data.run_folder import RunLayout
 from ..runner.config import EpisodeArguments
 from ..runner.episodes import run_episodes
 from ..utils import setup_logging
@@ -72,7 +73,7 @@ def episode_arguments(args: DemoArguments, recipe: str, collection: Path, model:
               and f.name not in ("output_dir", "collection", "model")}
     return EpisodeArguments(output_dir=str(root / f"run-{recipe}"), model_name_or_path=str(model),
                             collection=str(collection), negatives=recipe, eval_depth=100, analyze=False,
-                            token_cache_dir=str(root / "token_cache"), base_cache_dir=str(root / "base"),
+                            token_cache_dir=str(RunLayout(root).token_cache_dir), base_cache_dir=str(root / "base"),
                             **shared)
 
 
@@ -107,8 +108,9 @@ def main(argv: list[str] | None = None) -> Path:
         print(f"[demo] {recipe}: {args.num_episodes} episodes on {collection.name} ...", flush=True)
         run_dirs.append(run_episodes(episode_arguments(args, recipe, collection, model)))
     print("[demo] analysing forgetting ...", flush=True)
-    out = Path(args.output_dir) / "report"
-    analysis, files = analyze_and_report(run_dirs, out, cache_dir=Path(args.output_dir) / "token_cache",
+    demo_folder = RunLayout(args.output_dir)  # the runs' folder: a report and a token cache as a run folder's
+    out = demo_folder.report_dir
+    analysis, files = analyze_and_report(run_dirs, out, cache_dir=demo_folder.token_cache_dir,
                                          progress=args.progress)
     print()
     print(format_table(analysis))

@@ -13,6 +13,7 @@ import sys
 
 from transformers import HfArgumentParser
 
+from ..data.run_folder import RunLayout
 from ..runner.config import EpisodeArguments, load_config_file
 from ..runner.episodes import run_episodes
 from ..utils import read_json
@@ -45,7 +46,7 @@ def parse_args(argv: list[str] | None = None) -> EpisodeArguments:
 
 def main(argv: list[str] | None = None) -> None:
     run_dir = run_episodes(parse_args(argv))
-    best = run_dir / "best.json"
+    best = RunLayout(run_dir).best_json
     if best.exists():
         print(f"verdict: {read_json(best)['text']}")
     print(f"run finished: {run_dir}")

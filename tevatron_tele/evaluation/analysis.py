@@ -1,26 +1,22 @@
 """Forgetting analysis of an episode workspace: score what each episode's model makes of the pools and
 a probe, then apply the measures of `forgetting.py`.
 
-Workspace read (written by the episode runner):
-    RUN/manifest.json                     config: model_name_or_path, collection, q_max_len, p_max_len
-                                          (and passages, for a DPR json collection)
-    RUN/episode-<i>/model/                episode i's model (episode 0 is the base model of the config)
-    RUN/episode-<i>/pool.jsonl            the pool episode i trained on (i >= 1)
-    RUN/episode-<i>/rankings/queries.trec episode i's ranking of the training queries
-    RUN/episode-<i>/eval.json             retrieval quality after episode i
+Read from the run folder (written by the episode runner; paths of `data.run_folder.RunLayout`): the manifest's
+config (model_name_or_path, collection, q_max_len, p_max_len, and passages for a DPR json collection), and of
+each episode its model (episode 0: the base model of the config), pool (i >= 1), stored scores, ranking of the
+training queries (`queries`) and eval.json.
 """
 from __future__ import annotations
 
 import hashlib
 import itertools
 import logging
-import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..data.pools import IndexedPool, PoolEntry
+from ..data.run_folder import RunLayout
 from ..data.trec import IndexedRun
 from ..retrieval.scoring import score_pairs, with_positives
 from ..utils import PathLike, read_json
@@ -37,39 +33,44 @@ from .forgetting import (
 logger = logging.getLogger(__name__)
 
 Probe = dict[str, list[str]]
-SCORES_FILE = "scores.npz"  # episode i's S_i(q, d) for its pools and the probe, written by the runner
-_EPISODE_RE = re.compile(r"^episode-(\d+)$")
 
 
-@dataclass
 class RunWorkspace:
-    """What analysis needs from one run folder."""
+    """What analysis needs from one run folder.
 
-    path: Path
-    config: dict
-    episodes: list[int]                       # every episode-<i> folder, ascending
-    pools: dict[int, Mapping[str, PoolEntry]] = field(default_factory=dict)  # i -> {qid: entry} (i >= 1)
+    Args:
+        path: the run folder (its paths: `layout`, a `data.run_folder.RunLayout`).
+        config: the manifest's config.
+        episodes: every episode with a folder, ascending.
+        pools: {episode: {query id: entry}} of the pools read (i >= 1).
+    """
+
+    def __init__(self, path: PathLike, config: dict, episodes: list[int],
+                 pools: dict[int, Mapping[str, PoolEntry]] | None = None):
+        self.layout = RunLayout(path)
+        self.config = config
+        self.episodes = episodes
+        self.pools = {} if pools is None else pools
+
+    @property
+    def path(self) -> Path:
+        return self.layout.root
 
     @property
     def name(self) -> str:
         return self.path.name
-
-    def episode_dir(self, i: int) -> Path:
-        return self.path / f"episode-{i}"
 
     def model_dir(self, i: int) -> Path | None:
         """Episode i's model folder; the base model for episode 0; None when it is missing."""
         if i == 0:
             base = self.config.get("model_name_or_path")
             return Path(base) if base else None
-        path = self.episode_dir(i) / "model"
+        path = self.layout.model(i)
         return path if path.is_dir() else None
 
     def ranking_path(self, i: int) -> Path:
-        return self.episode_dir(i) / "rankings" / "queries.trec"
-
-    def eval_path(self, i: int) -> Path:
-        return self.episode_dir(i) / "eval.json"
+        """Episode i's ranking of the training queries."""
+        return self.layout.ranking(i, "queries")
 
     def positives(self) -> dict[str, list[str]]:
         """Each training query's positives, as listed in the pools (its first pool's)."""
@@ -113,21 +114,21 @@ class RunWorkspace:
 
 def open_run(run_dir: PathLike) -> RunWorkspace:
     """Read the manifest of a run folder and index its pools (`IndexedPool`: a query's entry read when asked)."""
-    path = Path(run_dir)
-    manifest_path = path / "manifest.json"
+    layout = RunLayout(run_dir)
+    manifest_path = layout.manifest_path
     if not manifest_path.exists():
         raise FileNotFoundError(f"{manifest_path} not found: not an episode run folder")
     manifest = read_json(manifest_path)
     config = manifest.get("config")
     if not isinstance(config, dict):
         raise ValueError(f"{manifest_path}: field 'config': missing or not an object")
-    episodes = sorted(int(m.group(1)) for p in path.iterdir() if p.is_dir() and (m := _EPISODE_RE.match(p.name)))
-    ws = RunWorkspace(path, config, episodes)
+    episodes = layout.episodes()
+    ws = RunWorkspace(layout.root, config, episodes)
     for i in episodes:
-        pool_path = ws.episode_dir(i) / "pool.jsonl"
+        pool_path = layout.pool(i)
         if i >= 1 and pool_path.exists():
             ws.pools[i] = IndexedPool(pool_path)
-    logger.info("run %s: episodes %s, pools for %s", path, episodes, sorted(ws.pools))
+    logger.info("run %s: episodes %s, pools for %s", layout.root, episodes, sorted(ws.pools))
     return ws
 
 
@@ -193,7 +194,7 @@ def _token_caches(ws: RunWorkspace, tokenizer, qids: Sequence[str], docids: Sequ
         raise KeyError(f"{ws.path}: no query text in the pools for {len(missing)} queries, e.g. {missing[:3]}")
     corpus_path = ws.config.get("passages") or ws.config.get("collection")
     if not corpus_path:
-        raise ValueError(f"{ws.path / 'manifest.json'}: field 'config.collection': missing")
+        raise ValueError(f"{ws.layout.manifest_path}: field 'config.collection': missing")
     corpus = load_corpus(corpus_path)
     q_cache = build_token_cache(cache_dir / "queries", list(qids), [texts[q] for q in qids], tokenizer,
                                 int(ws.config.get("q_max_len", 32)))
@@ -224,7 +225,7 @@ def score_episodes(ws: RunWorkspace, pairs: Mapping[str, Sequence[str]], cache_d
     tables: dict[int, dict] = {}
     caches = None
     for i in episodes if episodes is not None else [i for i in ws.episodes if i >= 1]:
-        stored = ws.episode_dir(i) / SCORES_FILE
+        stored = ws.layout.scores(i)
         if stored.exists():
             table = StoredScores(stored)  # rows read a query at a time: only the wanted pairs become dicts
             want = needed[i] if needed is not None and i in needed else pairs
@@ -384,7 +385,7 @@ def analyze_run(
                                 needed=pairs_needed_by_episode(pool_negatives, probe, positives))
 
     rankings = {i: ws.ranking(i, queries) for i in ws.episodes if ws.ranking_path(i).exists()}
-    evals = {i: read_json(ws.eval_path(i)) for i in ws.episodes if ws.eval_path(i).exists()}
+    evals = {i: read_json(ws.layout.eval(i)) for i in ws.episodes if ws.layout.eval(i).exists()}
     summary = summarize_run(ws.name, ws.episodes, tables, positives, pool_negatives, sources, probe,
                             rankings, evals, overlap_k=overlap_k)
     return {"run": str(ws.path), **summary, "queries": len(queries)}

@@ -15,6 +15,7 @@ from typing import Literal
 
 import numpy as np
 
+from ..data.run_folder import RunLayout
 from ..utils import PathLike, read_json
 
 BOOTSTRAP_SAMPLES = 10000
@@ -178,7 +179,7 @@ def compare_runs(run_dirs: Sequence[PathLike], seed: int = 0) -> dict | None:
     """
     judged = {}
     for run_dir in run_dirs:
-        path = Path(run_dir) / "best.json"
+        path = RunLayout(run_dir).best_json
         if path.exists():
             judged[Path(run_dir).name] = read_json(path)
     if not judged:

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from ..arguments import check_mining_counts
+from ..data.run_folder import DONE_FILE, RunLayout
 from ..utils import read_json, setup_logging, write_json
 from .config import EpisodeArguments
 from .selection import hold_out_dev, judge_run
@@ -77,7 +78,7 @@ class EpisodeRunner:
             split = "test" if collection_splits(path) is not None else None  # a file without splits: all of it
             self.eval_collections[name] = load_collection(path, split=split)
             self._sources[id(self.eval_collections[name])] = (_resolved(path), "test")
-        self.token_cache_dir = Path(args.token_cache_dir or self.folder.root / "token_cache")
+        self.token_cache_dir = Path(args.token_cache_dir or self.folder.token_cache_dir)
         self._caches: dict[tuple, object] = {}
         self._mined_positives: dict[int, dict[str, list[str]]] = {}
         self._tokenizer = None
@@ -179,10 +180,10 @@ class EpisodeRunner:
     def _bm25_run(self, collection, name: str) -> Path:
         from ..retrieval.bm25 import bm25_run_to_file
 
-        out = self.folder.root / "bm25" / f"{name}.trec"
+        out = self.folder.bm25_run(name)
         depth = max(self.args.depth, self.args.eval_depth)
         self.folder.step(f"bm25/{name}", out, lambda: bm25_run_to_file(
-            collection, self.folder.root / "bm25" / "index", out, k=depth))
+            collection, self.folder.bm25_index, out, k=depth))
         return out
 
     def _evaluate(self, i: int, corpus_prefixes: dict[str, Path], model_state: dict) -> None:
@@ -208,7 +209,7 @@ class EpisodeRunner:
             while label in labels:  # an extra collection of the main one's name
                 label, n = f"{base}-{n}", n + 1
             labels.add(label)
-            qrels_path = self.folder.root / "qrels" / f"{label}.qrels"
+            qrels_path = self.folder.qrels(label)
             if not qrels_path.exists() and relevant_qrels(collection.qrels or {}):
                 write_trec_qrels(qrels_path, collection.qrels)
         out = self.folder.eval(i)
@@ -246,10 +247,10 @@ class EpisodeRunner:
         """S_i(q, d) of pools 1..i and of the analysis probe, from the embeddings just made, so that the
         forgetting analysis never encodes anything again. Streamed a query at a time: pools and the base
         ranking are looked up by query, the corpus vectors memory-mapped."""
-        from ..evaluation.analysis import SCORES_FILE, store_episode_scores
+        from ..evaluation.analysis import store_episode_scores
         from ..retrieval.scoring import EmbeddingScorer
 
-        out = self.folder.episode(i) / SCORES_FILE
+        out = self.folder.scores(i)
 
         def work():
             base_ranking = self.folder.ranking(0, "queries")
@@ -289,9 +290,7 @@ class EpisodeRunner:
                 queries = self._encode(prev, self.train_collection, "queries", "train-queries", model_state)
             return EmbeddingScorer(queries, corpus)
         if self.args.momentum != "all" and prev >= 1:
-            from ..evaluation.analysis import SCORES_FILE
-
-            return self.folder.episode(prev) / SCORES_FILE
+            return self.folder.scores(prev)
         return None
 
     def _mine_pool(self, i: int) -> Path:
@@ -401,7 +400,7 @@ class EpisodeRunner:
     def _drop_corpus_embeddings(self, i: int) -> None:
         """Remove episode i's corpus embeddings (the bulk of a run's disk; rebuilt cheaply), unless kept."""
         if not self.args.keep_embeddings:
-            for p in (self.folder.episode(i) / "embeddings").glob("corpus*"):
+            for p in self.folder.embeddings(i).glob("corpus*"):
                 p.unlink()
 
     def _episode_zero(self) -> None:
@@ -409,7 +408,7 @@ class EpisodeRunner:
         if self.folder.is_done(0):
             return
         shared = self._base_cache()
-        if shared is not None and (shared / "DONE").exists():
+        if shared is not None and (shared / DONE_FILE).exists():  # a copy of episode 0's folder
             logger.info("episode 0: copying the base model's rankings from %s", shared)
             shutil.copytree(shared, self.folder.episode(0), dirs_exist_ok=True,
                             ignore=shutil.ignore_patterns("embeddings"))
@@ -537,7 +536,7 @@ class EpisodeRunner:
         """The forgetting and convergence report of this run (RUN/report/)."""
         from ..evaluation.report import analyze_and_report
 
-        out = self.folder.root / "report"
+        out = self.folder.report_dir
         if (out / "analysis.json").exists():
             return out
         started = time.perf_counter()
@@ -555,8 +554,5 @@ def run_episodes(args: EpisodeArguments) -> Path:
 
 def episode_metrics(run_dir: str | Path) -> dict[int, dict]:
     """eval.json of every finished episode of a run folder, keyed by episode."""
-    folder = RunFolder(run_dir)
-    out = {}
-    for p in sorted(folder.root.glob("episode-*/eval.json"), key=lambda p: int(p.parent.name.split("-")[1])):
-        out[int(p.parent.name.split("-")[1])] = read_json(p)
-    return out
+    layout = RunLayout(run_dir)
+    return {i: read_json(layout.eval(i)) for i in layout.episodes() if layout.eval(i).exists()}

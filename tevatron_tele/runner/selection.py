@@ -83,7 +83,7 @@ def judge_run(folder: RunFolder, test_qrels, metric: str, dev_name: str | None, 
     """
     if rule not in SELECTION_RULES:
         raise ValueError(f"--selection_rule must be one of {', '.join(SELECTION_RULES)}; got '{rule}'")
-    episodes = sorted(i for i in range(0, 1000) if folder.eval(i).exists() and folder.ranking(i, "test").exists())
+    episodes = [i for i in folder.episodes() if folder.eval(i).exists() and folder.ranking(i, "test").exists()]
     if not episodes or episodes[0] != 0:
         raise ValueError(f"{folder.root}: no evaluated start model (episode 0) to judge against")
     dev, selection = None, None
@@ -105,8 +105,9 @@ def judge_run(folder: RunFolder, test_qrels, metric: str, dev_name: str | None, 
     result = verdict(selected, dev, test, baselines, metric, seed, selection)
     # per-query values, so that runs can be compared later without their collections
     result["per_query"] = {"selected": test[selected], "start": test[0], **baselines}
-    write_json(folder.root / "best.json", result)
-    link, tmp = folder.root / "best", folder.root / "best.tmp-link"
+    write_json(folder.best_json, result)
+    link = folder.best_link
+    tmp = link.with_name(link.name + ".tmp-link")
     if tmp.is_symlink() or tmp.exists():
         tmp.unlink()
     os.symlink(folder.episode(selected).name, tmp)

@@ -1,13 +1,8 @@
-"""The run folder: paths of every step's output, the manifest, and step bookkeeping.
+"""The run folder of the episode runner: its manifest, one process at a time, and step bookkeeping.
 
-RUN/manifest.json                 config, library versions, seeds, per-step timings
-RUN/episode-<i>/model/            episode i's model (i >= 1; episode 0 is the base model)
-RUN/episode-<i>/embeddings/       corpus / query embeddings of episode i's model
-RUN/episode-<i>/rankings/         queries.trec (train queries), positives.trec (lookahead), test.trec, ...
-RUN/episode-<i>/pool.jsonl        the pool episode i trained on (+ pool.stats.json)
-RUN/episode-<i>/eval.json         retrieval quality after episode i
-RUN/episode-<i>/DONE              written last: the episode is complete and never touched again
-RUN/.run.lock, RUN/.run.lock.pid  held by the one process running in the folder, and that process's id
+Every path of the folder is `data.run_folder.RunLayout`'s (its description lists them); `RunFolder` builds on it
+with what needs the run's settings: the manifest (config comparison, versions, seeds, per-step timings), the lock
+held by the one process running in the folder, and the timing of each step.
 """
 from __future__ import annotations
 
@@ -15,7 +10,6 @@ import datetime
 import logging
 import os
 import platform
-import re
 import shutil
 import signal
 import time
@@ -24,12 +18,12 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from ..utils import PathLike, read_json, write_json
+from ..data.run_folder import RunLayout, episode_number
+from ..utils import read_json, write_json
 from .config import EpisodeArguments, config_differences
 
 logger = logging.getLogger(__name__)
 
-LOCK_NAME = ".run.lock"
 # the run folders this process holds (resolved path -> lock), so that it may open one of them again
 _HELD: dict[str, FileLock] = {}
 
@@ -55,44 +49,10 @@ def library_versions() -> dict[str, str]:
     return out
 
 
-class RunFolder:
-    def __init__(self, root: PathLike):
-        self.root = Path(root)
-
-    # ---- paths ----
-    @property
-    def manifest_path(self) -> Path:
-        return self.root / "manifest.json"
-
-    def episode(self, i: int) -> Path:
-        return self.root / f"episode-{i}"
-
-    def model(self, i: int) -> Path:
-        return self.episode(i) / "model"
-
-    def embeddings(self, i: int, name: str) -> Path:
-        return self.episode(i) / "embeddings" / name
-
-    def ranking(self, i: int, name: str) -> Path:
-        return self.episode(i) / "rankings" / f"{name}.trec"
-
-    def pool(self, i: int) -> Path:
-        return self.episode(i) / "pool.jsonl"
-
-    def eval(self, i: int) -> Path:
-        return self.episode(i) / "eval.json"
-
-    def done(self, i: int) -> Path:
-        return self.episode(i) / "DONE"
-
-    def is_done(self, i: int) -> bool:
-        return self.done(i).exists()
+class RunFolder(RunLayout):
+    """A run folder as the runner holds it: `RunLayout`'s paths, the manifest, the lock and the steps' timings."""
 
     # ---- one process per folder ----
-    @property
-    def lock_path(self) -> Path:
-        return self.root / LOCK_NAME
-
     def lock(self) -> None:
         """Hold the run folder for this process until it exits (or `unlock`); the same process may lock it again.
 
@@ -108,19 +68,19 @@ class RunFolder:
             lock.acquire()
         except Timeout:
             try:
-                holder = self.lock_path.with_name(LOCK_NAME + ".pid").read_text(encoding="utf-8").strip()
+                holder = self.lock_pid_path.read_text(encoding="utf-8").strip()
             except OSError:
                 holder = "unknown"
             raise RunFolderBusyError(f"{self.root} is in use by another run (pid {holder or 'unknown'}); wait for it "
                                      "to finish, or give another --output_dir") from None
-        self.lock_path.with_name(LOCK_NAME + ".pid").write_text(f"{os.getpid()}\n", encoding="utf-8")
+        self.lock_pid_path.write_text(f"{os.getpid()}\n", encoding="utf-8")
         _HELD[key] = lock
 
     def unlock(self) -> None:
         """Let another process run in the folder (a no-op when this process does not hold it)."""
         lock = _HELD.pop(str(self.root.resolve()), None)
         if lock is not None:
-            self.lock_path.with_name(LOCK_NAME + ".pid").unlink(missing_ok=True)
+            self.lock_pid_path.unlink(missing_ok=True)
             lock.release()
 
     # ---- manifest ----
@@ -166,8 +126,8 @@ class RunFolder:
         removed = []
         for path in sorted(self.root.rglob(".tmp-*")):
             top = path.relative_to(self.root).parts[0]
-            episode = re.fullmatch(r"episode-(\d+)", top)
-            if top == "token_cache" or (episode and self.is_done(int(episode.group(1)))) or not path.exists():
+            episode = episode_number(top)
+            if top == self.token_cache_dir.name or (episode is not None and self.is_done(episode)) or not path.exists():
                 continue
             if path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path)
