@@ -1,5 +1,9 @@
-"""The one definition of a run folder's paths (data.run_folder.RunLayout) and of its episodes."""
+"""The one definition of a run folder's paths (data.run_folder.RunLayout) and of its episodes, and the step
+contract of the runner's own outputs: fingerprinted when written, refused when changed, collections by content."""
+import json
 from pathlib import Path
+
+import pytest
 
 from tevatron_tele.data.run_folder import RunLayout, episode_number
 from tevatron_tele.evaluation.analysis import RunWorkspace
@@ -43,3 +47,170 @@ def test_runner_and_analysis_share_the_layout(tmp_path):
     assert isinstance(folder, RunLayout) and isinstance(ws.layout, RunLayout)
     assert ws.path == folder.root == Path(tmp_path / "r")
     assert ws.ranking_path(1) == folder.ranking(1, "queries") and ws.layout.scores(2) == folder.scores(2)
+
+
+# ---- the runner's own steps carry the step contract (issue 19 items 1 and 4) ----
+
+def _episode_args(collection, model, out, **overrides):
+    from tevatron_tele.runner.config import EpisodeArguments
+
+    settings = dict(output_dir=str(out), model_name_or_path=str(model), collection=str(collection), num_episodes=1,
+                    q_max_len=12, p_max_len=32, depth=10, sample=0, progress=False, device="cpu", analyze=False)
+    settings.update(overrides)
+    return EpisodeArguments(**settings)
+
+
+def _opened(tmp_path) -> RunFolder:
+    from tevatron_tele.runner.config import EpisodeArguments
+
+    folder = RunFolder(tmp_path / "run")
+    folder.open(EpisodeArguments(output_dir=str(folder.root), model_name_or_path="m", collection="c"))
+    return folder
+
+
+def _write(path: Path, text: str) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return text
+
+
+def test_a_finished_output_cut_short_is_refused_and_kept(tmp_path):
+    from tevatron_tele.data.outputs import OutputMismatchError
+
+    folder = _opened(tmp_path)
+    out = folder.ranking(1, "queries")
+    ranking = "q1 Q0 d1 1 2.0 t\nq1 Q0 d2 2 1.0 t\nq2 Q0 d3 1 3.0 t\n"
+    calls = []
+
+    def work():
+        calls.append(1)
+        _write(out, ranking)
+
+    folder.step("episode-1/search-queries", out, work)
+    recorded = json.loads(folder.manifest_path.read_text())["steps"]["episode-1/search-queries"]["outputs"]
+    assert list(recorded) == ["episode-1/rankings/queries.trec"]
+    folder.step("episode-1/search-queries", out, work)  # unchanged: reused, not made again
+    assert calls == [1]
+
+    cut = ranking.rsplit("q2", 1)[0]  # the last query lost, cut at a line boundary
+    out.write_text(cut)
+    with pytest.raises(OutputMismatchError) as err:
+        folder.step("episode-1/search-queries", out, work)
+    message = str(err.value)
+    assert "\n" not in message and str(out) in message and f"{len(ranking)} -> {len(cut)} bytes" in message
+    assert out.read_text() == cut and calls == [1], "never rewritten nor removed"
+
+    out.write_text(ranking.replace("2.0", "2.5"))  # same size, other content
+    with pytest.raises(OutputMismatchError, match="other content, same size"):
+        folder.step("episode-1/search-queries", out, work)
+
+
+def test_outputs_of_runs_made_before_fingerprints_are_trusted(tmp_path):
+    folder = _opened(tmp_path)
+    out = folder.pool(1)
+    _write(out, '{"query_id": "q1"}\n')  # as an older version left it: no record of the step's outputs
+    calls = []
+    assert folder.step("episode-1/mine", out, lambda: calls.append(1)) == out
+    assert calls == [] and out.exists()
+
+
+def test_folder_outputs_are_fingerprinted_file_by_file(tmp_path):
+    from tevatron_tele.data.outputs import OutputMismatchError
+
+    folder = _opened(tmp_path)
+    model = folder.model(1)
+    folder.step("episode-1/train", model, lambda: (_write(model / "config.json", "{}"),
+                                                     _write(model / "model.safetensors", "weights")))
+    _write(model / "README.md", "a card written later")  # a file the step did not write is not its output
+    folder.step("episode-1/train", model, lambda: pytest.fail("trained again"))
+    (model / "model.safetensors").unlink()
+    with pytest.raises(OutputMismatchError, match=r"model\.safetensors: missing since step episode-1/train"):
+        folder.step("episode-1/train", model, lambda: pytest.fail("trained again"))
+
+
+@pytest.mark.slow
+def test_runner_refuses_a_pool_cut_short_on_resume(synthetic_dir, tiny_model_dir, tmp_path, monkeypatch):
+    """An unfinished episode's pool.jsonl that lost its last line is refused by the resumed runner (exit 2 through
+    cli.py: a ValueError), and left as it is."""
+    from tevatron_tele.cli import is_input_error
+    from tevatron_tele.data.outputs import OutputMismatchError
+    from tevatron_tele.runner.episodes import EpisodeRunner
+
+    args = _episode_args(synthetic_dir, tiny_model_dir, tmp_path / "run", token_cache_dir=str(tmp_path / "cache"))
+    runner = EpisodeRunner(args)
+    runner.folder.open(args, collections=runner.data_files())
+    runner._episode_zero()
+    pool = runner._mine_pool(1)
+    steps = json.loads(runner.folder.manifest_path.read_text())["steps"]
+    assert set(steps["episode-1/mine"]["outputs"]) == {"episode-1/pool.jsonl", "episode-1/pool.stats.json"}
+    lines = pool.read_text().splitlines(keepends=True)
+    assert len(lines) > 2
+    pool.write_text("".join(lines[:-1]))
+
+    monkeypatch.setattr(EpisodeRunner, "_train_work", lambda self, i: pytest.fail("trained on a cut pool"))
+    with pytest.raises(OutputMismatchError) as err:
+        EpisodeRunner(args).run()
+    assert str(pool) in str(err.value) and "since step episode-1/mine wrote it" in str(err.value)
+    assert is_input_error(err.value)
+    assert pool.read_text() == "".join(lines[:-1])
+
+
+def _resume(collection, model, out, monkeypatch):
+    """run() up to the episodes, all marked finished: the manifest's checks alone."""
+    from tevatron_tele.runner.episodes import EpisodeRunner
+
+    monkeypatch.setattr(EpisodeRunner, "_episode_zero", lambda self: None)
+    RunFolder(out).done(1).parent.mkdir(parents=True, exist_ok=True)
+    RunFolder(out).done(1).write_text("{}")
+    return EpisodeRunner(_episode_args(collection, model, out, eval_split="")).run()
+
+
+def test_collections_are_compared_by_content_not_path(synthetic_dir, tiny_model_dir, tmp_path, monkeypatch):
+    import shutil
+
+    from tevatron_tele.runner.workspace import ConfigMismatchError
+
+    a, b = tmp_path / "a" / "collection", tmp_path / "b" / "collection"
+    shutil.copytree(synthetic_dir, a)
+    shutil.copytree(synthetic_dir, b)
+    out = tmp_path / "run"
+    _resume(a, tiny_model_dir, out, monkeypatch)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert set(manifest["collections"]) == {"collection", "corpus"}
+    assert set(manifest["collections"]["collection"]) == {"queries.jsonl", "qrels/train.tsv"}
+
+    _resume(b, tiny_model_dir, out, monkeypatch)  # the same data at another path: accepted
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["config"]["collection"] == str(b), "later readers use the data where it is now"
+
+    qrels = b / "qrels" / "train.tsv"
+    header, *rows = qrels.read_text().splitlines()
+    qrels.write_text("\n".join([header, *rows[:-1]]) + "\n")  # a judgement deleted between a kill and the resume
+    with pytest.raises(ConfigMismatchError, match=r"data collection: other content \(qrels/train\.tsv\)"):
+        _resume(b, tiny_model_dir, out, monkeypatch)
+    assert json.loads((out / "manifest.json").read_text())["collections"] == manifest["collections"]
+
+    renamed = tmp_path / "c" / "other-name"
+    shutil.copytree(a, renamed)  # the name still counts: it names the rankings, qrels and eval.json keys
+    with pytest.raises(ConfigMismatchError, match="collection: 'collection' -> 'other-name'"):
+        _resume(renamed, tiny_model_dir, out, monkeypatch)
+
+
+def test_runs_made_before_collection_fingerprints_compare_paths(synthetic_dir, tiny_model_dir, tmp_path,
+                                                                  monkeypatch):
+    import shutil
+
+    from tevatron_tele.runner.workspace import ConfigMismatchError
+
+    a, b = tmp_path / "a" / "collection", tmp_path / "b" / "collection"
+    shutil.copytree(synthetic_dir, a)
+    shutil.copytree(synthetic_dir, b)
+    out = tmp_path / "run"
+    _resume(a, tiny_model_dir, out, monkeypatch)
+    manifest = json.loads((out / "manifest.json").read_text())
+    del manifest["collections"]  # as written before this version
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ConfigMismatchError, match="collection: "):
+        _resume(b, tiny_model_dir, out, monkeypatch)
+    _resume(a, tiny_model_dir, out, monkeypatch)  # its own path: resumed, and the fingerprints are taken now
+    assert "collections" in json.loads((out / "manifest.json").read_text())

@@ -201,13 +201,10 @@ class StepOutput:
                  for k in sorted(set(stored["settings"]) | set(self.settings))
                  if stored["settings"].get(k) != self.settings.get(k)]
         self._input_fps = fingerprint_inputs(self.inputs, stored.get("inputs"))
-        diffs += _input_differences(stored.get("inputs", {}), self._input_fps)
-        for name, fp in stored.get("outputs", {}).items():
-            path = self.record.parent / name
-            if not path.is_file():
-                diffs.append(f"output {name}: missing")
-            elif (now := fingerprint_file(path, fp)) is None or now["hash"] != fp.get("hash"):
-                diffs.append(f"output {name}: changed since {self.step} wrote it")
+        diffs += input_differences(stored.get("inputs", {}), self._input_fps)
+        for name, change in output_changes(stored.get("outputs", {}), self.record.parent).items():
+            said = "missing" if change == "missing" else f"changed since {self.step} wrote it"
+            diffs.append(f"output {name}: {said}")
         return diffs
 
     def begin(self) -> None:
@@ -230,7 +227,7 @@ class StepOutput:
         """
         if self._input_fps is None:
             raise RuntimeError("StepOutput.commit without begin")
-        outputs = {str(f.relative_to(self.record.parent)): fingerprint_file(f) for f in self.files if f.exists()}
+        outputs = fingerprint_outputs(self.files, self.record.parent)
         record = {"step": self.step, "contract": CONTRACT_VERSION, "state": "complete", "settings": self.settings,
                   "inputs": self._input_fps, "outputs": outputs, "counts": _jsonable(dict(counts or {})),
                   "written": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
@@ -238,8 +235,54 @@ class StepOutput:
         return record
 
 
-def _input_differences(stored: Mapping, now: Mapping) -> list[str]:
-    """`input ROLE: ...` for each role whose files differ in content (paths do not count)."""
+def fingerprint_outputs(files: Sequence[PathLike], root: PathLike) -> dict[str, dict]:
+    """Fingerprints of the files a step wrote (those that exist), named relative to `root`.
+
+    Args:
+        files: the output's files.
+        root: the folder their names are relative to (the record's folder, or the run folder).
+
+    Returns:
+        {relative name: fingerprint}.
+    """
+    root = Path(root)
+    return {str(Path(f).relative_to(root)): fingerprint_file(f) for f in files if Path(f).is_file()}
+
+
+def output_changes(stored: Mapping[str, Mapping], root: PathLike) -> dict[str, str]:
+    """Which recorded output files no longer hold their fingerprint, and how (the hash is read again only when the
+    file's stat changed, see `fingerprints.hash_holds`).
+
+    Args:
+        stored: {relative name: fingerprint} as `fingerprint_outputs` recorded them.
+        root: the folder the names are relative to.
+
+    Returns:
+        {name: 'missing' | 'N -> M bytes' | 'other content, same size'} of the files that changed; empty when
+        every file still holds.
+    """
+    changes = {}
+    for name, fp in stored.items():
+        path = Path(root) / name
+        if not path.is_file():
+            changes[name] = "missing"
+        elif (now := fingerprint_file(path, fp)) is None or now["hash"] != fp.get("hash"):
+            size = path.stat().st_size
+            changes[name] = (f"{fp.get('size')} -> {size} bytes" if size != fp.get("size")
+                             else "other content, same size")
+    return changes
+
+
+def input_differences(stored: Mapping, now: Mapping) -> list[str]:
+    """`input ROLE: ...` for each role whose files differ in content (paths do not count).
+
+    Args:
+        stored: {role: {name: fingerprint}} recorded earlier (`fingerprint_inputs`).
+        now: the same, taken now.
+
+    Returns:
+        One phrase per role that differs, naming its changed files.
+    """
     diffs = []
     for role in sorted(set(stored) | set(now)):
         before, after = stored.get(role), now.get(role)

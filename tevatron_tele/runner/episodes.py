@@ -33,6 +33,11 @@ def _resolved(path) -> str:
     return str(Path(path).resolve())
 
 
+def _source_paths(loaded) -> list[str]:
+    """The files a loaded collection or corpus was read from (its `source_files` stamps' paths)."""
+    return [stamp[0] for stamp in getattr(loaded, "source_files", ())]
+
+
 class EpisodeRunner:
     """Runs (or resumes) the episodes of one run folder. `run()` returns the run folder."""
 
@@ -47,6 +52,8 @@ class EpisodeRunner:
         check_split(args.collection, args.train_split, flag="--train_split")
         check_split(args.collection, args.eval_split, flag="--eval_split")
         self.train_collection = load_collection(args.collection, split=args.train_split, passages=args.passages)
+        # the files read, kept before a dev split is held out (the parts of a collection record none)
+        self._train_files = (_source_paths(self.train_collection), _source_paths(self.train_collection.corpus))
         self.eval_collections = {}
         if args.eval_split:
             main = load_collection(args.collection, split=args.eval_split, passages=args.passages)
@@ -117,7 +124,7 @@ class EpisodeRunner:
     # ---- steps ----
     def _encode(self, i: int, collection, kind: str, name: str, model_state: dict) -> Path:
         """Encode a collection's corpus or queries with episode i's model (loaded once per episode)."""
-        from ..retrieval.embeddings import is_complete
+        from ..retrieval.embeddings import ids_path, is_complete, npy_path
         from ..retrieval.encode import encode_to_file
 
         prefix = self.folder.embeddings(i, name)
@@ -136,7 +143,8 @@ class EpisodeRunner:
                                   amp=self.args.encode_amp, device=self.device, model=model_state["model"],
                                   tokenizer=model_state["tokenizer"], progress=self.args.progress)
 
-        self.folder.step(f"episode-{i}/encode-{name}", prefix, work, done=lambda: is_complete(prefix))
+        self.folder.step(f"episode-{i}/encode-{name}", prefix, work, done=lambda: is_complete(prefix),
+                         files=lambda: [npy_path(prefix), ids_path(prefix)])
         return prefix
 
     def _search(self, i: int, query_prefix: Path, corpus_prefix: Path, name: str, depth: int) -> Path:
@@ -166,7 +174,7 @@ class EpisodeRunner:
         """Lookahead queries: the passage-encoder vectors of the positives pool i+1 will hold (corpus rows; a QA
         query's promoted answer passage too), gathered shard by shard from memory-mapped files so the corpus is
         never loaded whole."""
-        from ..retrieval.embeddings import is_complete, load_rows, save_embeddings
+        from ..retrieval.embeddings import ids_path, is_complete, load_rows, npy_path, save_embeddings
 
         prefix = self.folder.embeddings(i, "positives")
 
@@ -174,7 +182,8 @@ class EpisodeRunner:
             wanted = {d for ps in self._mining_positives(i).values() for d in ps}
             save_embeddings(prefix, *load_rows(corpus_prefix, wanted))
 
-        self.folder.step(f"episode-{i}/positives", prefix, work, done=lambda: is_complete(prefix))
+        self.folder.step(f"episode-{i}/positives", prefix, work, done=lambda: is_complete(prefix),
+                         files=lambda: [npy_path(prefix), ids_path(prefix)])
         return prefix
 
     def _bm25_run(self, collection, name: str) -> Path:
@@ -318,7 +327,8 @@ class EpisodeRunner:
                 self._drop_corpus_embeddings(prev)  # encoded again just now for the filter's scores
 
         # complete when the pool and its stats are both there (a pool left without stats is mined again)
-        self.folder.step(f"episode-{i}/mine", out, work, done=lambda: out.exists() and pool_stats_path(out).exists())
+        self.folder.step(f"episode-{i}/mine", out, work, done=lambda: out.exists() and pool_stats_path(out).exists(),
+                         files=lambda: [out, pool_stats_path(out)])
         return out
 
     def _train(self, i: int) -> Path:
@@ -454,6 +464,22 @@ class EpisodeRunner:
             report[f"eval:{name}"] = dict(collection.stats or {})
         return report
 
+    def data_files(self) -> dict[str, list[str]]:
+        """The files the collections were read from, by role, for the manifest's fingerprints (`RunFolder.open`).
+
+        Returns:
+            {"collection": the training collection's query and qrels files (every split read), "corpus": its
+            corpus files, "eval_collections/<name>": each further evaluation collection's files}.
+        """
+        splits, corpus = self._train_files
+        out = {"collection": sorted({*splits, *(f for name in ("main", "dev") if name in self.eval_collections
+                                               for f in _source_paths(self.eval_collections[name]))}),
+               "corpus": corpus}
+        for name, collection in self.eval_collections.items():
+            if name not in ("main", "dev"):
+                out[f"eval_collections/{name}"] = [*_source_paths(collection), *_source_paths(collection.corpus)]
+        return out
+
     def check_settings(self) -> None:
         """Every check a later step would make of the settings and the model, made before the run folder is
         written: a refused flag then leaves no manifest, and the corrected command works in the same folder.
@@ -487,7 +513,7 @@ class EpisodeRunner:
     def run(self) -> Path:
         setup_logging()
         self.check_settings()
-        self.folder.open(self.args, data=self.data_report())
+        self.folder.open(self.args, data=self.data_report(), collections=self.data_files())
         logger.info("run %s: %d episodes, negatives %s (%s), device %s", self.folder.root, self.args.num_episodes,
                     self.args.negatives, ",".join(sorted(self.args.sources())), self.device)
         self._episode_zero()

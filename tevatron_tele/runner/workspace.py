@@ -3,6 +3,11 @@
 Every path of the folder is `data.run_folder.RunLayout`'s (its description lists them); `RunFolder` builds on it
 with what needs the run's settings: the manifest (config comparison, versions, seeds, per-step timings), the lock
 held by the one process running in the folder, and the timing of each step.
+
+The step contract (DESIGN.md), for the runner's own steps: a step's output files are fingerprinted when written
+(the manifest's `steps[<step>].outputs`, `data.outputs.fingerprint_outputs`), and a finished output that no longer
+holds its fingerprint is refused, never removed; the collections' files are fingerprinted into the manifest's
+`collections`, so a resume is compared with its data by content (the same data at another path is accepted).
 """
 from __future__ import annotations
 
@@ -13,17 +18,28 @@ import platform
 import shutil
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from filelock import FileLock, Timeout
 
+from ..data.outputs import (
+    OutputMismatchError,
+    fingerprint_inputs,
+    fingerprint_outputs,
+    input_differences,
+    input_files,
+    output_changes,
+)
 from ..data.run_folder import RunLayout, episode_number
-from ..utils import read_json, write_json
+from ..utils import PathLike, read_json, read_json_or_none, write_json
 from .config import EpisodeArguments, config_differences
 
 logger = logging.getLogger(__name__)
 
+# settings naming data: compared by name and content (the manifest's `collections` fingerprints), not by full path,
+# once the manifest holds those fingerprints. The name stays compared: it names the rankings, qrels and eval.json keys.
+DATA_PATH_FIELDS = ("collection", "eval_collections", "passages")
 # the run folders this process holds (resolved path -> lock), so that it may open one of them again
 _HELD: dict[str, FileLock] = {}
 
@@ -84,37 +100,75 @@ class RunFolder(RunLayout):
             lock.release()
 
     # ---- manifest ----
-    def open(self, args: EpisodeArguments, data: dict | None = None) -> dict:
+    def open(self, args: EpisodeArguments, data: dict | None = None,
+             collections: Mapping[str, Sequence[PathLike]] | None = None) -> dict:
         """Hold the folder for this process (`lock`), then create the manifest, or check that an existing run
-        folder was made with the same settings.
+        folder was made with the same settings and the same data.
 
         Args:
             args: the run's settings.
             data: what was read of each collection (counts, and what was dropped: qrels naming unknown queries or
                 documents), stored as the manifest's `data` (as read by this process, on a resume too).
+            collections: {role: the files the collections were read from}; their fingerprints are stored as the
+                manifest's `collections`, and a resume is compared with them by content (see `DATA_PATH_FIELDS`).
 
         Returns:
             The manifest.
+
+        Raises:
+            ConfigMismatchError: the folder holds a run made with other settings or over other data.
         """
         self.lock()
         new = args.result_config()
         if self.manifest_path.exists():
             manifest = read_json(self.manifest_path)
-            diffs = config_differences(manifest.get("config", {}), new)
-            if diffs:
-                raise ConfigMismatchError(
-                    f"{self.root} holds a run made with other settings; use another --output_dir, or the same "
-                    "settings to resume it. Differences (stored -> given):\n  " + "\n  ".join(diffs))
+            fingerprints = self._check_resume(manifest, new, collections)
             manifest.setdefault("resumed", []).append(_now())
         else:
+            fingerprints = fingerprint_inputs(collections) if collections is not None else None
             manifest = {"config": new, "created": _now(), "versions": library_versions(),
                         "seeds": {"training": args.seed, "negative_sampling": args.seed}, "timings": {}}
+        if fingerprints is not None:
+            manifest["collections"] = fingerprints
         manifest["runtime"] = {k: v for k, v in args.to_dict().items() if k not in new}
         if data is not None:
             manifest["data"] = data
         write_json(self.manifest_path, manifest)
         self.remove_temporaries()
         return manifest
+
+    def _check_resume(self, manifest: dict, new: dict, collections: Mapping[str, Sequence[PathLike]] | None
+                      ) -> dict | None:
+        """Compare a stored manifest with the settings and data given now.
+
+        Args:
+            manifest: the stored manifest (its config takes the data paths given now when the data is the same).
+            new: the result config given now.
+            collections: {role: files} given now, or None.
+
+        Returns:
+            The fingerprints of the collections' files now (None when not given).
+
+        Raises:
+            ConfigMismatchError: listing every difference (settings; changed data files by role).
+        """
+        stored_config, stored_data = manifest.get("config", {}), manifest.get("collections")
+        by_content = collections is not None and isinstance(stored_data, dict)
+        if by_content:
+            diffs = config_differences(_data_by_name(stored_config), _data_by_name(new))
+        else:  # a run made before the manifest held its data's fingerprints: its paths are compared
+            diffs = config_differences(stored_config, new)
+        now = fingerprint_inputs(collections, stored_data if by_content else None) if collections is not None \
+            else None
+        if by_content:
+            diffs += [d.replace("input ", "data ", 1) for d in input_differences(stored_data, now)]
+        if diffs:
+            raise ConfigMismatchError(
+                f"{self.root} holds a run made with other settings or data; use another --output_dir, or the same "
+                "settings and data to resume it. Differences (stored -> given):\n  " + "\n  ".join(diffs))
+        if by_content:  # the same data, perhaps at another path: later readers (the analysis) use the given one
+            stored_config.update({k: new[k] for k in DATA_PATH_FIELDS if k in new})
+        return now
 
     def remove_temporaries(self) -> list[Path]:
         """Remove what a process killed mid-write left under a temporary name (`.tmp-*`, see utils.atomic_path,
@@ -140,22 +194,80 @@ class RunFolder(RunLayout):
         return removed
 
     def record(self, step: str, seconds: float, **extra) -> None:
+        """Time a step into the manifest, with what else it reports (`steps[step]`, e.g. its outputs' fingerprints).
+
+        Args:
+            step: the step's name.
+            seconds: how long it took.
+            **extra: stored as the manifest's `steps[step]`.
+        """
         manifest = read_json(self.manifest_path)
         manifest.setdefault("timings", {})[step] = round(seconds, 3)
         if extra:
             manifest.setdefault("steps", {})[step] = extra
         write_json(self.manifest_path, manifest)
 
-    def step(self, name: str, output: Path, work: Callable[[], object], *, done: Callable[[], bool] | None = None):
-        """Run `work` unless `output` exists (or `done()` says so); time it into the manifest."""
+    def step(self, name: str, output: Path, work: Callable[[], object], *, done: Callable[[], bool] | None = None,
+             files: Callable[[], Sequence[Path]] | None = None):
+        """Run `work` unless `output` exists (or `done()` says so); time it into the manifest with the fingerprints
+        of what it wrote, and check those fingerprints when the output is found finished (`check_output`).
+
+        Args:
+            name: the step's name (its key in the manifest's `timings` and `steps`).
+            output: what the step writes (a file, a folder, or a prefix with `files`).
+            work: writes the output.
+            done: whether the output is finished (default: it exists).
+            files: the files of the output (default: `output`, or every file under it when a folder).
+
+        Returns:
+            `work`'s result, or `output` when it was finished already.
+
+        Raises:
+            OutputMismatchError: the finished output no longer holds its recorded fingerprint.
+        """
         finished = done() if done is not None else output.exists()
         if finished:
+            self.check_output(name)
             return output
         kill_point(name)
         started = time.perf_counter()
         result = work()
-        self.record(name, time.perf_counter() - started)
+        written = files() if files is not None else list(input_files(output).values()) if output.exists() else []
+        self.record(name, time.perf_counter() - started, outputs=fingerprint_outputs(written, self.root))
         return result
+
+    def check_output(self, step: str) -> None:
+        """Refuse a finished step's output whose files no longer hold the fingerprints recorded when they were
+        written (cut short, edited or removed since); it is never removed. An output recorded before fingerprints
+        were kept has none and is trusted as before.
+
+        Args:
+            step: the step's name.
+
+        Raises:
+            OutputMismatchError: one line naming the first changed file and how it changed.
+        """
+        manifest = read_json_or_none(self.manifest_path) or {}
+        stored = ((manifest.get("steps") or {}).get(step) or {}).get("outputs")
+        changes = output_changes(stored, self.root) if stored else {}
+        if changes:
+            name, change = next(iter(changes.items()))
+            more = f" (and {len(changes) - 1} more of its files)" if len(changes) > 1 else ""
+            raise OutputMismatchError(
+                f"{self.root / name}: {change} since step {step} wrote it{more}; the run does not use an output it "
+                "cannot trust, and leaves it as it is: put it back, or remove it to have the run make it again")
+
+
+def _data_by_name(config: Mapping) -> dict:
+    """A result config whose data paths (`DATA_PATH_FIELDS`) are reduced to their names."""
+    out = dict(config)
+    for key in DATA_PATH_FIELDS:
+        value = out.get(key)
+        if isinstance(value, list):
+            out[key] = [Path(v).name for v in value]
+        elif value:
+            out[key] = Path(value).name
+    return out
 
 
 def kill_point(step: str) -> None:
