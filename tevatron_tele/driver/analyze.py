@@ -60,9 +60,16 @@ def read_probe(path: str) -> dict[str, list[str]]:
     return {str(q): [str(d) for d in ds] for q, ds in data.items()}
 
 
-def main(argv: list[str] | None = None) -> dict:
-    setup_logging()
-    args, runs = parse_args(argv)
+def run(args: AnalyzeArguments, runs: list[str]) -> dict:
+    """Analyse the runs on one probe and write the report (verdict first), printing report.md.
+
+    Args:
+        args: the parsed flags.
+        runs: the run folders.
+
+    Returns:
+        The analysis (what analysis.json holds).
+    """
     if args.probe:
         probe = read_probe(args.probe)
         logger.info("probe from %s: %d queries", args.probe, len(probe))
@@ -76,6 +83,11 @@ def main(argv: list[str] | None = None) -> dict:
                                          batch_size=args.batch_size)
     print(paths["markdown"].read_text(encoding="utf-8"))
     return analysis
+
+
+def main(argv: list[str] | None = None) -> dict:
+    setup_logging()
+    return run(*parse_args(argv))
 
 
 if __name__ == "__main__":

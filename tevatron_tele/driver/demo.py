@@ -93,14 +93,19 @@ def format_table(analysis: dict, metric: str = "nDCG@10") -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> Path:
+def run(args: DemoArguments) -> Path:
+    """Run each recipe's episodes on the same inputs, then analyse and report them side by side.
+
+    Args:
+        args: the demo's settings.
+
+    Returns:
+        The report folder (report.md, analysis.json, plots).
+    """
     import time
 
     from ..evaluation.report import analyze_and_report
 
-    parser = HfArgumentParser(DemoArguments, description=__doc__.split("\n\n")[0])
-    args = parser.parse_args_into_dataclasses(args=argv)[0]
-    setup_logging(logging.INFO if args.progress else logging.WARNING)
     started = time.perf_counter()
     collection, model = prepare_inputs(args)
     run_dirs = []
@@ -120,6 +125,13 @@ def main(argv: list[str] | None = None) -> Path:
     print(f"report: {out}/report.md; plots: {', '.join(sorted(p.name for p in files.values() if p.suffix == '.png'))}")
     print(f"[demo] done in {time.perf_counter() - started:.0f} s")
     return out
+
+
+def main(argv: list[str] | None = None) -> Path:
+    parser = HfArgumentParser(DemoArguments, description=__doc__.split("\n\n")[0])
+    args = parser.parse_args_into_dataclasses(args=argv)[0]
+    setup_logging(logging.INFO if args.progress else logging.WARNING)
+    return run(args)
 
 
 if __name__ == "__main__":

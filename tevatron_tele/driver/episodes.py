@@ -10,6 +10,7 @@ Rerunning the same command resumes a killed run; a different config in an existi
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from transformers import HfArgumentParser
 
@@ -44,12 +45,25 @@ def parse_args(argv: list[str] | None = None) -> EpisodeArguments:
     return parser.parse_args_into_dataclasses(args=argv)[0]
 
 
-def main(argv: list[str] | None = None) -> None:
-    run_dir = run_episodes(parse_args(argv))
+def run(args: EpisodeArguments) -> Path:
+    """Run (or resume) the episodes and print the verdict.
+
+    Args:
+        args: the run's settings.
+
+    Returns:
+        The run folder.
+    """
+    run_dir = run_episodes(args)
     best = RunLayout(run_dir).best_json
     if best.exists():
         print(f"verdict: {read_json(best)['text']}")
     print(f"run finished: {run_dir}")
+    return run_dir
+
+
+def main(argv: list[str] | None = None) -> None:
+    run(parse_args(argv))
 
 
 if __name__ == "__main__":
