@@ -79,6 +79,15 @@ def step_output(args: EncodeArguments, collection, out_prefix: Path) -> StepOutp
 
 
 def run(args: EncodeArguments) -> Path:
+    """Encode the corpus, the queries or the positive passages with a model (this process' shard under torchrun),
+    reusing an output this step already made from the same model, inputs and settings.
+
+    Args:
+        args: the parsed flags.
+
+    Returns:
+        The written shard's prefix (`<prefix>.npy` / `.ids`).
+    """
     import torch
 
     from ..backends import load_encoder

@@ -109,6 +109,14 @@ def check_inputs(args: MineArguments, collection) -> None:
 
 
 def run(args: MineArguments) -> str:
+    """Mine an episode's pool from the given rankings (and previous pool), with the filter's scores when asked.
+
+    Args:
+        args: the parsed flags.
+
+    Returns:
+        The pool file's path.
+    """
     from ..data.collections import load_collection
     from ..mining.tele import MiningConfig, mine_episode
 

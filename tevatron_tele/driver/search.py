@@ -87,6 +87,14 @@ def _settings(args: SearchArguments) -> dict:
 
 
 def run(args: SearchArguments) -> str:
+    """Write a TREC run: exact dense search over stored embeddings, or BM25 through Pyserini.
+
+    Args:
+        args: the parsed flags.
+
+    Returns:
+        The run file's path.
+    """
     if args.method == "bm25":
         from ..data.collections import load_collection
         from ..retrieval.bm25 import bm25_run_to_file
