@@ -691,7 +691,15 @@ def load_collection(path: PathLike, split: str | None = "train", *, fmt: str = "
 
 
 def load_corpus(path: PathLike, fmt: str = "auto") -> Corpus:
-    """Load only the corpus: a collection folder, a corpus file (.jsonl with _id/docid, .tsv), or a DPR passages TSV."""
+    """Load only the corpus: a collection folder, a corpus file (.jsonl with _id/docid, .tsv), or a DPR passages TSV.
+
+    Args:
+        path: the folder or file.
+        fmt: the collection format ('auto' detects it from the folder).
+
+    Returns:
+        The corpus (over its on-disk store).
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path} not found")

@@ -351,7 +351,11 @@ def _token_ids(path: Path, line: int, name: str, value: Any) -> list[int]:
 def read_reference_pool(path: PathLike) -> list[dict]:
     """Read reference ANCE-Tele training files: {"query": [ids], "positives": [[ids]], "negatives": [[ids]]} lines.
 
-    `path` is one file or a folder of them (`*.json`/`*.jsonl`, read in name order, e.g. split00.hn.json).
+    Args:
+        path: one file or a folder of them (`*.json`/`*.jsonl`, read in name order, e.g. split00.hn.json).
+
+    Returns:
+        The training examples, one dict per line, token ids as in the files.
     """
     path = Path(path)
     files = sorted(p for p in path.iterdir() if p.suffix in (".json", ".jsonl")) if path.is_dir() else [path]

@@ -472,6 +472,15 @@ def corpus_token_cache(collection_or_corpus: Collection | Corpus, tokenizer: Any
 
     The texts are read a slice of rows at a time (`Corpus.passage_texts`), so a store-backed corpus is never
     converted to Python objects as a whole.
+
+    Args:
+        collection_or_corpus: a collection (its corpus is tokenized) or a corpus.
+        tokenizer: the model's tokenizer (its separator token joins title and text).
+        max_len: token length.
+        cache_dir: where caches live (reused when tokenizer, length and texts match).
+
+    Returns:
+        The memory-mapped token cache, one row per passage in corpus order.
     """
     if isinstance(collection_or_corpus, Collection):
         corpus, name = collection_or_corpus.corpus, collection_or_corpus.name.split("/")[0]
@@ -484,7 +493,17 @@ def corpus_token_cache(collection_or_corpus: Collection | Corpus, tokenizer: Any
 
 
 def query_token_cache(collection: Collection, tokenizer: Any, max_len: int, cache_dir: PathLike) -> TokenCache:
-    """Token cache of the collection's (split's) queries."""
+    """Token cache of the collection's (split's) queries.
+
+    Args:
+        collection: the collection split whose queries are tokenized.
+        tokenizer: the model's tokenizer.
+        max_len: token length.
+        cache_dir: where caches live.
+
+    Returns:
+        The memory-mapped token cache, one row per query.
+    """
     ids = list(collection.queries)
     texts = list(collection.queries.values())
     return _cached(cache_dir, f"{collection.name}-queries", ids, texts.__getitem__, tokenizer, max_len,

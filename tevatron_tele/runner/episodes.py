@@ -574,7 +574,14 @@ class EpisodeRunner:
 
 
 def run_episodes(args: EpisodeArguments) -> Path:
-    """Run (or resume) ANCE-Tele episodes as configured; returns the run folder."""
+    """Run (or resume) ANCE-Tele episodes as configured.
+
+    Args:
+        args: the run's settings.
+
+    Returns:
+        The run folder.
+    """
     return EpisodeRunner(args).run()
 
 
