@@ -46,6 +46,10 @@ ROWS: dict[str, dict] = {
     "ance-top30": {**SHORT, "negatives": "ann", "depth": 30, "sample": 3},
     "ance-top30-weakest95": {**SHORT, "negatives": "ann", "depth": 30, "sample": 3, "max_negative_ratio": 0.95},
     "ance-top30-best95": {**SHORT, "negatives": "ann", "depth": 30, "sample": 3, **BEST95},
+    # each query trains on its best-scored positive only (the one-shot miner keeps just the queries whose drawn
+    # positive scores well above their candidates)
+    "ance-top30-best95-bestpos": {**SHORT, "negatives": "ann", "depth": 30, "sample": 3, **BEST95,
+                                  "train_positives": "best"},
     # other queries' judged positives masked out of the in-batch negatives (NFCorpus queries share many)
     "ance-top30-best95-mask": {**SHORT, "negatives": "ann", "depth": 30, "sample": 3, **BEST95,
                                "mask_batch_positives": True},

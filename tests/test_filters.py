@@ -149,6 +149,24 @@ def test_lookahead_candidates_are_judged_by_the_query_score(tmp_path):
     assert stats["config"]["max_negative_ratio"] == 0.95
 
 
+def test_train_positives_best_keeps_the_best_scored_positive(tmp_path):
+    """q1 has three positives; the mining model scores p2 highest: its entry trains on p2 alone, and p1 / p3 stay out
+    of the negatives. q2's positives have no score: it keeps them all. Without a scorer it is refused."""
+    positives = {"q1": ["p1", "p2", "p3"], "q2": ["r1", "r2"]}
+    run = {"q1": [("p1", 0.9), ("x", 0.8), ("p2", 0.7), ("y", 0.6), ("p3", 0.5)], "q2": [("r1", 0.9), ("z", 0.8)]}
+    table = {"q1": {"p1": 0.5, "p2": 0.9, "p3": 0.1, "x": 0.3, "y": 0.2}}
+    config = MiningConfig(depth=10, sample=None, train_positives="best")
+    pool = mine_episode(_collection(positives), tmp_path / "pool.jsonl", query_run=run, config=config, scores=table)
+    entries = {e.query_id: e for e in read_pool(pool)}
+    assert entries["q1"].positive_document_ids == ["p2"] and entries["q1"].negative_document_ids == ["x", "y"]
+    assert entries["q2"].positive_document_ids == ["r1", "r2"] and entries["q2"].negative_document_ids == ["z"]
+    assert read_json(pool_stats_path(pool))["config"]["train_positives"] == "best"
+    with pytest.raises(ValueError, match="need the mining model's scores"):
+        mine_episode(_collection(positives), tmp_path / "other.jsonl", query_run=run, config=config)
+    with pytest.raises(ValueError, match="--train_positives must be one of all, best"):
+        MiningConfig(train_positives="first")
+
+
 def test_pool_stats_count_each_rule_per_source_and_filter_before_sampling(tmp_path):
     positives = {"q1": ["p1"], "q2": ["p2"]}
     query_run = {"q1": [("p1", 0.9), ("a", 0.95), ("b", 0.88), ("c", 0.5), ("d", 0.4), ("e", 0.3)],
@@ -334,6 +352,8 @@ def test_runner_settings_are_checked(tmp_path):
         EpisodeArguments(**base, max_negative_ratio=0.0)
     with pytest.raises(ValueError, match="--filter_positive must be"):
         EpisodeArguments(**base, max_negative_ratio=0.95, filter_positive="strongest")
+    with pytest.raises(ValueError, match="--train_positives must be"):
+        EpisodeArguments(**base, train_positives="first")
 
 
 # ---------------------------------------------------------------- the runner end to end

@@ -44,6 +44,8 @@ class MineArguments:
     max_negative_ratio: float | None = field(
         default=None, metadata={"help": "drop a candidate d when S(q,d) > s+ - (1-R)*|s+| (= R*s+ for s+ >= 0), s+ "
                                         "the score of the --filter_positive positive (e.g. 0.95)"})
+    train_positives: str = field(default="all", metadata={"help": "positives an entry keeps for training: all | "
+                                                                      "best (the mining model's highest-scored)"})
     filter_positive: str = field(default="weakest", metadata={"help": "the positive whose score s+ the filter "
                                                                       "compares with: weakest | best"})
     negative_margin: float | None = field(default=None, metadata={"help": "drop d when S(q,d) > s+ - M"})
@@ -127,7 +129,7 @@ def run(args: MineArguments) -> str:
                           all_positives=args.all_positives, dedupe=args.dedupe,
                           max_negative_ratio=args.max_negative_ratio, negative_margin=args.negative_margin,
                           skip_top=args.skip_top, filter_positive=args.filter_positive,
-                          momentum=args.momentum)
+                          momentum=args.momentum, train_positives=args.train_positives)
     scores = args.scores
     if args.query_embeddings or args.corpus_embeddings:
         if not (args.query_embeddings and args.corpus_embeddings):

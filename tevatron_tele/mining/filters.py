@@ -51,6 +51,8 @@ MOMENTUM_MODES = ("all", "forgotten-first", "forgotten-only")
 FILTER_RULES = ("skip_top", "max_negative_ratio", "negative_margin")
 FILTER_POSITIVES = ("weakest", "best")  # which positive's score s+ the filter compares candidates with
 FilterPositive = Literal["weakest", "best"]
+TRAIN_POSITIVES = ("all", "best")  # the positives a pool entry keeps for training
+TrainPositives = Literal["all", "best"]
 
 
 class Scorer(Protocol):
@@ -103,6 +105,20 @@ def reference_positive_score(scores: Mapping[str, float], positives: Iterable[st
     if not values:
         return None
     return max(values) if rule == "best" else min(values)
+
+
+def best_positive(scores: Mapping[str, float], positives: Sequence[str]) -> str | None:
+    """The positive the mining model scores highest (the first of a tie).
+
+    Args:
+        scores: S(q, d) of the query's positives.
+        positives: the query's positives.
+
+    Returns:
+        Its id, or None when no positive has a score.
+    """
+    scored = [p for p in positives if p in scores]
+    return max(scored, key=lambda p: scores[p]) if scored else None
 
 
 def ratio_threshold(positive_score: float, ratio: float) -> float:

@@ -32,7 +32,15 @@ from ..data.id_index import hash_ids
 from ..data.pools import IndexedPool, PoolEntry, ordered_sources, pool_stats_path, write_pool
 from ..data.trec import Run, open_run
 from ..utils import PathLike
-from .filters import MOMENTUM_MODES, FilterSettings, PositiveAwareFilter, as_scorer, replay_momentum_negatives
+from .filters import (
+    MOMENTUM_MODES,
+    TRAIN_POSITIVES,
+    FilterSettings,
+    PositiveAwareFilter,
+    as_scorer,
+    best_positive,
+    replay_momentum_negatives,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -195,7 +203,8 @@ class PoolBuilder:
 
     def add(self, queries: Iterable[tuple[str, str]], sources: Mapping[str, Mapping[str, Sequence[str]]],
             previous: Iterable[PoolEntry] = (), *, positives: Mapping[str, Sequence[str]],
-            exclude: Mapping[str, Iterable[str]] | None = None) -> list[PoolEntry]:
+            exclude: Mapping[str, Iterable[str]] | None = None,
+            train_positives: Mapping[str, Sequence[str]] | None = None) -> list[PoolEntry]:
         """The entries of these queries ((id, text) pairs, in pool order); their statistics are kept.
 
         Args:
@@ -204,6 +213,8 @@ class PoolBuilder:
             previous: the previous pool's entries of these queries (for the ANN overlap).
             positives: each query's positives (never negatives).
             exclude: per query, more passages that are never negatives (QA: passages holding an answer).
+            train_positives: per query, the positives its entry keeps for training (default: all of
+                `positives`; every positive is still kept out of the negatives).
 
         Returns:
             One entry per query with a positive and a negative.
@@ -242,7 +253,8 @@ class PoolBuilder:
                 self.source_queries[name] += 1
                 self.source_negatives[name] += len(docs)
                 self.source_sizes[name].append(float(len(docs)))
-            entries.append(PoolEntry(query_id=qid, query_text=text, positive_document_ids=pos,
+            kept_pos = list((train_positives or {}).get(qid) or pos)
+            entries.append(PoolEntry(query_id=qid, query_text=text, positive_document_ids=kept_pos,
                                      negative_document_ids=negatives, sources=per_source))
         for name in self.order:  # distinct documents per source, by 64-bit id hash (no set of id strings)
             docs = [d for e in entries for d in e.sources.get(name, [])]
@@ -379,10 +391,15 @@ class MiningConfig:
     skip_top: int = 0
     filter_positive: str = "weakest"
     momentum: str = "all"
+    # the positives each entry keeps for training: all judged ones, or the one the mining model scores highest
+    train_positives: str = "all"
 
     def __post_init__(self):
         if self.momentum not in MOMENTUM_MODES:
             raise ValueError(f"--momentum must be one of {', '.join(MOMENTUM_MODES)}; got '{self.momentum}'")
+        if self.train_positives not in TRAIN_POSITIVES:
+            raise ValueError(f"--train_positives must be one of {', '.join(TRAIN_POSITIVES)}; got "
+                             f"'{self.train_positives}'")
         self.filter_settings()  # checks the filter's values
 
     def filter_settings(self) -> FilterSettings:
@@ -422,9 +439,13 @@ def mine_episode(
     hooks = cfg.hooks
     settings = cfg.filter_settings()
     scorer = as_scorer(scores)
-    if (settings.needs_scores or (cfg.momentum != "all" and previous_pool is not None)) and scorer is None:
-        raise ValueError(f"{pool_path}: --max_negative_ratio, --negative_margin and --momentum "
+    if (settings.needs_scores or cfg.train_positives != "all"
+            or (cfg.momentum != "all" and previous_pool is not None)) and scorer is None:
+        raise ValueError(f"{pool_path}: --max_negative_ratio, --negative_margin, --train_positives best and --momentum "
                          f"{'/'.join(MOMENTUM_MODES[1:])} need the mining model's scores (pass scores=...)")
+    if cfg.train_positives != "all" and hooks.combine is not build_pool:
+        raise ValueError("--train_positives best is applied by the streamed pool builder; a replaced combine hook "
+                         "chooses its own positives")
     # run files are looked up query by query (IndexedRun), the previous pool too: nothing is read whole
     runs = {name: open_run(r) for name, r in (("ann", query_run), ("lookahead", positive_run), ("bm25", bm25_run))
             if r is not None}
@@ -482,6 +503,8 @@ def mine_episode(
         if filt is not None:  # (keys only when set: the stats of an unfiltered pool stay what they were)
             stats["config"].update(settings.to_dict())
             stats["positive_aware_filter"] = filt.stats()
+        if cfg.train_positives != "all":
+            stats["config"]["train_positives"] = cfg.train_positives
         if cfg.momentum != "all":
             stats["config"]["momentum"] = cfg.momentum
             stats["momentum_replay"] = replay_stats
@@ -500,8 +523,11 @@ def mine_episode(
                               disable=len(qids) <= MINE_BATCH):
                 chunk = qids[start:start + MINE_BATCH]
                 sources, earlier = mine(chunk)
+                kept = None if cfg.train_positives == "all" else {
+                    q: [b] for q in chunk if (b := best_positive(scorer.scores(q, positives.get(q, [])),
+                                                                 positives.get(q, [])))}
                 yield from builder.add(((q, queries[q]) for q in chunk), sources, earlier, positives=positives,
-                                       exclude=exclude)
+                                       exclude=exclude, train_positives=kept)
             if previous is not None:  # momentum of earlier queries the collection lacks: counted, not pooled
                 others = [q for q in previous if q not in queries]
                 for start in range(0, len(others), MINE_BATCH):

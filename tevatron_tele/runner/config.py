@@ -83,6 +83,11 @@ class EpisodeArguments:
                           "S(q,d) > s+ - (1-R)*|s+| (= R*s+ when s+ >= 0; s+ the score of the --filter_positive "
                           "positive), e.g. 0.95. Pool i+1 is then mined before episode i's corpus embeddings are "
                           "removed."})
+    train_positives: str = field(
+        default="all",
+        metadata={"help": "The positives a pool entry keeps for training: 'all' judged ones, or the 'best' one (the "
+                          "mining model's highest-scored; the others stay out of the negatives). Needs the mining "
+                          "model's scores, as the filter does."})
     filter_positive: str = field(
         default="weakest",
         metadata={"help": "The positive whose score s+ the filter compares candidates with: 'weakest' (the lowest "
@@ -193,10 +198,13 @@ class EpisodeArguments:
             raise ValueError(f"--baselines must be auto, bm25 or none; got '{self.baselines}'")
         if self.backend not in ("auto", "v1", "v2"):
             raise ValueError(f"--backend must be one of auto, v1, v2; got '{self.backend}'")
-        from ..mining.filters import MOMENTUM_MODES, FilterSettings
+        from ..mining.filters import MOMENTUM_MODES, TRAIN_POSITIVES, FilterSettings
 
         FilterSettings(self.max_negative_ratio, self.negative_margin, self.skip_top,
                        self.filter_positive)  # a one-line error now
+        if self.train_positives not in TRAIN_POSITIVES:
+            raise ValueError(f"--train_positives must be one of {', '.join(TRAIN_POSITIVES)}; got "
+                             f"'{self.train_positives}'")
         if self.momentum not in MOMENTUM_MODES:
             raise ValueError(f"--momentum must be one of {', '.join(MOMENTUM_MODES)}; got '{self.momentum}'")
         if self.momentum != "all" and "momentum" not in self.sources():

@@ -274,7 +274,8 @@ class EpisodeRunner:
         return out
 
     def _filter_needs_scores(self) -> bool:
-        return self.args.max_negative_ratio is not None or self.args.negative_margin is not None
+        a = self.args
+        return a.max_negative_ratio is not None or a.negative_margin is not None or a.train_positives != "all"
 
     def _mining_scores(self, prev: int):
         """The mining model's S(q, d) for pool prev+1, or None when no option needs them.
@@ -321,7 +322,8 @@ class EpisodeRunner:
                 config=MiningConfig(depth=a.depth, sample=a.sample or None, seed=a.seed + i,
                                     all_positives=a.lookahead_all_positives, max_negative_ratio=a.max_negative_ratio,
                                     negative_margin=a.negative_margin, skip_top=a.skip_top,
-                                    filter_positive=a.filter_positive, momentum=a.momentum),
+                                    filter_positive=a.filter_positive, momentum=a.momentum,
+                                    train_positives=a.train_positives),
                 scores=self._mining_scores(prev))
             if self._filter_needs_scores() and self.folder.is_done(prev):
                 self._drop_corpus_embeddings(prev)  # encoded again just now for the filter's scores
