@@ -66,7 +66,7 @@ def test_base_cache_key_holds_every_input_of_episode_zero(tmp_path):
 
 def test_mining_step_is_complete_only_with_its_stats(tmp_path, monkeypatch, synthetic_dir, tiny_model_dir):
     """A pool left without its stats (a process killed between the two writes) is mined again."""
-    import tevatron_tele.mining.tele as tele
+    import tevatron_tele.runner.episodes as episodes  # the runner's own binding of mine_episode
 
     runner = EpisodeRunner(_args(synthetic_dir, tiny_model_dir, tmp_path / "run", eval_split=""))
     runner.folder.open(runner.args)
@@ -77,7 +77,7 @@ def test_mining_step_is_complete_only_with_its_stats(tmp_path, monkeypatch, synt
         calls.append(out)
         write_pool(out, [PoolEntry("q", "t", ["d1"], ["d2"], {"ann": ["d2"]})])
 
-    monkeypatch.setattr(tele, "mine_episode", mine)
+    monkeypatch.setattr(episodes, "mine_episode", mine)
     pool.parent.mkdir(parents=True)
     pool.write_text('{"query_id": "q", "query_text": "t", "positive_document_ids": ["d1"], '
                     '"negative_document_ids": ["d2"]}\n')

@@ -6,13 +6,35 @@ resumes at the first unfinished step; an episode with a DONE marker is never wri
 from __future__ import annotations
 
 import errno
+import hashlib
+import json
 import logging
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
+import torch
+from transformers import AutoConfig
+
 from ..arguments import check_mining_counts
+from ..backends import get_backend, load_encoder, resolve_backend
+from ..data.collections import check_split, collection_splits, load_collection
+from ..data.pools import pool_stats_path
 from ..data.run_folder import DONE_FILE, RunLayout
+from ..data.token_cache import corpus_token_cache, query_token_cache
+from ..data.trec import read_run
+from ..evaluation.analysis import store_episode_scores
+from ..evaluation.metrics import evaluate_collection, relevant_qrels, write_trec_qrels
+from ..evaluation.report import analyze_and_report
+from ..mining.tele import MiningConfig, mine_episode, mining_positives
+from ..retrieval.bm25 import PyseriniUnavailableError, bm25_run_to_file, ensure_pyserini
+from ..retrieval.embeddings import ids_path, is_complete, load_rows, npy_path, save_embeddings
+from ..retrieval.encode import encode_to_file
+from ..retrieval.scoring import EmbeddingScorer
+from ..retrieval.search import search_to_file
+from ..training.train import train
 from ..utils import read_json, setup_logging, write_json
 from .config import EpisodeArguments
 from .selection import hold_out_dev, judge_run
@@ -24,8 +46,6 @@ logger = logging.getLogger(__name__)
 def _device(args: EpisodeArguments) -> str:
     if args.device != "auto":
         return args.device
-    import torch
-
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
@@ -42,8 +62,6 @@ class EpisodeRunner:
     """Runs (or resumes) the episodes of one run folder. `run()` returns the run folder."""
 
     def __init__(self, args: EpisodeArguments):
-        from ..data.collections import check_split, collection_splits, load_collection
-
         self.args = args
         self.folder = RunFolder(args.output_dir)
         self.device = _device(args)
@@ -94,14 +112,10 @@ class EpisodeRunner:
     @property
     def tokenizer(self):
         if self._tokenizer is None:
-            from ..backends import load_encoder
-
             _, self._tokenizer = load_encoder(self.args.model_name_or_path, "cpu", backend=self.args.backend)
         return self._tokenizer
 
     def _cache(self, collection, kind: str):
-        from ..data.token_cache import corpus_token_cache, query_token_cache
-
         key = (id(collection.corpus) if kind == "corpus" else self._sources.get(id(collection), id(collection)), kind)
         if key not in self._caches:
             if kind == "corpus":
@@ -124,15 +138,10 @@ class EpisodeRunner:
     # ---- steps ----
     def _encode(self, i: int, collection, kind: str, name: str, model_state: dict) -> Path:
         """Encode a collection's corpus or queries with episode i's model (loaded once per episode)."""
-        from ..retrieval.embeddings import ids_path, is_complete, npy_path
-        from ..retrieval.encode import encode_to_file
-
         prefix = self.folder.embeddings(i, name)
 
         def work():
             if "model" not in model_state:
-                from ..backends import load_encoder
-
                 model_state["model"], model_state["tokenizer"] = load_encoder(
                     self.model_dir(i), self.device, pooling=self.args.pooling, normalize=self.args.normalize,
                     backend=self.args.backend, input_options=self._input_options())
@@ -148,8 +157,6 @@ class EpisodeRunner:
         return prefix
 
     def _search(self, i: int, query_prefix: Path, corpus_prefix: Path, name: str, depth: int) -> Path:
-        from ..retrieval.search import search_to_file
-
         out = self.folder.ranking(i, name)
         self.folder.step(f"episode-{i}/search-{name}", out, lambda: search_to_file(
             query_prefix, corpus_prefix, out, depth, backend=self.args.search_backend, device=self.device,
@@ -159,8 +166,6 @@ class EpisodeRunner:
     def _mining_positives(self, i: int) -> dict[str, list[str]]:
         """The positives pool i+1 gives each training query: the judged ones and, for a QA collection, the answer
         passages `mine_episode` promotes from episode i's rankings."""
-        from ..mining.tele import mining_positives
-
         if i not in self._mined_positives:  # the scores step and the lookahead step both ask; read the runs once
             collection, sources = self.train_collection, self.args.sources()
             self._mined_positives[i] = (
@@ -174,8 +179,6 @@ class EpisodeRunner:
         """Lookahead queries: the passage-encoder vectors of the positives pool i+1 will hold (corpus rows; a QA
         query's promoted answer passage too), gathered shard by shard from memory-mapped files so the corpus is
         never loaded whole."""
-        from ..retrieval.embeddings import ids_path, is_complete, load_rows, npy_path, save_embeddings
-
         prefix = self.folder.embeddings(i, "positives")
 
         def work():
@@ -187,8 +190,6 @@ class EpisodeRunner:
         return prefix
 
     def _bm25_run(self, collection, name: str) -> Path:
-        from ..retrieval.bm25 import bm25_run_to_file
-
         out = self.folder.bm25_run(name)
         depth = max(self.args.depth, self.args.eval_depth)
         self.folder.step(f"bm25/{name}", out, lambda: bm25_run_to_file(
@@ -196,9 +197,6 @@ class EpisodeRunner:
         return out
 
     def _evaluate(self, i: int, corpus_prefixes: dict[str, Path], model_state: dict) -> None:
-        from ..data.trec import read_run
-        from ..evaluation.metrics import evaluate_collection, relevant_qrels, write_trec_qrels
-
         if not self.eval_collections:
             return
         # Each evaluated split's qrels as TREC qrels beside the runs, RUN/qrels/<collection>-<split>.qrels (written
@@ -256,9 +254,6 @@ class EpisodeRunner:
         """S_i(q, d) of pools 1..i and of the analysis probe, from the embeddings just made, so that the
         forgetting analysis never encodes anything again. Streamed a query at a time: pools and the base
         ranking are looked up by query, the corpus vectors memory-mapped."""
-        from ..evaluation.analysis import store_episode_scores
-        from ..retrieval.scoring import EmbeddingScorer
-
         out = self.folder.scores(i)
 
         def work():
@@ -287,11 +282,7 @@ class EpisodeRunner:
         Momentum replay alone reads the stored RUN/episode-<prev>/scores.npz (S_prev of pools 1..prev and the
         positives, which covers the momentum candidates: pool prev's negatives).
         """
-        from ..retrieval.embeddings import is_complete
-
         if self._filter_needs_scores():
-            from ..retrieval.scoring import EmbeddingScorer
-
             queries = self.folder.embeddings(prev, "train-queries")
             corpus = self.folder.embeddings(prev, "corpus")
             if not (is_complete(queries) and is_complete(corpus)):
@@ -304,9 +295,6 @@ class EpisodeRunner:
         return None
 
     def _mine_pool(self, i: int) -> Path:
-        from ..data.pools import pool_stats_path
-        from ..mining.tele import MiningConfig, mine_episode
-
         out = self.folder.pool(i)
         sources = self.args.sources()
         prev = i - 1
@@ -340,8 +328,6 @@ class EpisodeRunner:
 
     def _train_settings(self, i: int) -> tuple[dict, dict, dict]:
         """Model, data and training settings of episode i (Tevatron/HF flag names)."""
-        from ..backends import resolve_backend
-
         a = self.args
         last = i == a.num_episodes
         start = self.model_dir(i - 1) if a.continue_training else Path(a.model_name_or_path)
@@ -377,9 +363,6 @@ class EpisodeRunner:
         return model_kw, data_kw, train_kw
 
     def _train_work(self, i: int) -> Path:
-        from ..backends import get_backend
-        from ..training.train import train
-
         shutil.rmtree(self.folder.episode(i) / "model.partial", ignore_errors=True)  # a killed run's leftovers
         model_kw, data_kw, train_kw = self._train_settings(i)
         if self.args.train_nproc > 1:
@@ -390,9 +373,6 @@ class EpisodeRunner:
 
     def _train_torchrun(self, i: int, settings: dict) -> Path:
         """Train episode i in `train_nproc` processes (torchrun), negatives shared across devices."""
-        import subprocess
-        import sys
-
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                f"--nproc_per_node={self.args.train_nproc}", "-m", "tevatron_tele.driver.train"]
         for key, value in settings.items():
@@ -436,9 +416,6 @@ class EpisodeRunner:
     def _base_cache(self) -> Path | None:
         if not self.args.base_cache_dir:
             return None
-        import hashlib
-        import json
-
         a = self.args
         key = [str(Path(a.model_name_or_path).resolve()), str(Path(a.collection).resolve()),
                a.train_split, a.eval_split, sorted(a.eval_collections), a.q_max_len, a.p_max_len,
@@ -493,10 +470,6 @@ class EpisodeRunner:
             ValueError: a setting a step would refuse.
             FileNotFoundError: the model is neither a folder nor a model in the Hugging Face cache.
         """
-        from transformers import AutoConfig  # lazy, as the other steps: transformers and Tevatron load slowly
-
-        from ..backends import get_backend
-
         a = self.args
         check_mining_counts(a.depth, a.sample)
         try:
@@ -541,8 +514,6 @@ class EpisodeRunner:
         if self.args.baselines == "none" or "main" not in self.eval_collections:
             return None
         if self.args.baselines == "auto":
-            from ..retrieval.bm25 import PyseriniUnavailableError, ensure_pyserini
-
             try:
                 ensure_pyserini()
             except PyseriniUnavailableError as e:
@@ -562,8 +533,6 @@ class EpisodeRunner:
 
     def analyze(self) -> Path | None:
         """The forgetting and convergence report of this run (RUN/report/)."""
-        from ..evaluation.report import analyze_and_report
-
         out = self.folder.report_dir
         if (out / "analysis.json").exists():
             return out
