@@ -1,13 +1,14 @@
 """The one definition of a run folder's paths (data.run_folder.RunLayout) and of its episodes, and the step
 contract of the runner's own outputs: fingerprinted when written, refused when changed, collections by content."""
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
 from tevatron_tele.data.run_folder import RunLayout, episode_number
 from tevatron_tele.evaluation.analysis import RunWorkspace
-from tevatron_tele.runner.workspace import RunFolder
+from tevatron_tele.runner.workspace import ConfigMismatchError, RunFolder
 
 
 def test_episodes_are_the_episode_folders_only(tmp_path):
@@ -165,14 +166,16 @@ def _resume(collection, model, out, monkeypatch):
     return EpisodeRunner(_episode_args(collection, model, out, eval_split="")).run()
 
 
-def test_collections_are_compared_by_content_not_path(synthetic_dir, tiny_model_dir, tmp_path, monkeypatch):
-    import shutil
-
-    from tevatron_tele.runner.workspace import ConfigMismatchError
-
+def _two_copies(collection, tmp_path):
+    """The same collection at two paths, under the same folder name."""
     a, b = tmp_path / "a" / "collection", tmp_path / "b" / "collection"
-    shutil.copytree(synthetic_dir, a)
-    shutil.copytree(synthetic_dir, b)
+    shutil.copytree(collection, a)
+    shutil.copytree(collection, b)
+    return a, b
+
+
+def test_collections_are_compared_by_content_not_path(synthetic_dir, tiny_model_dir, tmp_path, monkeypatch):
+    a, b = _two_copies(synthetic_dir, tmp_path)
     out = tmp_path / "run"
     _resume(a, tiny_model_dir, out, monkeypatch)
     manifest = json.loads((out / "manifest.json").read_text())
@@ -198,13 +201,7 @@ def test_collections_are_compared_by_content_not_path(synthetic_dir, tiny_model_
 
 def test_runs_made_before_collection_fingerprints_compare_paths(synthetic_dir, tiny_model_dir, tmp_path,
                                                                   monkeypatch):
-    import shutil
-
-    from tevatron_tele.runner.workspace import ConfigMismatchError
-
-    a, b = tmp_path / "a" / "collection", tmp_path / "b" / "collection"
-    shutil.copytree(synthetic_dir, a)
-    shutil.copytree(synthetic_dir, b)
+    a, b = _two_copies(synthetic_dir, tmp_path)
     out = tmp_path / "run"
     _resume(a, tiny_model_dir, out, monkeypatch)
     manifest = json.loads((out / "manifest.json").read_text())
