@@ -6,8 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from tevatron_tele.cli import is_input_error
+from tevatron_tele.data.outputs import OutputMismatchError
 from tevatron_tele.data.run_folder import RunLayout, episode_number
 from tevatron_tele.evaluation.analysis import RunWorkspace
+from tevatron_tele.runner.config import EpisodeArguments
+from tevatron_tele.runner.episodes import EpisodeRunner
 from tevatron_tele.runner.workspace import ConfigMismatchError, RunFolder
 
 
@@ -53,8 +57,6 @@ def test_runner_and_analysis_share_the_layout(tmp_path):
 # ---- the runner's own steps carry the step contract (issue 19 items 1 and 4) ----
 
 def _episode_args(collection, model, out, **overrides):
-    from tevatron_tele.runner.config import EpisodeArguments
-
     settings = dict(output_dir=str(out), model_name_or_path=str(model), collection=str(collection), num_episodes=1,
                     q_max_len=12, p_max_len=32, depth=10, sample=0, progress=False, device="cpu", analyze=False)
     settings.update(overrides)
@@ -62,7 +64,6 @@ def _episode_args(collection, model, out, **overrides):
 
 
 def _opened(tmp_path) -> RunFolder:
-    from tevatron_tele.runner.config import EpisodeArguments
 
     folder = RunFolder(tmp_path / "run")
     folder.open(EpisodeArguments(output_dir=str(folder.root), model_name_or_path="m", collection="c"))
@@ -76,8 +77,6 @@ def _write(path: Path, text: str) -> str:
 
 
 def test_a_finished_output_cut_short_is_refused_and_kept(tmp_path):
-    from tevatron_tele.data.outputs import OutputMismatchError
-
     folder = _opened(tmp_path)
     out = folder.ranking(1, "queries")
     ranking = "q1 Q0 d1 1 2.0 t\nq1 Q0 d2 2 1.0 t\nq2 Q0 d3 1 3.0 t\n"
@@ -116,8 +115,6 @@ def test_outputs_of_runs_made_before_fingerprints_are_trusted(tmp_path):
 
 
 def test_folder_outputs_are_fingerprinted_file_by_file(tmp_path):
-    from tevatron_tele.data.outputs import OutputMismatchError
-
     folder = _opened(tmp_path)
     model = folder.model(1)
     folder.step("episode-1/train", model, lambda: (_write(model / "config.json", "{}"),
@@ -133,9 +130,6 @@ def test_folder_outputs_are_fingerprinted_file_by_file(tmp_path):
 def test_runner_refuses_a_pool_cut_short_on_resume(synthetic_dir, tiny_model_dir, tmp_path, monkeypatch):
     """An unfinished episode's pool.jsonl that lost its last line is refused by the resumed runner (exit 2 through
     cli.py: a ValueError), and left as it is."""
-    from tevatron_tele.cli import is_input_error
-    from tevatron_tele.data.outputs import OutputMismatchError
-    from tevatron_tele.runner.episodes import EpisodeRunner
 
     args = _episode_args(synthetic_dir, tiny_model_dir, tmp_path / "run", token_cache_dir=str(tmp_path / "cache"))
     runner = EpisodeRunner(args)
@@ -158,7 +152,6 @@ def test_runner_refuses_a_pool_cut_short_on_resume(synthetic_dir, tiny_model_dir
 
 def _resume(collection, model, out, monkeypatch):
     """run() up to the episodes, all marked finished: the manifest's checks alone."""
-    from tevatron_tele.runner.episodes import EpisodeRunner
 
     monkeypatch.setattr(EpisodeRunner, "_episode_zero", lambda self: None)
     RunFolder(out).done(1).parent.mkdir(parents=True, exist_ok=True)
