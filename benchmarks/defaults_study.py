@@ -50,6 +50,9 @@ ROWS: dict[str, dict] = {
     # positive scores well above their candidates)
     "ance-top30-best95-bestpos": {**SHORT, "negatives": "ann", "depth": 30, "sample": 3, **BEST95,
                                   "train_positives": "best"},
+    # lookahead too, each query on its best-scored positive only
+    "tele1-top200-best95-bestpos": {**SHORT, "negatives": "tele", "depth": 200, "sample": 30, **BEST95,
+                                    "train_positives": "best"},
     # other queries' judged positives masked out of the in-batch negatives (NFCorpus queries share many)
     "ance-top30-best95-mask": {**SHORT, "negatives": "ann", "depth": 30, "sample": 3, **BEST95,
                                "mask_batch_positives": True},
