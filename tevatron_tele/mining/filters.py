@@ -39,20 +39,33 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Literal, Protocol, get_args
 
 import numpy as np
 
-from ..retrieval.scoring import EmbeddingScorer  # noqa: F401  (scores from embedding files; re-exported here)
+from ..retrieval.scoring import EmbeddingScorer, StoredScores  # noqa: F401  (EmbeddingScorer re-exported here)
 
 logger = logging.getLogger(__name__)
 
-MOMENTUM_MODES = ("all", "forgotten-first", "forgotten-only")
+MomentumMode = Literal["all", "forgotten-first", "forgotten-only"]  # momentum replay (see the module doc)
+FilterPositive = Literal["weakest", "best"]  # which positive's score s+ the filter compares candidates with
+TrainPositives = Literal["all", "best"]  # the positives a pool entry keeps for training
+MOMENTUM_MODES: tuple[str, ...] = get_args(MomentumMode)
+FILTER_POSITIVES: tuple[str, ...] = get_args(FilterPositive)
+TRAIN_POSITIVES: tuple[str, ...] = get_args(TrainPositives)
 FILTER_RULES = ("skip_top", "max_negative_ratio", "negative_margin")
-FILTER_POSITIVES = ("weakest", "best")  # which positive's score s+ the filter compares candidates with
-FilterPositive = Literal["weakest", "best"]
-TRAIN_POSITIVES = ("all", "best")  # the positives a pool entry keeps for training
-TrainPositives = Literal["all", "best"]
+
+
+def check_choice(flag: str, value: str, allowed: Sequence[str]) -> None:
+    """Raise a ValueError naming the option when `value` is not one of `allowed`.
+
+    Args:
+        flag: the option's name (e.g. "momentum"; the message says --momentum).
+        value: the value given.
+        allowed: the values it may take.
+    """
+    if value not in allowed:
+        raise ValueError(f"--{flag} must be one of {', '.join(allowed)}; got '{value}'")
 
 
 class Scorer(Protocol):
@@ -72,20 +85,33 @@ class TableScorer:
 
 
 def as_scorer(scores) -> Scorer | None:
-    """A Scorer from None, a Scorer, a score table, or the path of a stored table (.npz)."""
+    """The Scorer of what `mine_episode` was given as `scores`.
+
+    Args:
+        scores: None, a Scorer, a score table `{qid: {docid: score}}`, or the path of a stored table (.npz).
+
+    Returns:
+        A Scorer, or None for None.
+    """
     if scores is None or hasattr(scores, "scores"):
         return scores
     if isinstance(scores, (str, Path)):
-        from ..retrieval.scoring import StoredScores  # read a query at a time, not made into dicts
-
-        return TableScorer(StoredScores(scores))
+        return TableScorer(StoredScores(scores))  # read a query at a time, not made into dicts
     if isinstance(scores, Mapping):
         return TableScorer(scores)
     raise TypeError(f"scores: expected a Scorer, a score table or a .npz path, got {type(scores).__name__}")
 
 
 def weakest_positive_score(scores: Mapping[str, float], positives: Iterable[str]) -> float | None:
-    """The lowest score among the query's positives that have one; None when none has."""
+    """The lowest score among the query's positives that have one.
+
+    Args:
+        scores: S(q, d) of the query's positives (and candidates).
+        positives: the query's positives.
+
+    Returns:
+        The score, or None when no positive has one.
+    """
     return reference_positive_score(scores, positives, "weakest")
 
 
@@ -122,7 +148,15 @@ def best_positive(scores: Mapping[str, float], positives: Sequence[str]) -> str 
 
 
 def ratio_threshold(positive_score: float, ratio: float) -> float:
-    """The score above which `max_negative_ratio` drops a candidate: s+ - (1 - R) * |s+| (= R * s+ for s+ >= 0)."""
+    """The score above which `max_negative_ratio` drops a candidate.
+
+    Args:
+        positive_score: s+.
+        ratio: R.
+
+    Returns:
+        s+ - (1 - R) * |s+| (= R * s+ for s+ >= 0).
+    """
     return positive_score - (1.0 - ratio) * abs(positive_score)
 
 
@@ -136,8 +170,7 @@ class FilterSettings:
     positive: FilterPositive = "weakest"
 
     def __post_init__(self):
-        if self.positive not in FILTER_POSITIVES:
-            raise ValueError(f"--filter_positive must be one of {', '.join(FILTER_POSITIVES)}, got '{self.positive}'")
+        check_choice("filter_positive", self.positive, FILTER_POSITIVES)
         if self.max_negative_ratio is not None and not self.max_negative_ratio > 0:
             raise ValueError(f"--max_negative_ratio must be > 0 (e.g. 0.95), got {self.max_negative_ratio}")
         if self.negative_margin is not None and not np.isfinite(self.negative_margin):
@@ -168,6 +201,16 @@ def filter_candidates(candidates: Sequence[str], scores: Mapping[str, float], po
     `candidates` are in rank order (`ranked`; `skip_top` then drops the first K) or an unranked list
     (momentum: `skip_top` does not apply). Ratio and margin are counted independently (a candidate both
     drop counts under both), `removed` counts each dropped candidate once.
+
+    Args:
+        candidates: a query's candidates.
+        scores: their S(q, d).
+        positive_score: s+ (None: the score rules keep every candidate, counted as unscored).
+        settings: the filter's options.
+        ranked: the candidates are in rank order.
+
+    Returns:
+        (the kept candidates, the counts per rule).
     """
     counts: Counter = Counter(candidates=len(candidates))
     skip = settings.skip_top if ranked else 0
@@ -198,7 +241,17 @@ def filter_candidates(candidates: Sequence[str], scores: Mapping[str, float], po
 
 class PositiveAwareFilter:
     """The filter of one mining step: `keeper(source)` gives the per-query function the negative hooks call
-    (`keep(qid, candidates) -> kept`), and `stats()` what each rule removed per source."""
+    (`keep(qid, candidates) -> kept`), and `stats()` what each rule removed per source.
+
+    The positives' scores of each query it scores are kept in `positive_scores` (its first look-up of the query,
+    until the caller clears it), so that a choice among the positives (`train_positives best`) need not score them
+    again.
+
+    Args:
+        settings: the filter's options.
+        positives: each query's positives.
+        scorer: the mining model's S(q, d) (needed by the ratio and margin rules).
+    """
 
     def __init__(self, settings: FilterSettings, positives: Mapping[str, Sequence[str]],
                  scorer: Scorer | None = None):
@@ -209,8 +262,18 @@ class PositiveAwareFilter:
         self.positives = positives
         self.scorer = scorer
         self.counts: dict[str, Counter] = {}
+        self.positive_scores: dict[str, dict[str, float]] = {}
 
     def keeper(self, source: str, *, ranked: bool = True) -> Callable[[str, list[str]], list[str]]:
+        """The filter of one source's candidates, counted under `source`.
+
+        Args:
+            source: the source name its counts are kept under.
+            ranked: the candidates come in rank order (`skip_top` applies; not so for momentum).
+
+        Returns:
+            `keep(qid, candidates) -> kept`, the candidates the filter keeps (order and repeats kept).
+        """
         counts = self.counts.setdefault(source, Counter())
 
         def keep(qid: str, candidates: list[str]) -> list[str]:
@@ -218,6 +281,7 @@ class PositiveAwareFilter:
             scores: Mapping[str, float] = {}
             if self.settings.needs_scores:
                 scores = self.scorer.scores(qid, [*pos, *candidates])
+                self.positive_scores.setdefault(qid, {p: scores[p] for p in pos if p in scores})
             positive_score = reference_positive_score(scores, pos, self.settings.positive)
             if self.settings.needs_scores and positive_score is None and candidates:
                 counts["queries_without_positive_score"] += 1
@@ -229,6 +293,7 @@ class PositiveAwareFilter:
         return keep
 
     def stats(self) -> dict:
+        """What each rule removed per source so far (pool.stats.json's `positive_aware_filter`)."""
         keys = ("queries", "candidates", "kept", "removed", *FILTER_RULES, "unscored",
                 "queries_without_positive_score")
         return {"rule": "drop d when S(q,d) > s+ - (1-R)*|s+| (ratio) or S(q,d) > s+ - M (margin), s+ = the "
@@ -238,17 +303,35 @@ class PositiveAwareFilter:
 
 
 def forgotten(negatives: Sequence[str], scores: Mapping[str, float], positive_score: float | None) -> list[str]:
-    """The entries of `negatives` (order and repeats kept) scored above the weakest positive."""
+    """The entries of `negatives` (order and repeats kept) scored above the weakest positive.
+
+    Args:
+        negatives: a query's momentum list.
+        scores: their S(q, d).
+        positive_score: the weakest positive's score (None: nothing is forgotten).
+
+    Returns:
+        The forgotten negatives.
+    """
     if positive_score is None:
         return []
     return [d for d in negatives if d in scores and scores[d] > positive_score]
 
 
 def replay_momentum(negatives: Sequence[str], scores: Mapping[str, float], positive_score: float | None,
-                    mode: str) -> list[str]:
-    """A query's momentum list under `mode` (see the module doc): all | forgotten-first | forgotten-only."""
-    if mode not in MOMENTUM_MODES:
-        raise ValueError(f"--momentum must be one of {', '.join(MOMENTUM_MODES)}; got '{mode}'")
+                    mode: MomentumMode) -> list[str]:
+    """A query's momentum list under `mode` (see the module doc).
+
+    Args:
+        negatives: the query's momentum list.
+        scores: their S(q, d).
+        positive_score: the weakest positive's score.
+        mode: all | forgotten-first | forgotten-only.
+
+    Returns:
+        The list momentum contributes to the query's pool entry.
+    """
+    check_choice("momentum", mode, MOMENTUM_MODES)
     if mode == "all":
         return list(negatives)
     lost = forgotten(negatives, scores, positive_score)
@@ -258,22 +341,33 @@ def replay_momentum(negatives: Sequence[str], scores: Mapping[str, float], posit
 
 
 def replay_momentum_negatives(momentum: Mapping[str, Sequence[str]], positives: Mapping[str, Sequence[str]],
-                              scorer: Scorer, mode: str) -> tuple[dict[str, list[str]], dict]:
-    """`replay_momentum` for every query of `momentum`, with counts for pool.stats.json."""
+                              scorer: Scorer, mode: MomentumMode) -> tuple[dict[str, list[str]], dict]:
+    """`replay_momentum` for every query of `momentum`, with counts for pool.stats.json.
+
+    Args:
+        momentum: each query's momentum list (the previous pool's negatives).
+        positives: each query's positives.
+        scorer: model i-1's S(q, d).
+        mode: all | forgotten-first | forgotten-only.
+
+    Returns:
+        (each query's replayed list, the counts of `momentum_replay`).
+    """
     out: dict[str, list[str]] = {}
     counts = Counter()
+    scored = mode != "all"
     for qid, negatives in momentum.items():
         pos = list(positives.get(qid, ()))
-        scores = scorer.scores(qid, [*pos, *negatives]) if mode != "all" else {}
+        scores = scorer.scores(qid, [*pos, *negatives]) if scored else {}
         positive_score = weakest_positive_score(scores, pos)
-        lost = forgotten(negatives, scores, positive_score) if mode != "all" else []
+        lost = forgotten(negatives, scores, positive_score)
         out[qid] = replay_momentum(negatives, scores, positive_score, mode)
         counts["queries"] += 1
         counts["negatives"] += len(negatives)
         counts["forgotten"] += len(lost)
         counts["queries_with_forgotten"] += bool(lost)
-        counts["unscored"] += sum(1 for d in negatives if d not in scores) if mode != "all" else 0
-        counts["queries_without_positive_score"] += positive_score is None and mode != "all"
+        counts["unscored"] += sum(1 for d in negatives if d not in scores) if scored else 0
+        counts["queries_without_positive_score"] += positive_score is None and scored
         counts["listed"] += len(out[qid])
     keys = ("queries", "negatives", "forgotten", "queries_with_forgotten", "unscored",
             "queries_without_positive_score", "listed")

@@ -2,10 +2,10 @@
 
 Each hook is a plain function from rankings to `{query id: [docid, ...]}`; `build_pool` unions
 what they return into pool entries plus statistics, and `mine_episode` wires files to both.
-Replace any hook by passing your own function in `Hooks`. `mine_episode` calls the hooks on a batch of
-`MINE_BATCH` queries at a time, over run files and the previous pool looked up by query (`IndexedRun`,
+Replace any hook by passing your own function in `Hooks`. `mine_episode`'s `BatchMiner` calls the hooks on a
+batch of `MINE_BATCH` queries at a time, over run files and the previous pool looked up by query (`IndexedRun`,
 `IndexedPool`), and writes each batch's entries before the next (`PoolBuilder`): a hook samples each query
-on its own, so the pool does not depend on the batches.
+on its own, so the pool does not depend on the batches. `mining_stats` completes pool.stats.json.
 
 - ann: the query's own ranking by the model of episode i-1 (the present);
 - lookahead: the ranking of the query's positive passage (where the ANN negatives move next);
@@ -24,6 +24,7 @@ import random
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -32,13 +33,19 @@ from ..data.id_index import hash_ids
 from ..data.pools import IndexedPool, PoolEntry, ordered_sources, pool_stats_path, write_pool
 from ..data.trec import Run, open_run
 from ..utils import PathLike
+from .answers import answer_positives_and_exclusions
 from .filters import (
     MOMENTUM_MODES,
     TRAIN_POSITIVES,
+    FilterPositive,
     FilterSettings,
+    MomentumMode,
     PositiveAwareFilter,
+    Scorer,
+    TrainPositives,
     as_scorer,
     best_positive,
+    check_choice,
     replay_momentum_negatives,
 )
 
@@ -79,8 +86,21 @@ def ranked_negatives(
     """From each query's top `depth` in `run`, drop its positives (and `exclude`), then sample `sample`.
 
     Queries are those of `positives` that `run` ranks, visited in sorted order (so a shared
-    `random.Random` also gives a reproducible result). `keep(qid, candidates)`, when given, filters the
-    rank-ordered candidates before the sample is drawn (the positive-aware filter, `filters`).
+    `random.Random` also gives a reproducible result).
+
+    Args:
+        run: {query id: [(docid, score), ...]} in rank order.
+        positives: each query's positives (the queries mined).
+        depth: the candidates looked at (the top `depth`).
+        sample: negatives drawn per query, kept in rank order (None or <= 0: all candidates).
+        rng: a seed (each query then draws from its own generator) or a shared `random.Random`.
+        source: the source name, part of each query's seed.
+        exclude: per query, more passages that are never negatives.
+        keep: `keep(qid, candidates) -> kept`, applied to the rank-ordered candidates before the sample is
+            drawn (the positive-aware filter, `filters`).
+
+    Returns:
+        {query id: negatives}.
     """
     out: Negatives = {}
     for qid in sorted(positives):
@@ -95,32 +115,23 @@ def ranked_negatives(
     return out
 
 
-def ann_negatives(
-    query_run: Run,
-    positives: Mapping[str, Sequence[str]],
-    depth: int = DEFAULT_DEPTH,
-    sample: int | None = DEFAULT_SAMPLE,
-    rng: int | random.Random = 0,
-    exclude: Mapping[str, Iterable[str]] | None = None,
-    keep: Callable[[str, list[str]], list[str]] | None = None,
-) -> Negatives:
-    """ANN negatives: a sample of the query's top `depth` passages that are not its positives."""
-    return ranked_negatives(query_run, positives, depth, sample, rng, source="ann", exclude=exclude,
-                            keep=keep)
+def ann_negatives(query_run: Run, positives: Mapping[str, Sequence[str]], *args: Any, **options: Any) -> Negatives:
+    """ANN negatives: a sample of the query's top `depth` passages that are not its positives.
+
+    Args:
+        query_run: the ranking of the training queries by the model of episode i-1.
+        positives: each query's positives.
+        *args, **options: `ranked_negatives`'s depth, sample, rng (positional or by name), exclude, keep.
+
+    Returns:
+        {query id: negatives}.
+    """
+    return ranked_negatives(query_run, positives, *args, source="ann", **options)
 
 
-def bm25_negatives(
-    bm25_run: Run,
-    positives: Mapping[str, Sequence[str]],
-    depth: int = DEFAULT_DEPTH,
-    sample: int | None = DEFAULT_SAMPLE,
-    rng: int | random.Random = 0,
-    exclude: Mapping[str, Iterable[str]] | None = None,
-    keep: Callable[[str, list[str]], list[str]] | None = None,
-) -> Negatives:
-    """BM25 negatives: as ANN negatives, from a BM25 ranking of the queries."""
-    return ranked_negatives(bm25_run, positives, depth, sample, rng, source="bm25", exclude=exclude,
-                            keep=keep)
+def bm25_negatives(bm25_run: Run, positives: Mapping[str, Sequence[str]], *args: Any, **options: Any) -> Negatives:
+    """BM25 negatives: as ANN negatives, from a BM25 ranking of the queries (`ann_negatives`'s arguments)."""
+    return ranked_negatives(bm25_run, positives, *args, source="bm25", **options)
 
 
 def lookahead_negatives(
@@ -133,10 +144,19 @@ def lookahead_negatives(
     exclude: Mapping[str, Iterable[str]] | None = None,
     keep: Callable[[str, list[str]], list[str]] | None = None,
 ) -> Negatives:
-    """Lookahead negatives: from the ranking of the query's first positive passage (`positive_run` is keyed by
-    positive docid). With `all_positives`, the rankings of all its positives are merged by best score.
-    `keep` (the positive-aware filter) judges the candidates by the query's S(q, d), not by the scores of this
-    ranking (positive-to-passage)."""
+    """Lookahead negatives: from the ranking of the query's first positive passage.
+
+    Args:
+        positive_run: the ranking of each positive passage, keyed by positive docid.
+        positives: each query's positives.
+        depth, sample, rng, exclude: as `ranked_negatives`'s.
+        all_positives: merge the rankings of all the query's positives by best score (else its first's).
+        keep: the positive-aware filter; it judges the candidates by the query's S(q, d), not by the scores of
+            this ranking (positive-to-passage).
+
+    Returns:
+        {query id: negatives}.
+    """
     merged: dict[str, list[tuple[str, float]]] = {}
     for qid in sorted(positives):
         pos = list(positives[qid]) if all_positives else list(positives[qid])[:1]
@@ -155,7 +175,14 @@ def lookahead_negatives(
 
 
 def momentum_negatives(previous_pool_entries: Iterable) -> Negatives:
-    """Momentum negatives: the whole negative list each query trained on in the previous episode."""
+    """Momentum negatives: the whole negative list each query trained on in the previous episode.
+
+    Args:
+        previous_pool_entries: the previous pool's entries (of the batch).
+
+    Returns:
+        {query id: negatives}.
+    """
     return {e.query_id: list(e.negative_document_ids) for e in previous_pool_entries}
 
 
@@ -349,12 +376,19 @@ def mining_positives(
     The judged positives; for a QA collection (`collection.answers`), a query without one takes the
     best-ranked passage holding an answer (in `query_run`, else `bm25_run`), as `mine_episode` does. The
     runner gathers the lookahead vectors of exactly these, so a promoted positive has a lookahead ranking.
+
+    Args:
+        collection: the training collection.
+        query_run: the ANN ranking of the training queries (a TREC file or a Run), if mined from.
+        bm25_run: their BM25 ranking, if mined from.
+        depth: the candidates looked at per ranking.
+
+    Returns:
+        {query id: positives}.
     """
     positives = {q: collection.positives(q) for q in collection.queries}
     if not getattr(collection, "answers", None):
         return positives
-    from .answers import answer_positives_and_exclusions
-
     runs = {name: open_run(r) for name, r in (("ann", query_run), ("bm25", bm25_run)) if r is not None}
     return answer_positives_and_exclusions(collection, _query_runs(runs), positives, depth=depth)[0]
 
@@ -379,31 +413,212 @@ class Hooks:
 
 @dataclass
 class MiningConfig:
+    """How `mine_episode` mines each source (the defaults are the reference recipe's).
+
+    Args:
+        depth: the candidates looked at per ranking (its top `depth`).
+        sample: negatives drawn per source and query (None or <= 0: every candidate).
+        seed: the seed of each query's draw.
+        all_positives: lookahead merges the rankings of all of a query's positives (else its first's).
+        dedupe: keep each negative once per query.
+        hooks: the functions that mine each source and combine them.
+        max_negative_ratio: the positive-aware filter's ratio rule (`filters`; None: off).
+        negative_margin: its margin rule (None: off).
+        skip_top: the best-ranked candidates of each ranking that are never negatives.
+        filter_positive: the positive whose score the filter compares with (`filters.FILTER_POSITIVES`).
+        momentum: momentum replay (`filters.MOMENTUM_MODES`; "all": none).
+        train_positives: the positives each entry keeps for training: all judged ones, or the one the mining
+            model scores highest (`filters.TRAIN_POSITIVES`).
+    """
+
     depth: int = DEFAULT_DEPTH
     sample: int | None = DEFAULT_SAMPLE
     seed: int = 0
     all_positives: bool = False
     dedupe: bool = False
     hooks: Hooks = field(default_factory=Hooks)
-    # positive-aware filter (filters.FilterSettings) and momentum replay (filters.MOMENTUM_MODES); off by default
     max_negative_ratio: float | None = None
     negative_margin: float | None = None
     skip_top: int = 0
-    filter_positive: str = "weakest"
-    momentum: str = "all"
-    # the positives each entry keeps for training: all judged ones, or the one the mining model scores highest
-    train_positives: str = "all"
+    filter_positive: FilterPositive = "weakest"
+    momentum: MomentumMode = "all"
+    train_positives: TrainPositives = "all"
 
-    def __post_init__(self):
-        if self.momentum not in MOMENTUM_MODES:
-            raise ValueError(f"--momentum must be one of {', '.join(MOMENTUM_MODES)}; got '{self.momentum}'")
-        if self.train_positives not in TRAIN_POSITIVES:
-            raise ValueError(f"--train_positives must be one of {', '.join(TRAIN_POSITIVES)}; got "
-                             f"'{self.train_positives}'")
+    def __post_init__(self) -> None:
+        check_choice("momentum", self.momentum, MOMENTUM_MODES)
+        check_choice("train_positives", self.train_positives, TRAIN_POSITIVES)
         self.filter_settings()  # checks the filter's values
 
     def filter_settings(self) -> FilterSettings:
+        """The positive-aware filter's options."""
         return FilterSettings(self.max_negative_ratio, self.negative_margin, self.skip_top, self.filter_positive)
+
+    def needs_scores(self, *, with_previous: bool) -> bool:
+        """Whether mining needs the mining model's S(q, d): for the filter's score rules, `train_positives best`,
+        or momentum replay (`with_previous`: a previous pool is mined)."""
+        return (self.filter_settings().needs_scores or self.train_positives != "all"
+                or (self.momentum != "all" and with_previous))
+
+
+class BatchMiner:
+    """Every source's negatives of a batch of training queries, by the hooks of `config` (`mine_episode`'s miner).
+
+    The hooks sample each query on its own, so the negatives do not depend on the batches; the filter's counts
+    (`filter`) and momentum replay's (`replay_stats`) add up over them.
+
+    Args:
+        collection: the training collection (its queries, their positives and, for QA sets, answers).
+        config: the mining settings.
+        runs: the rankings by source ("ann" and "bm25" keyed by query, "lookahead" by positive docid).
+        previous: the previous pool's entries by query id, or None (no momentum).
+        scorer: the mining model's S(q, d), or None.
+    """
+
+    def __init__(self, collection, config: MiningConfig, runs: Mapping[str, Run],
+                 previous: Mapping[str, PoolEntry] | None = None, scorer: Scorer | None = None) -> None:
+        self.config, self.hooks, self.runs, self.previous, self.scorer = config, config.hooks, runs, previous, scorer
+        self.positives: dict[str, list[str]] = {q: collection.positives(q) for q in collection.queries}
+        self.exclude: dict[str, set[str]] = {}
+        if getattr(collection, "answers", None):
+            self.positives, self.exclude = answer_positives_and_exclusions(
+                collection, _query_runs(runs), self.positives, depth=config.depth, positive_run=runs.get("lookahead"))
+        settings = config.filter_settings()
+        self.filter = PositiveAwareFilter(settings, self.positives, scorer) if settings.active else None
+        self.replay_stats: dict | None = None
+        self.sources = [name for name in ("ann", "lookahead", "momentum", "bm25")
+                        if (previous is not None if name == "momentum" else name in runs)]
+
+    def mine(self, qids: Sequence[str], *, momentum_only: bool = False) -> tuple[dict[str, Negatives], list[PoolEntry]]:
+        """Every source's negatives of these queries.
+
+        Args:
+            qids: the batch's query ids.
+            momentum_only: mine momentum alone (for queries of the previous pool that the collection lacks).
+
+        Returns:
+            ({source: {query id: negatives}}, the previous pool's entries of these queries).
+        """
+        if self.filter is not None:
+            self.filter.positive_scores.clear()  # (kept for `train_positives`, a batch at a time)
+        batch = {q: self.positives.get(q, []) for q in qids}
+        options = {"depth": self.config.depth, "sample": self.config.sample, "rng": self.config.seed,
+                   "exclude": self.exclude}
+        sources: dict[str, Negatives] = {}
+        earlier: list[PoolEntry] = []
+        for name in self.sources:
+            if name == "momentum":
+                earlier = [self.previous[q] for q in qids if q in self.previous]
+                sources[name] = self._momentum(earlier)
+            elif not momentum_only:  # `keep` reaches the hooks only with a filter set (custom hooks need not know it)
+                keep = {"keep": self.filter.keeper(name)} if self.filter is not None else {}
+                more = {"all_positives": self.config.all_positives} if name == "lookahead" else {}
+                sources[name] = getattr(self.hooks, name)(self.runs[name], batch, **options, **keep, **more)
+        return sources, earlier
+
+    def _momentum(self, earlier: list[PoolEntry]) -> Negatives:
+        """The momentum hook's lists of these entries, replayed (`config.momentum`) and filtered."""
+        negatives = self.hooks.momentum(earlier)
+        if self.config.momentum != "all":
+            negatives, counts = replay_momentum_negatives(negatives, self.positives, self.scorer,
+                                                          self.config.momentum)
+            self.replay_stats = _add_counts(self.replay_stats, counts)
+        if self.filter is not None:
+            keep = self.filter.keeper("momentum", ranked=False)
+            negatives = {q: keep(q, list(ds)) for q, ds in negatives.items()}
+        return negatives
+
+    def train_positives(self, qids: Sequence[str]) -> dict[str, list[str]] | None:
+        """The positives the entries of the batch just mined keep for training.
+
+        Args:
+            qids: the batch's query ids.
+
+        Returns:
+            None (all of them), or under `train_positives best` each query's best-scored positive, by the
+            scores the filter looked up while mining the batch where it did (scored once, not again).
+        """
+        if self.config.train_positives == "all":
+            return None
+        known = self.filter.positive_scores if self.filter is not None else {}
+        kept: dict[str, list[str]] = {}
+        for q in qids:
+            pos = self.positives.get(q, [])
+            if best := best_positive(known[q] if q in known else self.scorer.scores(q, pos), pos):
+                kept[q] = [best]
+        return kept
+
+    def absent_queries(self, queries: Mapping[str, str]) -> list[str]:
+        """The previous pool's queries that `queries` lack (their momentum is counted, not pooled)."""
+        return [q for q in self.previous if q not in queries] if self.previous is not None else []
+
+    def combined(self, collection) -> tuple[list, dict]:
+        """Every query's negatives at once, combined by the (replaced) combine hook.
+
+        Args:
+            collection: the training collection.
+
+        Returns:
+            The hook's (entries, statistics).
+        """
+        queries = collection.queries
+        sources, earlier = self.mine(list(queries))
+        if self.previous is not None:
+            absent, earlier_absent = self.mine(self.absent_queries(queries), momentum_only=True)
+            sources["momentum"].update(absent["momentum"])
+            earlier += earlier_absent
+        return self.hooks.combine(collection, sources, earlier if self.previous is not None else None,
+                                  positives=self.positives, exclude=self.exclude, dedupe=self.config.dedupe)
+
+    def entries(self, queries: Mapping[str, str], builder: PoolBuilder, desc: str) -> Iterator[PoolEntry]:
+        """The pool entries of `queries`, mined and added to `builder` `MINE_BATCH` queries at a time.
+
+        Args:
+            queries: {query id: text}, in pool order.
+            builder: the builder that makes the entries and keeps their statistics.
+            desc: the progress bar's label.
+
+        Returns:
+            The entries, a batch at a time (the previous pool's other queries are mined after the last).
+        """
+        qids = list(queries)
+        for start in tqdm(range(0, len(qids), MINE_BATCH), desc=desc, unit="batch", disable=len(qids) <= MINE_BATCH):
+            chunk = qids[start:start + MINE_BATCH]
+            sources, earlier = self.mine(chunk)
+            yield from builder.add(((q, queries[q]) for q in chunk), sources, earlier, positives=self.positives,
+                                   exclude=self.exclude, train_positives=self.train_positives(chunk))
+        absent = self.absent_queries(queries)
+        for start in range(0, len(absent), MINE_BATCH):
+            self.mine(absent[start:start + MINE_BATCH], momentum_only=True)
+
+
+def mining_stats(pool_stats: dict, miner: BatchMiner, pool_path: Path) -> dict:
+    """pool.stats.json's mining fields: the pool's statistics, the settings, and the filter's and replay's counts
+    (logged).
+
+    Args:
+        pool_stats: the statistics of the mined entries (`PoolBuilder.stats`, or a combine hook's).
+        miner: the miner that mined them.
+        pool_path: the pool they are written to (named in the log).
+
+    Returns:
+        `pool_stats` with `config` (and `positive_aware_filter`, `momentum_replay`) added; the keys of an option
+        appear only when it is set, so the stats of a pool mined without it stay what they were.
+    """
+    cfg = miner.config
+    config = pool_stats["config"] = {"depth": cfg.depth, "sample": cfg.sample, "seed": cfg.seed,
+                                     "all_positives": cfg.all_positives, "dedupe": cfg.dedupe,
+                                     "sources": miner.sources}
+    if miner.filter is not None:
+        config.update(miner.filter.settings.to_dict())
+        pool_stats["positive_aware_filter"] = miner.filter.stats()
+    if cfg.train_positives != "all":
+        config["train_positives"] = cfg.train_positives
+    if cfg.momentum != "all":
+        config["momentum"] = cfg.momentum
+        pool_stats["momentum_replay"] = miner.replay_stats
+    logger.info("pool %s: %d queries kept, dropped %s; sources %s", pool_path, pool_stats["kept"],
+                pool_stats["dropped"], {k: v["negatives"] for k, v in pool_stats["sources"].items()})
+    return pool_stats
 
 
 def mine_episode(
@@ -420,130 +635,51 @@ def mine_episode(
 ) -> Path:
     """Build and write episode i's pool (`pool.jsonl` + `pool.stats.json`) from the given rankings.
 
-    Runs are TREC files (or Runs in memory): `query_run` ranks the training queries (ANN),
-    `positive_run` ranks their positive passages by docid (lookahead), `previous_pool` is episode
-    i-1's pool file (momentum), `bm25_run` is optional. Missing inputs leave their source out.
-    For QA collections (`collection.answers`), retrieved passages holding an answer are never
-    negatives and the best of them becomes the positive of a query that has none.
-    An existing pool is kept unless `overwrite`.
-    `scores` (a `filters.Scorer`, a score table or a stored `.npz` table) gives the mining model's S(q, d) of
-    every candidate and positive, which the positive-aware filter (`config.max_negative_ratio`,
-    `negative_margin`) and momentum replay (`config.momentum`) need; `pool.stats.json` then counts what each
-    rule removed per source (`positive_aware_filter`) and what replay kept (`momentum_replay`).
+    Missing inputs leave their source out. For QA collections (`collection.answers`), retrieved passages holding
+    an answer are never negatives and the best of them becomes the positive of a query that has none. The pool
+    is mined and written `MINE_BATCH` queries at a time (`BatchMiner`), unless the combine hook is replaced.
+
+    Args:
+        collection: the training collection.
+        pool_path: the pool.jsonl to write; an existing pool (with its stats) is kept unless `overwrite`.
+        query_run: the ANN ranking of the training queries (a TREC file or a Run).
+        positive_run: the ranking of their positive passages, keyed by positive docid (lookahead).
+        previous_pool: episode i-1's pool file or entries (momentum).
+        bm25_run: a BM25 ranking of the training queries (optional).
+        config: the mining settings.
+        overwrite: mine again over an existing pool.
+        scores: the mining model's S(q, d) (a `filters.Scorer`, a score table or a stored `.npz` table), which
+            the positive-aware filter, momentum replay and `train_positives best` need.
+
+    Returns:
+        `pool_path`.
     """
     pool_path = Path(pool_path)
     if pool_path.exists() and pool_stats_path(pool_path).exists() and not overwrite:
         logger.info("pool %s exists; not mining again", pool_path)
         return pool_path
     cfg = config or MiningConfig()
-    hooks = cfg.hooks
-    settings = cfg.filter_settings()
     scorer = as_scorer(scores)
-    if (settings.needs_scores or cfg.train_positives != "all"
-            or (cfg.momentum != "all" and previous_pool is not None)) and scorer is None:
+    if scorer is None and cfg.needs_scores(with_previous=previous_pool is not None):
         raise ValueError(f"{pool_path}: --max_negative_ratio, --negative_margin, --train_positives best and --momentum "
                          f"{'/'.join(MOMENTUM_MODES[1:])} need the mining model's scores (pass scores=...)")
-    if cfg.train_positives != "all" and hooks.combine is not build_pool:
+    if cfg.train_positives != "all" and cfg.hooks.combine is not build_pool:
         raise ValueError("--train_positives best is applied by the streamed pool builder; a replaced combine hook "
                          "chooses its own positives")
-    # run files are looked up query by query (IndexedRun), the previous pool too: nothing is read whole
     runs = {name: open_run(r) for name, r in (("ann", query_run), ("lookahead", positive_run), ("bm25", bm25_run))
             if r is not None}
-    positives = {q: collection.positives(q) for q in collection.queries}
-    exclude: dict[str, set[str]] = {}
-    if getattr(collection, "answers", None):
-        from .answers import answer_positives_and_exclusions
-
-        positives, exclude = answer_positives_and_exclusions(collection, _query_runs(runs), positives, depth=cfg.depth,
-                                                             positive_run=runs.get("lookahead"))
-    common = dict(depth=cfg.depth, sample=cfg.sample, rng=cfg.seed, exclude=exclude)
-    filt = PositiveAwareFilter(settings, positives, scorer) if settings.active else None
-    previous = None
-    if previous_pool is not None:
-        previous = (IndexedPool(previous_pool) if isinstance(previous_pool, (str, Path))
-                    else {e.query_id: e for e in previous_pool})
-    names = [n for n in ("ann", "lookahead") if n in runs] + ["momentum"] * (previous is not None) + \
-        ["bm25"] * ("bm25" in runs)
-    if not names:
+    previous = (None if previous_pool is None else IndexedPool(previous_pool)
+                if isinstance(previous_pool, (str, Path)) else {e.query_id: e for e in previous_pool})
+    if not runs and previous is None:
         raise ValueError(f"{pool_path}: no ranking or previous pool given; nothing to mine from")
-    replay_stats: dict | None = None
-
-    def opts(name: str) -> dict:  # `keep` reaches the hooks only with a filter set (custom hooks need not know it)
-        return {**common, "keep": filt.keeper(name)} if filt is not None else common
-
-    def mine(qids: Sequence[str], *, momentum_only: bool = False) -> tuple[dict[str, Negatives], list[PoolEntry]]:
-        """Every source's negatives of these queries (the hooks sample per query: batches change nothing)."""
-        nonlocal replay_stats
-        batch = {q: positives.get(q, []) for q in qids}
-        sources: dict[str, Negatives] = {}
-        if "ann" in runs and not momentum_only:
-            sources["ann"] = hooks.ann(runs["ann"], batch, **opts("ann"))
-        if "lookahead" in runs and not momentum_only:
-            sources["lookahead"] = hooks.lookahead(runs["lookahead"], batch, all_positives=cfg.all_positives,
-                                                   **opts("lookahead"))
-        earlier: list[PoolEntry] = []
-        if previous is not None:
-            earlier = [previous[q] for q in qids if q in previous]
-            sources["momentum"] = hooks.momentum(earlier)
-            if cfg.momentum != "all":
-                sources["momentum"], counts = replay_momentum_negatives(sources["momentum"], positives, scorer,
-                                                                        cfg.momentum)
-                replay_stats = _add_counts(replay_stats, counts)
-            if filt is not None:
-                keep = filt.keeper("momentum", ranked=False)
-                sources["momentum"] = {q: keep(q, list(ds)) for q, ds in sources["momentum"].items()}
-        if "bm25" in runs and not momentum_only:
-            sources["bm25"] = hooks.bm25(runs["bm25"], batch, **opts("bm25"))
-        return sources, earlier
-
-    def finish(stats: dict) -> dict:
-        """The mining statistics with the settings and the filter's and replay's counts, logged."""
-        stats["config"] = {"depth": cfg.depth, "sample": cfg.sample, "seed": cfg.seed,
-                           "all_positives": cfg.all_positives, "dedupe": cfg.dedupe, "sources": names}
-        if filt is not None:  # (keys only when set: the stats of an unfiltered pool stay what they were)
-            stats["config"].update(settings.to_dict())
-            stats["positive_aware_filter"] = filt.stats()
-        if cfg.train_positives != "all":
-            stats["config"]["train_positives"] = cfg.train_positives
-        if cfg.momentum != "all":
-            stats["config"]["momentum"] = cfg.momentum
-            stats["momentum_replay"] = replay_stats
-        logger.info("pool %s: %d queries kept, dropped %s; sources %s", pool_path, stats["kept"], stats["dropped"],
-                    {k: v["negatives"] for k, v in stats["sources"].items()})
-        return stats
-
-    queries = collection.queries
-    order = ordered_sources(names)
-    if hooks.combine is build_pool:  # streamed: a batch of queries mined, added and written at a time
-        builder = PoolBuilder(order, with_previous=previous is not None, dedupe=cfg.dedupe)
-
-        def entries() -> Iterator[PoolEntry]:
-            qids = list(queries)
-            for start in tqdm(range(0, len(qids), MINE_BATCH), desc=f"mining {pool_path.name}", unit="batch",
-                              disable=len(qids) <= MINE_BATCH):
-                chunk = qids[start:start + MINE_BATCH]
-                sources, earlier = mine(chunk)
-                kept = None if cfg.train_positives == "all" else {
-                    q: [b] for q in chunk if (b := best_positive(scorer.scores(q, positives.get(q, [])),
-                                                                 positives.get(q, [])))}
-                yield from builder.add(((q, queries[q]) for q in chunk), sources, earlier, positives=positives,
-                                       exclude=exclude, train_positives=kept)
-            if previous is not None:  # momentum of earlier queries the collection lacks: counted, not pooled
-                others = [q for q in previous if q not in queries]
-                for start in range(0, len(others), MINE_BATCH):
-                    mine(others[start:start + MINE_BATCH], momentum_only=True)
-
-        write_pool(pool_path, entries(), lambda: finish(builder.stats()))
-        return pool_path
-    # a custom combine sees every query at once
-    sources, earlier = mine(list(queries))
-    if previous is not None:
-        extra, earlier_others = mine([q for q in previous if q not in queries], momentum_only=True)
-        sources["momentum"].update(extra["momentum"])
-        earlier += earlier_others
-    found, stats = hooks.combine(collection, sources, earlier if previous is not None else None,
-                                 positives=positives, exclude=exclude, dedupe=cfg.dedupe)
-    write_pool(pool_path, found, finish(stats))
+    miner = BatchMiner(collection, cfg, runs, previous, scorer)
+    if cfg.hooks.combine is build_pool:  # streamed: a batch of queries mined, added and written at a time
+        builder = PoolBuilder(ordered_sources(miner.sources), with_previous=previous is not None, dedupe=cfg.dedupe)
+        write_pool(pool_path, miner.entries(collection.queries, builder, f"mining {pool_path.name}"),
+                   lambda: mining_stats(builder.stats(), miner, pool_path))
+    else:
+        entries, stats = miner.combined(collection)
+        write_pool(pool_path, entries, mining_stats(stats, miner, pool_path))
     return pool_path
 
 
