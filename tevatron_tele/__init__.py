@@ -37,35 +37,11 @@ _EXPORTS = {
 _BACKEND_EXPORTS = ("TeleTrainDataset", "TeleDenseModel", "TeleTrainer", "TeleModelArguments", "TeleDataArguments",
                     "TeleTrainingArguments", "make_collator")
 
-__all__ = [
-    "Collection",
-    "Corpus",
-    "EpisodeArguments",
-    "IndexedPool",
-    "IndexedRun",
-    "PoolEntry",
-    "TeleDataArguments",
-    "TeleDenseModel",
-    "TeleModelArguments",
-    "TeleTrainDataset",
-    "TeleTrainer",
-    "TeleTrainingArguments",
-    "TokenCache",
-    "build_example",
-    "corpus_token_cache",
-    "get_backend",
-    "iter_pool",
-    "load_collection",
-    "load_corpus",
-    "load_encoder",
-    "make_collator",
-    "query_token_cache",
-    "read_pool",
-    "read_reference_pool",
-    "run_episodes",
-    "train",
-    "write_pool",
-]
+__all__ = ["Collection", "Corpus", "EpisodeArguments", "IndexedPool", "IndexedRun", "PoolEntry", "TeleDataArguments",
+           "TeleDenseModel", "TeleModelArguments", "TeleTrainDataset", "TeleTrainer", "TeleTrainingArguments",
+           "TokenCache", "build_example", "corpus_token_cache", "get_backend", "iter_pool", "load_collection",
+           "load_corpus", "load_encoder", "make_collator", "query_token_cache", "read_pool", "read_reference_pool",
+           "run_episodes", "train", "write_pool"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from .backends import get_backend, load_encoder
@@ -80,12 +56,11 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def __getattr__(name: str):
+    """Load an exported name on first use (see the module's docstring)."""
     if name in _EXPORTS:
         value = getattr(importlib.import_module(_EXPORTS[name]), name)
     elif name in _BACKEND_EXPORTS:
-        from .backends import get_backend
-
-        value = getattr(get_backend("auto"), name)
+        value = getattr(importlib.import_module("tevatron_tele.backends").get_backend("auto"), name)
     else:
         raise AttributeError(f"module 'tevatron_tele' has no attribute {name!r}")
     globals()[name] = value

@@ -22,14 +22,17 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from .backends import BackendUnavailableError
+from .retrieval.java import PyseriniUnavailableError
 from .utils import VERBOSE_ENV
 
 EXIT_INPUT_ERROR = 2
 DEBUG_FLAG = "--debug"
 VERBOSE_FLAG = "--verbose"
 
-# Missing or unusable input paths.
+# Missing or unusable input paths, and the package's refusals of a missing optional part.
 _PATH_ERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError, FileExistsError)
+_KNOWN_TYPES = (ValueError, *_PATH_ERRORS, BackendUnavailableError, PyseriniUnavailableError)
 # What the file system answers about a path the user named (or one beside it): a read-only file system, no space
 # left, no permission, a name too long. Other OSErrors (a broken device, a bug) keep their traceback.
 _PATH_ERRNOS = frozenset({errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.ENAMETOOLONG,
@@ -37,13 +40,6 @@ _PATH_ERRNOS = frozenset({errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EACCES,
 # A step's temporary name (utils.atomic_path: DIR/.tmp-NAME-XXXXXXXX/NAME, or DIR/.tmp-NAME-XXXXXXXX): the user
 # named DIR/NAME.
 _TEMPORARY = re.compile(r"(?P<dir>^|.*/)\.tmp-(?P<name>[^/]+)-[A-Za-z0-9_]{8}(?:/(?P=name))?(?P<rest>/.*)?$")
-
-
-def _known_types() -> tuple[type[BaseException], ...]:
-    from .backends import BackendUnavailableError
-    from .retrieval.bm25 import PyseriniUnavailableError
-
-    return (ValueError, *_PATH_ERRORS, BackendUnavailableError, PyseriniUnavailableError)
 
 
 def is_input_error(exc: BaseException) -> bool:
@@ -55,11 +51,7 @@ def is_input_error(exc: BaseException) -> bool:
     Returns:
         True for the package's input errors, ValueErrors and missing / unusable named paths.
     """
-    try:
-        known = _known_types()
-    except ImportError:  # a broken optional part: then only the plain types count
-        known = (ValueError, *_PATH_ERRORS)
-    return isinstance(exc, known) or (isinstance(exc, OSError) and exc.errno in _PATH_ERRNOS)
+    return isinstance(exc, _KNOWN_TYPES) or (isinstance(exc, OSError) and exc.errno in _PATH_ERRNOS)
 
 
 def user_path(filename: str) -> str:
@@ -96,7 +88,11 @@ def format_error(exc: BaseException) -> str:
 
 
 def debug_from_env() -> bool:
-    """Whether TELE_DEBUG asks for tracebacks (set, and not "" or "0")."""
+    """Whether TELE_DEBUG asks for tracebacks.
+
+    Returns:
+        True when it is set, and not "" or "0".
+    """
     return os.environ.get("TELE_DEBUG", "") not in ("", "0")
 
 

@@ -82,7 +82,12 @@ def atomic_path(final: PathLike, *, replaces: Callable[[Path], bool] | None = No
 
 
 def write_json(path: PathLike, obj: Any) -> None:
-    """Write `obj` as indented JSON, atomically."""
+    """Write `obj` as indented JSON, atomically.
+
+    Args:
+        path: the file.
+        obj: a JSON-ready value (anything else is written as its `str`).
+    """
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n", encoding="utf-8")
 
@@ -107,7 +112,14 @@ def input_error(path: PathLike, line: int | str | None, field_name: str, problem
 
 
 def location(path: PathLike, line: int | str | None, field_name: str, problem: str) -> str:
-    """`FILE:LINE: field 'F': problem`, the one shape of every input-error message (no `:LINE` when None)."""
+    """`FILE:LINE: field 'F': problem`, the one shape of every input-error message.
+
+    Args:
+        path, line, field_name, problem: as for `input_error` (no `:LINE` when `line` is None).
+
+    Returns:
+        The message.
+    """
     where = f"{path}" if line is None else f"{path}:{line}"
     return f"{where}: field '{field_name}': {problem}"
 
@@ -234,7 +246,11 @@ _LIBRARY_BAR_SWITCHES = ("HF_HUB_DISABLE_PROGRESS_BARS", "HF_DATASETS_DISABLE_PR
 
 
 def verbose_from_env() -> bool:
-    """Whether TELE_VERBOSE asks for the libraries' own progress bars (set, and not "" or "0")."""
+    """Whether TELE_VERBOSE asks for the libraries' own progress bars.
+
+    Returns:
+        True when it is set, and not "" or "0".
+    """
     return os.environ.get(VERBOSE_ENV, "") not in ("", "0")
 
 
@@ -254,16 +270,11 @@ def quiet_library_progress(verbose: bool | None = None) -> bool:
         return False
     for name in _LIBRARY_BAR_SWITCHES:  # read when each library is imported, here and in subprocesses
         os.environ[name] = "1"
-    # a library already imported read its switch then: turn it off directly (imported here only when the program
-    # has loaded it already; this module never loads either)
-    if "transformers" in sys.modules:
-        from transformers.utils import logging as transformers_logging
-
-        transformers_logging.disable_progress_bar()
+    # a library already imported read its switch then: turn it off directly (this module never loads either)
+    if "transformers.utils.logging" in sys.modules:
+        sys.modules["transformers.utils.logging"].disable_progress_bar()
     if "datasets" in sys.modules:
-        import datasets
-
-        datasets.disable_progress_bars()
+        sys.modules["datasets"].disable_progress_bars()
     return True
 
 
