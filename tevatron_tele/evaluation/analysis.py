@@ -11,14 +11,18 @@ from __future__ import annotations
 import hashlib
 import itertools
 import logging
+import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from pathlib import Path
 
+from ..backends import load_encoder
+from ..data.collections import load_corpus
 from ..data.pools import IndexedPool, PoolEntry
 from ..data.run_folder import RunLayout
+from ..data.token_cache import TokenCache, build_token_cache
 from ..data.trec import IndexedRun
-from ..retrieval.scoring import score_pairs, with_positives
+from ..retrieval.scoring import EmbeddingScorer, StoredScores, covers, save_scored_pairs, score_pairs, with_positives
 from ..utils import PathLike, read_json
 from .forgetting import (
     above_positive,
@@ -36,10 +40,11 @@ Probe = dict[str, list[str]]
 
 
 class RunWorkspace:
-    """What analysis needs from one run folder.
+    """What analysis needs from one run folder: its paths (`layout`, a `data.run_folder.RunLayout`; `path`, `name`),
+    the manifest's config, the episodes and the pools.
 
     Args:
-        path: the run folder (its paths: `layout`, a `data.run_folder.RunLayout`).
+        path: the run folder.
         config: the manifest's config.
         episodes: every episode with a folder, ascending.
         pools: {episode: {query id: entry}} of the pools read (i >= 1).
@@ -48,20 +53,20 @@ class RunWorkspace:
     def __init__(self, path: PathLike, config: dict, episodes: list[int],
                  pools: dict[int, Mapping[str, PoolEntry]] | None = None):
         self.layout = RunLayout(path)
+        self.path, self.name = self.layout.root, self.layout.root.name
         self.config = config
         self.episodes = episodes
         self.pools = {} if pools is None else pools
 
-    @property
-    def path(self) -> Path:
-        return self.layout.root
-
-    @property
-    def name(self) -> str:
-        return self.path.name
-
     def model_dir(self, i: int) -> Path | None:
-        """Episode i's model folder; the base model for episode 0; None when it is missing."""
+        """Episode i's model folder.
+
+        Args:
+            i: the episode.
+
+        Returns:
+            The folder (the base model for episode 0); None when it is missing.
+        """
         if i == 0:
             base = self.config.get("model_name_or_path")
             return Path(base) if base else None
@@ -69,11 +74,22 @@ class RunWorkspace:
         return path if path.is_dir() else None
 
     def ranking_path(self, i: int) -> Path:
-        """Episode i's ranking of the training queries."""
+        """Episode i's ranking of the training queries.
+
+        Args:
+            i: the episode.
+
+        Returns:
+            The run file's path.
+        """
         return self.layout.ranking(i, "queries")
 
     def positives(self) -> dict[str, list[str]]:
-        """Each training query's positives, as listed in the pools (its first pool's)."""
+        """Each training query's positives.
+
+        Returns:
+            {query id: positives}, as its first pool lists them.
+        """
         out: dict[str, list[str]] = {}
         for pool in self.pools.values():
             for e in pool.values():  # an IndexedPool's values stream the file
@@ -81,7 +97,14 @@ class RunWorkspace:
         return out
 
     def query_texts(self, qids: Iterable[str]) -> dict[str, str]:
-        """The texts of these queries, as their pools hold them (the last pool holding each)."""
+        """The texts of these queries, as their pools hold them.
+
+        Args:
+            qids: query ids.
+
+        Returns:
+            {query id: text} (from the last pool holding each; queries in no pool are left out).
+        """
         out: dict[str, str] = {}
         for q in qids:
             pool = next((pool for pool in reversed(self.pools.values()) if q in pool), None)
@@ -107,13 +130,28 @@ class RunWorkspace:
         return negatives, sources
 
     def ranking(self, i: int, queries: AbstractSet[str]) -> dict[str, list[tuple[str, float]]]:
-        """Episode i's ranking of these queries (looked up in the run file: the others are not read)."""
+        """Episode i's ranking of these queries (looked up in the run file: the others are not read).
+
+        Args:
+            i: the episode.
+            queries: the query ids wanted.
+
+        Returns:
+            {query id: [(docid, score), ...]}.
+        """
         run = IndexedRun(self.ranking_path(i))
         return {q: run[q] for q in run if q in queries}
 
 
 def open_run(run_dir: PathLike) -> RunWorkspace:
-    """Read the manifest of a run folder and index its pools (`IndexedPool`: a query's entry read when asked)."""
+    """Read the manifest of a run folder and index its pools.
+
+    Args:
+        run_dir: the run folder.
+
+    Returns:
+        Its RunWorkspace, pools as `IndexedPool`s (a query's entry read when asked).
+    """
     layout = RunLayout(run_dir)
     manifest_path = layout.manifest_path
     if not manifest_path.exists():
@@ -133,8 +171,15 @@ def open_run(run_dir: PathLike) -> RunWorkspace:
 
 
 def sample_queries(qids: Sequence[str], max_queries: int | None) -> list[str]:
-    """A deterministic subset that is the same for every run holding the same queries (hash order); all of them
-    when `max_queries` is None or not positive."""
+    """A deterministic sample of queries, the same for every run holding the same queries (hash order).
+
+    Args:
+        qids: query ids.
+        max_queries: the sample's size; None or not positive: all of them.
+
+    Returns:
+        The sample, sorted.
+    """
     ordered = sorted(set(qids), key=lambda q: (hashlib.md5(q.encode()).hexdigest(), q))
     return sorted(ordered if not max_queries or max_queries < 0 else ordered[:max_queries])
 
@@ -183,11 +228,9 @@ def probe_from_run(ws: RunWorkspace, k: int = 20, max_queries: int | None = None
     return build_probe(IndexedRun(path), positives, k, queries)
 
 
-def _token_caches(ws: RunWorkspace, tokenizer, qids: Sequence[str], docids: Sequence[str], cache_dir: Path):
+def _token_caches(ws: RunWorkspace, tokenizer, qids: Sequence[str], docids: Sequence[str], cache_dir: Path
+                  ) -> tuple[TokenCache, TokenCache]:
     """Token caches of just the queries and passages to score, with the corpus cache's text template."""
-    from ..data.collections import load_corpus
-    from ..data.token_cache import build_token_cache
-
     texts = ws.query_texts(qids)
     missing = [q for q in qids if q not in texts]
     if missing:
@@ -213,12 +256,24 @@ def score_episodes(ws: RunWorkspace, pairs: Mapping[str, Sequence[str]], cache_d
                    episodes: Sequence[int] | None = None, device: str = "cpu", batch_size: int = 64,
                    progress: bool = True, needed: Mapping[int, Mapping[str, Sequence[str]]] | None = None
                    ) -> dict[int, dict]:
-    """Score table of each episode (all trained ones by default) whose model exists, on the same `pairs`
-    (positives included). An episode's stored `scores.npz` (written by the runner from the embeddings it
-    had made anyway) is used when it covers `needed[i]` (default: all `pairs`), and then the table holds
-    just those; otherwise the pairs are encoded with its model."""
-    from ..backends import load_encoder
-    from ..retrieval.scoring import StoredScores, covers
+    """The score table of each episode whose model exists, on the same `pairs`.
+
+    An episode's stored `scores.npz` (written by the runner from the embeddings it had made anyway) is used when it
+    covers `needed[i]`, and then the table holds just those; otherwise the pairs are encoded with its model.
+
+    Args:
+        ws: the run.
+        pairs: {query id: docids}, positives included.
+        cache_dir: folder of the token caches of the pairs' texts.
+        episodes: the episodes (default: every trained one).
+        device: where models run.
+        batch_size: items per forward pass.
+        progress: show progress bars.
+        needed: {episode: the pairs read from its table} (default: all `pairs`).
+
+    Returns:
+        {episode: {query id: {docid: score}}}.
+    """
 
     cache_dir = Path(cache_dir)
     docids = sorted({d for ds in pairs.values() for d in ds})
@@ -247,22 +302,6 @@ def score_episodes(ws: RunWorkspace, pairs: Mapping[str, Sequence[str]], cache_d
     return tables
 
 
-def pairs_needed_by_episode(pool_negatives: Mapping[int, Mapping[str, Sequence[str]]],
-                            probe: Mapping[str, Sequence[str]] | None,
-                            positives: Mapping[str, Sequence[str]]) -> dict[int, dict[str, list[str]]]:
-    """The pairs the measures read from episode i's scores: the pools of episodes 1..i (learned then,
-    forgotten later) and the probe, with the queries' positives."""
-    out = {}
-    for i in sorted(pool_negatives):
-        merged: dict[str, set[str]] = {q: set(d) for q, d in (probe or {}).items()}
-        for j in sorted(pool_negatives):
-            if j <= i:
-                for q, ds in pool_negatives[j].items():
-                    merged.setdefault(q, set()).update(ds)
-        out[i] = with_positives({q: sorted(ds) for q, ds in merged.items()}, positives)
-    return out
-
-
 def analysis_pairs(pool_negatives: Mapping[int, Mapping[str, Sequence[str]]],
                    probe: Mapping[str, Sequence[str]] | None,
                    positives: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
@@ -281,6 +320,21 @@ def analysis_pairs(pool_negatives: Mapping[int, Mapping[str, Sequence[str]]],
         for q, ds in negs.items():
             merged.setdefault(q, set()).update(ds)
     return with_positives({q: sorted(ds) for q, ds in merged.items()}, positives)
+
+
+def pairs_needed_by_episode(pool_negatives: Mapping[int, Mapping[str, Sequence[str]]],
+                            probe: Mapping[str, Sequence[str]] | None,
+                            positives: Mapping[str, Sequence[str]]) -> dict[int, dict[str, list[str]]]:
+    """The pairs the measures read from each episode's scores.
+
+    Args:
+        pool_negatives, probe, positives: as for `analysis_pairs`.
+
+    Returns:
+        {i: `analysis_pairs` of the pools of episodes 1..i (learned then, forgotten later) and the probe}.
+    """
+    return {i: analysis_pairs({j: negs for j, negs in pool_negatives.items() if j <= i}, probe, positives)
+            for i in sorted(pool_negatives)}
 
 
 def iter_pairs_needed(pools: Sequence[Mapping[str, PoolEntry]], more_positives: Mapping[str, Sequence[str]],
@@ -315,7 +369,7 @@ def iter_pairs_needed(pools: Sequence[Mapping[str, PoolEntry]], more_positives: 
         yield qid, with_positives({qid: sorted(merged)}, {qid: positives})[qid]
 
 
-def store_episode_scores(path: PathLike, scorer, pool_paths: Sequence[PathLike],
+def store_episode_scores(path: PathLike, scorer: EmbeddingScorer, pool_paths: Sequence[PathLike],
                          more_positives: Mapping[str, Sequence[str]], base_ranking: PathLike | None,
                          probe_k: int) -> int:
     """Write episode i's `scores.npz`: S_i(q, d) of every pair the analysis reads from it (`iter_pairs_needed`).
@@ -325,7 +379,7 @@ def store_episode_scores(path: PathLike, scorer, pool_paths: Sequence[PathLike],
 
     Args:
         path: the .npz to write.
-        scorer: episode i's scores (`mining.filters.EmbeddingScorer` over the embeddings it made).
+        scorer: episode i's scores, over the embeddings it made.
         pool_paths: pools 1..i.
         more_positives: positives of queries in no pool (pool i+1's mining positives).
         base_ranking: the base model's ranking of the training queries (the probe), or None.
@@ -334,8 +388,6 @@ def store_episode_scores(path: PathLike, scorer, pool_paths: Sequence[PathLike],
     Returns:
         The number of pairs written.
     """
-    from ..retrieval.scoring import save_scored_pairs
-
     pools = [IndexedPool(p) for p in pool_paths]
     probe_ranking = IndexedRun(base_ranking) if base_ranking is not None else None
     return save_scored_pairs(path, scorer, iter_pairs_needed(pools, more_positives, probe_ranking, probe_k))
@@ -356,12 +408,21 @@ def analyze_run(
 ) -> dict:
     """Forgetting (own pools and probe), negative overlap, pool composition and convergence of one run.
 
-    `probe` (qid -> negatives) should be shared by all runs compared; by default it is this run's own
-    (`probe_from_run`). `max_queries` limits the analysis to a deterministic sample of training queries;
-    `queries`, when given, is that sample (shared by several runs, see `analyze_runs`).
-    """
-    import tempfile
+    Args:
+        run_dir: the run folder, or its opened workspace.
+        probe: {query id: negatives}, shared by all runs compared (default: this run's own, `probe_from_run`).
+        probe_k: depth of the default probe.
+        overlap_k: depth of the ANN overlap.
+        max_queries: the size of the deterministic sample of training queries analysed (None: all).
+        queries: that sample, when given (shared by several runs, see `analyze_runs`).
+        cache_dir: folder of the token caches (default: a temporary one).
+        device: where models run.
+        batch_size: items per forward pass.
+        progress: show progress bars.
 
+    Returns:
+        {"run": its path, `summarize_run`'s measures, "queries": the number analysed}.
+    """
     ws = run_dir if isinstance(run_dir, RunWorkspace) else open_run(run_dir)
     positives = ws.positives()
     if queries is None:
@@ -404,9 +465,24 @@ def summarize_run(
     *,
     overlap_k: int = 100,
 ) -> dict:
-    """Every measure of one run from in-memory inputs: score tables of the trained episodes (i >= 1),
-    pools (negatives and per-source lists), the probe, rankings of the training queries and eval.json
-    contents, all keyed by episode."""
+    """Every measure of one run from in-memory inputs, all keyed by episode.
+
+    Args:
+        name: the run's name.
+        episodes: its episodes.
+        tables: score tables of the trained episodes (i >= 1).
+        positives: each query's positives.
+        pool_negatives: {episode: {query id: negatives}}.
+        pool_sources: {episode: {query id: {source: negatives}}}.
+        probe: {query id: probe negatives}, or None.
+        rankings: {episode: its ranking of the training queries}.
+        evals: {episode: its eval.json}.
+        overlap_k: depth of the ANN overlap.
+
+    Returns:
+        {"name", "episodes", "scored_episodes", "probe", "forgetting", "ann_overlap", "ann_overlap_k",
+        "pool_overlap", "sources", "convergence"}.
+    """
     trained = [i for i in sorted(tables) if i >= 1]
     own = forgetting_by_episode({i: pool_negatives[i] for i in trained if i in pool_negatives}, tables, positives)
     probe = probe or {}

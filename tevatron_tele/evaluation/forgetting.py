@@ -30,7 +30,16 @@ TIE_TOL = 1e-5
 
 
 def positive_score(table: ScoreTable, positives: Positives, qid: str) -> float:
-    """S(q, d+): the best score among q's positives."""
+    """S(q, d+): the best score among q's positives.
+
+    Args:
+        table: one episode's score table.
+        positives: each query's positives.
+        qid: the query.
+
+    Returns:
+        The score; a KeyError when none of its positives has one.
+    """
     scores = table.get(qid, {})
     found = [scores[p] for p in positives.get(qid, ()) if p in scores]
     if not found:
@@ -46,7 +55,15 @@ def _pair_score(table: ScoreTable, qid: str, docid: str) -> float:
 
 
 def as_pair_set(pairs: Pairs, positives: Positives | None = None) -> set[Pair]:
-    """Flatten `qid -> docids` into (qid, docid) pairs, dropping the query's own positives."""
+    """Flatten `qid -> docids` into (qid, docid) pairs.
+
+    Args:
+        pairs: {query id: docids}.
+        positives: each query's positives, which are dropped.
+
+    Returns:
+        The pairs.
+    """
     out = set()
     for qid, docids in pairs.items():
         own = set(positives.get(qid, ())) if positives is not None else set()
@@ -66,19 +83,32 @@ def _compare(pairs: Iterable[Pair], table: ScoreTable, positives: Positives, sig
     return out
 
 
-def below_positive(pairs: Iterable[Pair], table: ScoreTable, positives: Positives) -> set[Pair]:
-    """Pairs scored strictly below the query's best positive."""
-    return _compare(pairs, table, positives, -1)
-
-
 def above_positive(pairs: Iterable[Pair], table: ScoreTable, positives: Positives) -> set[Pair]:
-    """Pairs scored strictly above the query's best positive."""
+    """The pairs scored strictly above (beyond TIE_TOL) the query's best positive.
+
+    Args:
+        pairs: (query id, docid) pairs.
+        table: one episode's score table.
+        positives: each query's positives.
+
+    Returns:
+        Those pairs.
+    """
     return _compare(pairs, table, positives, +1)
 
 
 def learned_pairs(pairs: Pairs, table: ScoreTable, positives: Positives) -> set[Pair]:
-    """learned_i: the negatives of `pairs` that the episode's model scores below the positive."""
-    return below_positive(as_pair_set(pairs, positives), table, positives)
+    """learned_i: the negatives of `pairs` that the episode's model scores strictly below the positive.
+
+    Args:
+        pairs: {query id: docids}.
+        table: the episode's score table.
+        positives: each query's positives.
+
+    Returns:
+        Those (query id, docid) pairs.
+    """
+    return _compare(as_pair_set(pairs, positives), table, positives, -1)
 
 
 def _rate(num: int, den: int) -> float | None:
@@ -90,11 +120,15 @@ def forgetting_by_episode(
 ) -> dict:
     """Forgetting rates for every episode j that has a score table and at least one earlier learning episode.
 
-    `pairs_by_episode[i]` are the negatives examined for learning in episode i (its pool, or the probe);
-    `tables[j]` the scores after episode j. Returns JSON-ready lists:
-    - `learned`: [{"episode": i, "pairs": |pairs_i|, "learned": |learned_i|}]
-    - `rates`: [{"episode": j, "learned_before": |L_j|, "forgotten": n, "rate": n / |L_j|}]
-    - `matrix`: [{"learned_in": i, "episode": j, "learned": |learned_i|, "forgotten": n, "rate": ...}]
+    Args:
+        pairs_by_episode: {i: the negatives examined for learning in episode i (its pool, or the probe)}.
+        tables: {j: the scores after episode j}.
+        positives: each query's positives.
+
+    Returns:
+        JSON-ready lists: "learned" [{"episode": i, "pairs": |pairs_i|, "learned": |learned_i|}], "rates"
+        [{"episode": j, "learned_before": |L_j|, "forgotten": n, "rate": n / |L_j|}] and "matrix"
+        [{"learned_in": i, "episode": j, "learned": |learned_i|, "forgotten": n, "rate"}].
     """
     learned: dict[int, set[Pair]] = {}
     learned_rows = []
@@ -102,7 +136,7 @@ def forgetting_by_episode(
         if i not in tables:
             raise KeyError(f"episode {i} has pairs to learn but no score table")
         pair_set = as_pair_set(pairs_by_episode[i], positives)
-        learned[i] = below_positive(pair_set, tables[i], positives)
+        learned[i] = _compare(pair_set, tables[i], positives, -1)
         learned_rows.append({"episode": i, "pairs": len(pair_set), "learned": len(learned[i])})
 
     rates, matrix = [], []
@@ -124,12 +158,30 @@ def forgetting_by_episode(
 # ---- Overlap of consecutive negative sets --------------------------------------------------------------
 
 def jaccard(a: Iterable[str], b: Iterable[str]) -> float:
+    """|a & b| / |a | b| of two sets of ids.
+
+    Args:
+        a: ids.
+        b: ids.
+
+    Returns:
+        The overlap; 1.0 when both are empty.
+    """
     a, b = set(a), set(b)
     return 1.0 if not a and not b else len(a & b) / len(a | b)
 
 
 def top_k_negatives(ranking: Mapping[str, Sequence[tuple[str, float]]], positives: Positives, k: int) -> dict:
-    """The top k of each query's ranking minus its judged positives (ANN negatives before sampling)."""
+    """The ANN negatives before sampling: the top k of each query's ranking minus its judged positives.
+
+    Args:
+        ranking: {query id: [(docid, score), ...]}, best first.
+        positives: each query's positives.
+        k: depth.
+
+    Returns:
+        {query id: docids}.
+    """
     return {
         q: [d for d, _ in ranked[:k] if d not in set(positives.get(q, ()))]
         for q, ranked in ranking.items()
@@ -139,7 +191,11 @@ def top_k_negatives(ranking: Mapping[str, Sequence[tuple[str, float]]], positive
 def consecutive_overlap(negatives_by_episode: Mapping[int, Pairs]) -> list[dict]:
     """Mean per-query Jaccard of consecutive episodes' negative sets, over the queries both hold.
 
-    `change` = 1 - jaccard, so negatives that never move give change 0.
+    Args:
+        negatives_by_episode: {episode: {query id: negatives}}.
+
+    Returns:
+        [{"from", "to", "queries", "jaccard", "change": 1 - jaccard (0 for negatives that never move)}].
     """
     episodes = sorted(negatives_by_episode)
     rows = []
@@ -162,9 +218,14 @@ def source_contribution(
     positive after the episode (S > S+). A negative found by two sources counts for both sources but
     once in the totals, so `pool_fraction` values can sum to more than 1.
 
-    Returns {"total": {"pool": n, "above_positive": m}, "per_query": mean unique negatives per query,
-    "sources": {source: {"pool", "pool_fraction", "per_query", "above_positive", "above_fraction",
-    "above_rate"}}}.
+    Args:
+        sources_by_query: {query id: {source: negatives}} of one pool.
+        table: the episode's score table.
+        positives: each query's positives.
+
+    Returns:
+        {"total": {"pool", "above_positive"}, "per_query": mean unique negatives per query, "sources":
+        {source: {"pool", "pool_fraction", "per_query", "above_positive", "above_fraction", "above_rate"}}}.
     """
     per_source: dict[str, set[Pair]] = {}
     all_pairs: set[Pair] = set()
@@ -194,7 +255,7 @@ def source_contribution(
 
 # ---- Convergence ---------------------------------------------------------------------------------------
 
-def numeric_metrics(obj: Mapping) -> dict[str, float]:
+def _numeric_metrics(obj: Mapping) -> dict[str, float]:
     """The numeric leaves of an eval.json-like mapping, nested keys joined by '/' (a collection's
     metrics under {"scifact": {"nDCG@10": ...}} become "scifact/nDCG@10"), in the mapping's order; a
     "metrics" level is dropped, and so are query counts ("num_*"), which are not quality measures."""
@@ -217,17 +278,21 @@ def numeric_metrics(obj: Mapping) -> dict[str, float]:
 def convergence(evals_by_episode: Mapping[int, Mapping], rel_tol: float = 0.01) -> dict:
     """Retrieval quality per episode, and per evaluation step where an eval.json lists them.
 
-    `evals_by_episode[i]` is episode i's eval.json. Step entries are read from its "steps" (or
-    "history") list of {"step": n, <metric>: value}. For each metric, `first_within_tol` is the first
-    episode whose value is within `rel_tol` (relative) of the best episode's value: higher is better
-    for every retrieval measure here.
+    Args:
+        evals_by_episode: {i: episode i's eval.json}; steps are read from its "steps" (or "history") list of
+            {"step": n, <metric>: value}.
+        rel_tol: relative tolerance of `first_within_tol`.
+
+    Returns:
+        {"episodes", "steps", "best": {metric: {"best", "best_episode", "first_within_tol": the first episode
+        within rel_tol of the best (higher is better for every measure here)}}, "rel_tol"}.
     """
-    episodes = [{"episode": i, **numeric_metrics(evals_by_episode[i])} for i in sorted(evals_by_episode)]
+    episodes = [{"episode": i, **_numeric_metrics(evals_by_episode[i])} for i in sorted(evals_by_episode)]
     steps = []
     for i in sorted(evals_by_episode):
         for row in evals_by_episode[i].get("steps") or evals_by_episode[i].get("history") or []:
             if isinstance(row, Mapping) and "step" in row:
-                steps.append({"episode": i, "step": row["step"], **numeric_metrics(
+                steps.append({"episode": i, "step": row["step"], **_numeric_metrics(
                     {k: v for k, v in row.items() if k != "step"})})
     names = sorted({k for row in episodes for k in row if k != "episode"})
     best = {}

@@ -20,15 +20,25 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..data.collections import read_qrels
-from ..data.trec import Run, write_qrels
-from ..utils import PathLike
+import ir_measures
+from ir_measures import RR, R, nDCG
+
+from ..data.collections import Collection, Corpus, collection_splits, load_collection, read_qrels
+from ..data.trec import write_qrels
+from ..mining.answers import has_answer as _has_answer
+from ..retrieval import java
+from ..utils import PathLike, write_json
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MEASURES = ("MRR@10", "nDCG@10", "R@20", "R@100", "R@1000")
+# The metric names, defined here only: the default of selection and verdict, what `evaluate_run` reports, and the
+# order in which reports list what the runs have (QA collections report `Top{k}` for each of DEFAULT_QA_KS).
+DEFAULT_METRIC = "nDCG@10"
+DEFAULT_MEASURES = ("MRR@10", DEFAULT_METRIC, "R@20", "R@100", "R@1000")
 DEFAULT_QA_KS = (5, 20, 100)
+PREFERRED_METRICS = (DEFAULT_METRIC, "MRR@10", "Top20", "R@100", "R@1000", "R@20", "Top5", "Top100")
 Qrels = Mapping[str, Mapping[str, int]]
+Ranking = Mapping[str, Sequence[tuple[str, float]]]
 
 
 @dataclass(frozen=True)
@@ -45,7 +55,14 @@ _KINDS = {"mrr": "rr", "rr": "rr", "r": "recall", "recall": "recall", "ndcg": "n
 
 
 def parse_measure(name: str) -> Measure:
-    """'MRR@10' / 'RR@10', 'R@100' / 'Recall@100', 'nDCG@10' -> Measure."""
+    """The measure a name stands for.
+
+    Args:
+        name: 'MRR@10' / 'RR@10', 'R@100' / 'Recall@100' or 'nDCG@10'.
+
+    Returns:
+        The Measure; a ValueError for any other name.
+    """
     m = _MEASURE_RE.match(name.strip())
     if not m or int(m.group(2)) < 1:
         raise ValueError(f"unknown measure {name!r}: expected MRR@k, R@k (Recall@k) or nDCG@k with k >= 1")
@@ -53,16 +70,31 @@ def parse_measure(name: str) -> Measure:
 
 
 def relevant_qrels(qrels: Qrels) -> dict[str, dict[str, int]]:
-    """The queries with at least one judgement of grade >= 1 (the only ones a measure is defined for)."""
+    """The queries a measure is defined for.
+
+    Args:
+        qrels: {query id: {docid: grade}}.
+
+    Returns:
+        The queries with at least one judgement of grade >= 1, with all their judgements.
+    """
     return {q: {d: int(g) for d, g in docs.items()} for q, docs in qrels.items() if any(g >= 1 for g in docs.values())}
 
 
 def write_trec_qrels(path: PathLike, qrels: Qrels) -> Path:
     """Write the qrels the measures here score as 4-column TREC qrels (`qid 0 docid grade`), atomically.
 
-    This is the file Pyserini's trec_eval reads (it cannot read a BEIR qrels tsv: its header line is a
-    "Malformed line 1"), and `trec_eval -c` on it gives the same figures as `evaluate_run`: only queries with
-    at least one relevant judgement are written (with all their judgements), as only they are scored."""
+    This is the file Pyserini's trec_eval reads (a BEIR qrels tsv's header is a "Malformed line 1" there), and
+    `trec_eval -c` on it gives the figures of `evaluate_run`: only the judged queries are written, as only they
+    are scored.
+
+    Args:
+        path: the file to write.
+        qrels: {query id: {docid: grade}}.
+
+    Returns:
+        `path`.
+    """
     judged = relevant_qrels(qrels or {})
     if not judged:
         raise ValueError("qrels hold no query with a relevant judgement (grade >= 1): no TREC qrels to write")
@@ -70,53 +102,52 @@ def write_trec_qrels(path: PathLike, qrels: Qrels) -> Path:
     return Path(path)
 
 
-def trec_order(ranked: Iterable[tuple[str, float]]) -> list[tuple[str, float]]:
-    """Order a query's results the way trec_eval does: score descending, ties by docid descending."""
+def _trec_order(ranked: Iterable[tuple[str, float]]) -> list[tuple[str, float]]:
+    """A query's results as trec_eval orders them: score descending, ties by docid descending."""
     return sorted(ranked, key=lambda ds: (ds[1], ds[0]), reverse=True)
 
 
-def truncate_run(run: Mapping[str, Sequence[tuple[str, float]]], depth: int) -> Run:
-    return {q: trec_order(ranked)[:depth] for q, ranked in run.items()}
-
-
-def _as_dict_of_dict(run: Mapping[str, Sequence[tuple[str, float]]], qids: Iterable[str]) -> dict:
-    wanted = set(qids)
+def _scored_run(run: Ranking, judged: Iterable[str], m: Measure | None = None) -> dict:
+    """The judged queries' results as pytrec_eval reads them; for RR, which has no cutoff there, each query's
+    list is cut at k first, as `trec_eval -M k` does."""
+    wanted = set(judged)
+    if m is not None and m.kind == "rr":
+        run = {q: _trec_order(ranked)[:m.cutoff] for q, ranked in run.items()}
     return {q: {d: float(s) for d, s in ranked} for q, ranked in run.items() if q in wanted}
 
 
-def evaluate_run(
-    run: Mapping[str, Sequence[tuple[str, float]]], qrels: Qrels, measures: Sequence[str] = DEFAULT_MEASURES
-) -> dict[str, float]:
-    """Mean of each measure over the judged queries, computed by ir-measures' pytrec_eval provider."""
-    import ir_measures
-    from ir_measures import RR, R, nDCG
+def _ir_measure(m: Measure):
+    return RR(rel=1) if m.kind == "rr" else R(rel=1) @ m.cutoff if m.kind == "recall" else nDCG @ m.cutoff
 
+
+def evaluate_run(run: Ranking, qrels: Qrels, measures: Sequence[str] = DEFAULT_MEASURES) -> dict[str, float]:
+    """Mean of each measure over the judged queries, computed by ir-measures' pytrec_eval provider.
+
+    Args:
+        run: {query id: [(docid, score), ...]}.
+        qrels: {query id: {docid: grade}}.
+        measures: measure names (`parse_measure`).
+
+    Returns:
+        {measure name: mean}, in the order of `measures`.
+    """
     parsed = [parse_measure(m) for m in measures]
     judged = relevant_qrels(qrels)
     if not judged:
         raise ValueError("qrels hold no query with a relevant judgement (grade >= 1)")
-    full_run = _as_dict_of_dict(run, judged)
     results: dict[str, float] = {}
-
-    plain = {}
-    for m in parsed:
-        if m.kind == "recall":
-            plain[m.name] = R(rel=1) @ m.cutoff
-        elif m.kind == "ndcg":
-            plain[m.name] = nDCG @ m.cutoff
+    plain = {m.name: _ir_measure(m) for m in parsed if m.kind != "rr"}
     if plain:
-        agg = ir_measures.pytrec_eval.evaluator(list(plain.values()), judged).calc_aggregate(full_run)
+        agg = ir_measures.pytrec_eval.evaluator(list(plain.values()), judged).calc_aggregate(_scored_run(run, judged))
         results.update({name: float(agg[measure]) for name, measure in plain.items()})
-    # pytrec_eval's reciprocal rank has no cutoff: cut each query's list at k first, as `trec_eval -M k` does.
     for m in parsed:
         if m.kind == "rr":
-            cut = _as_dict_of_dict(truncate_run(run, m.cutoff), judged)
-            agg = ir_measures.pytrec_eval.evaluator([RR(rel=1)], judged).calc_aggregate(cut)
+            agg = ir_measures.pytrec_eval.evaluator([RR(rel=1)], judged).calc_aggregate(_scored_run(run, judged, m))
             results[m.name] = float(agg[RR(rel=1)])
     return {m.name: results[m.name] for m in parsed}
 
 
-def per_query_values(run: Mapping[str, Sequence[tuple[str, float]]], qrels: Qrels, measure: str) -> dict[str, float]:
+def per_query_values(run: Ranking, qrels: Qrels, measure: str) -> dict[str, float]:
     """One measure per judged query (0 for a query the run misses), computed as `evaluate_run` computes its mean.
 
     Args:
@@ -127,36 +158,24 @@ def per_query_values(run: Mapping[str, Sequence[tuple[str, float]]], qrels: Qrel
     Returns:
         {query id: value} over the queries with a relevant judgement.
     """
-    import ir_measures
-    from ir_measures import RR, R, nDCG
-
     m = parse_measure(measure)
     judged = relevant_qrels(qrels)
     values = dict.fromkeys(judged, 0.0)
-    if m.kind == "rr":
-        measure_obj, scored = RR(rel=1), _as_dict_of_dict(truncate_run(run, m.cutoff), judged)
-    else:
-        measure_obj = R(rel=1) @ m.cutoff if m.kind == "recall" else nDCG @ m.cutoff
-        scored = _as_dict_of_dict(run, judged)
-    for row in ir_measures.pytrec_eval.evaluator([measure_obj], judged).iter_calc(scored):
+    for row in ir_measures.pytrec_eval.evaluator([_ir_measure(m)], judged).iter_calc(_scored_run(run, judged, m)):
         values[row.query_id] = float(row.value)
     return values
 
 
 # ---- Pyserini's trec_eval (Java) -------------------------------------------------------------------
 
-def java_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Environment for a Java subprocess with a Java 21+ runtime as JAVA_HOME and first on PATH (Pyserini's jars
-    need >= 21, and `pyserini.eval.trec_eval` runs whichever `java` PATH finds first); the runtime is the one
-    `tevatron_tele.retrieval.java.find_java` finds. Unchanged, with a warning, when there is none."""
-    from ..retrieval.java import PyseriniUnavailableError
-    from ..retrieval.java import java_env as _java_env
-
+def _java_env() -> dict[str, str]:
+    """The environment with a Java 21+ runtime as JAVA_HOME and first on PATH (Pyserini's jars need >= 21, and
+    its trec_eval runs the first `java` on PATH); unchanged, with a warning, when there is none."""
     try:
-        return _java_env(dict(os.environ if base is None else base))
-    except PyseriniUnavailableError as e:
+        return java.java_env(dict(os.environ))
+    except java.PyseriniUnavailableError as e:
         logger.warning("%s; trec_eval will use the system java", e)
-        return dict(os.environ if base is None else base)
+        return dict(os.environ)
 
 
 _TREC_NAMES = {"rr": "recip_rank", "recall": "recall_{k}", "ndcg": "ndcg_cut_{k}"}
@@ -165,7 +184,7 @@ _LINE_RE = re.compile(r"^(\S+)\s+all\s+(\S+)\s*$")
 
 def _trec_eval(args: list[str], qrels_path: Path, run_path: Path, timeout: float) -> dict[str, float]:
     cmd = [sys.executable, "-m", "pyserini.eval.trec_eval", "-c", *args, str(qrels_path), str(run_path)]
-    env = java_env()
+    env = _java_env()
     env.setdefault("OPENAI_API_KEY", "unused")  # some Pyserini versions build an OpenAI client on import
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
     values = {}
@@ -187,8 +206,18 @@ def _trec_eval(args: list[str], qrels_path: Path, run_path: Path, timeout: float
 def evaluate_with_trec_eval(
     run_path: PathLike, qrels_path: PathLike, measures: Sequence[str] = DEFAULT_MEASURES, *, timeout: float = 600
 ) -> dict[str, float]:
-    """The same measures through `python -m pyserini.eval.trec_eval` (Java). Qrels are first reduced to the
-    judged queries and written as 4-column TREC qrels, so any format `read_qrels` accepts works."""
+    """The same measures through `python -m pyserini.eval.trec_eval` (Java).
+
+    Args:
+        run_path: a TREC run file.
+        qrels_path: qrels in any format `read_qrels` accepts (reduced to the judged queries and written as
+            4-column TREC qrels for trec_eval).
+        measures: measure names (`parse_measure`).
+        timeout: seconds each trec_eval may take.
+
+    Returns:
+        {measure name: mean}, in the order of `measures`.
+    """
     parsed = [parse_measure(m) for m in measures]
     judged = relevant_qrels(read_qrels(qrels_path))
     results: dict[str, float] = {}
@@ -214,21 +243,11 @@ def evaluate_with_trec_eval(
 
 # ---- QA answer accuracy (DPR) ----------------------------------------------------------------------
 
-def default_has_answer() -> Callable[[str, Sequence[str]], bool]:
-    """DPR's has-answer rule: the project's own one if present, else Pyserini's (pure Python)."""
-    try:
-        from ..mining.answers import has_answer
-
-        return lambda text, answers: bool(has_answer(answers, text))
-    except ImportError:
-        pass
-    from pyserini.eval.evaluate_dpr_retrieval import SimpleTokenizer, has_answers
-
-    tokenizer = SimpleTokenizer()
-    return lambda text, answers: bool(has_answers(text, answers, tokenizer, False))
+def _dpr_has_answer(text: str, answers: Sequence[str]) -> bool:
+    return bool(_has_answer(answers, text))
 
 
-def _passage(corpus, docid: str, qid: str) -> int:
+def _passage(corpus: Corpus, docid: str, qid: str) -> int:
     """A ranked passage's position; one the corpus lacks (its text, where answers are looked for, is not
     there) is refused."""
     try:
@@ -239,22 +258,27 @@ def _passage(corpus, docid: str, qid: str) -> int:
                          "corpus?") from None
 
 
-def qa_accuracy(
-    run: Mapping[str, Sequence[tuple[str, float]]],
-    answers: Mapping[str, Sequence[str]],
-    corpus,
-    ks: Sequence[int] = DEFAULT_QA_KS,
-    *,
-    has_answer: Callable[[str, Sequence[str]], bool] | None = None,
-) -> dict[str, float]:
+def qa_accuracy(run: Ranking, answers: Mapping[str, Sequence[str]], corpus: Corpus,
+                ks: Sequence[int] = DEFAULT_QA_KS, *, has_answer: Callable[[str, Sequence[str]], bool] | None = None
+                ) -> dict[str, float]:
     """Top-k accuracy: the share of questions whose top k passages (run order) hold an answer string.
 
     Like DPR and Pyserini, the passage text without its title is checked. Every question in `answers`
-    counts; one missing from the run is a miss. `corpus` needs `position(docid)` and `texts`.
+    counts; one missing from the run is a miss.
+
+    Args:
+        run: {question id: [(docid, score), ...]}.
+        answers: {question id: answer strings}.
+        corpus: the passages (`position(docid)` and `texts` are read).
+        ks: the depths k.
+        has_answer: (text, answers) -> bool; default DPR's rule (`mining.answers.has_answer`).
+
+    Returns:
+        {"Top{k}": accuracy} for each k, ascending.
     """
     if not answers:
         raise ValueError("no questions with answers to evaluate")
-    check = has_answer or default_has_answer()
+    check = has_answer or _dpr_has_answer
     ks = sorted(ks)
     hits = dict.fromkeys(ks, 0)
     for qid, answer_list in answers.items():
@@ -267,17 +291,16 @@ def qa_accuracy(
     return {f"Top{k}": hits[k] / len(answers) for k in ks}
 
 
-def write_dpr_retrieval(
-    path: PathLike,
-    run: Mapping[str, Sequence[tuple[str, float]]],
-    questions: Mapping[str, str],
-    answers: Mapping[str, Sequence[str]],
-    corpus,
-    depth: int = max(DEFAULT_QA_KS),
-) -> None:
-    """Write the retrieval json that `python -m pyserini.eval.evaluate_dpr_retrieval --retrieval PATH` reads."""
-    from ..utils import write_json
+def write_dpr_retrieval(path: PathLike, run: Ranking, questions: Mapping[str, str],
+                        answers: Mapping[str, Sequence[str]], corpus: Corpus, depth: int = max(DEFAULT_QA_KS)) -> None:
+    """Write the retrieval json that `python -m pyserini.eval.evaluate_dpr_retrieval --retrieval PATH` reads.
 
+    Args:
+        path: the file to write.
+        run, answers, corpus: as for `qa_accuracy`.
+        questions: {question id: text}.
+        depth: passages per question.
+    """
     out = {}
     for qid in answers:
         contexts = []
@@ -292,17 +315,21 @@ def write_dpr_retrieval(
 
 # ---- A whole collection ----------------------------------------------------------------------------
 
-def evaluate_collection(
-    run: Mapping[str, Sequence[tuple[str, float]]],
-    collection,
-    measures: Sequence[str] = DEFAULT_MEASURES,
-    qa_ks: Sequence[int] = DEFAULT_QA_KS,
-) -> dict:
-    """All measures that apply to a loaded `Collection` (or a path to one, read with its test split):
-    qrels measures when it has judgements, top-k accuracy when it has answers."""
-    if isinstance(collection, (str, os.PathLike)):
-        from ..data.collections import collection_splits, load_collection
+def evaluate_collection(run: Ranking, collection: Collection | PathLike, measures: Sequence[str] = DEFAULT_MEASURES,
+                        qa_ks: Sequence[int] = DEFAULT_QA_KS) -> dict:
+    """All measures that apply to a collection: qrels measures when it has judgements, top-k accuracy when it
+    has answers.
 
+    Args:
+        run: {query id: [(docid, score), ...]}.
+        collection: a loaded `Collection`, or a path to one (read with its test split).
+        measures: the qrels measures.
+        qa_ks: the depths of top-k accuracy.
+
+    Returns:
+        {"collection", "num_queries", "num_judged_queries", "num_ranked_queries", then each measure's mean}.
+    """
+    if isinstance(collection, (str, os.PathLike)):
         collection = load_collection(collection, split="test" if collection_splits(collection) is not None else None)
     result: dict = {"collection": collection.name, "num_queries": len(collection.queries)}
     judged = relevant_qrels(collection.qrels or {})

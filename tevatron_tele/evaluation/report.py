@@ -1,25 +1,33 @@
 """Several runs side by side: a markdown report, a JSON file and PNG plots from `analyze_runs` output."""
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from ..data.pools import SOURCES
 from ..utils import PathLike, atomic_path, write_json
 from .analysis import analyze_runs
+from .metrics import PREFERRED_METRICS
 from .verdict import compare_runs
 
 logger = logging.getLogger(__name__)
-
-PREFERRED_METRICS = ("nDCG@10", "MRR@10", "Top20", "R@100", "R@1000", "R@20", "Top5", "Top100")
 
 
 # ---- reading the analysis dict -------------------------------------------------------------------------
 
 def metric_names(runs: Sequence[Mapping]) -> list[str]:
-    """Metrics found in every run's convergence table, the usual retrieval measures first and, for each
-    measure, the collections in the order eval.json lists them (the training collection first)."""
+    """The metrics every run's convergence table holds, in the order reports list them.
+
+    Args:
+        runs: `analyze_run` results.
+
+    Returns:
+        Names as `collection/metric`: `PREFERRED_METRICS` first and, for each metric, the collections in the
+        order eval.json lists them (the training collection first).
+    """
     sets, collections = [], []
     for run in runs:
         conv = run.get("convergence") or {}
@@ -43,7 +51,15 @@ def _by_episode(rows: Sequence[Mapping] | None, key: str, episode_key: str = "ep
 
 
 def run_series(run: Mapping) -> dict:
-    """Per-episode series of one analysed run, keyed by episode."""
+    """The per-episode series of one analysed run, as the tables and plots show them.
+
+    Args:
+        run: an `analyze_run` result.
+
+    Returns:
+        {"own_pool", "probe", "probe_above", "ann_jaccard", "pool_per_query": {episode: value},
+        "composition": {episode: {source: per query}}, "metrics": {metric: {episode: value}}}.
+    """
     forgetting = run.get("forgetting") or {}
     conv = run.get("convergence") or {}
     metrics: dict[str, dict[int, float]] = {}
@@ -64,8 +80,16 @@ def run_series(run: Mapping) -> dict:
     }
 
 
-def format_value(value, digits: int = 3) -> str:
-    """A table cell: floats to `digits` places, None as "-"."""
+def format_value(value: Any, digits: int = 3) -> str:
+    """A table cell.
+
+    Args:
+        value: a number, None or anything else.
+        digits: decimal places of a float.
+
+    Returns:
+        Floats to `digits` places, None as "-", others as `str`.
+    """
     if value is None:
         return "-"
     if isinstance(value, float):
@@ -82,7 +106,14 @@ def _mean(values) -> float | None:
 
 def verdict_lines(verdict: Mapping | None) -> list[str]:
     """The report's opening section: each run's kept episode in plain words, then the runs against each other
-    and the baselines (from `evaluation.verdict.compare_runs`)."""
+    and the baselines.
+
+    Args:
+        verdict: `evaluation.verdict.compare_runs`'s result, or None.
+
+    Returns:
+        Markdown lines (none without a verdict).
+    """
     if not verdict:
         return []
     metric = verdict["metric"]
@@ -100,6 +131,15 @@ def verdict_lines(verdict: Mapping | None) -> list[str]:
 
 
 def markdown_report(analysis: Mapping, main_metric: str | None = None) -> str:
+    """report.md: the verdict, the probe, a summary row per run and a row per episode.
+
+    Args:
+        analysis: `analyze_runs`' result (with "verdict").
+        main_metric: the summary's metric (default: the first of `metric_names`).
+
+    Returns:
+        The markdown text.
+    """
     runs = analysis["runs"]
     names = metric_names(runs)
     main = main_metric or (names[0] if names else None)
@@ -159,12 +199,11 @@ def markdown_report(analysis: Mapping, main_metric: str | None = None) -> str:
 
 # ---- plots ----------------------------------------------------------------------------------------------
 
+@functools.cache
 def _pyplot():
-    import matplotlib
+    import matplotlib.pyplot as plt  # lazy: slow to load, and `driver.analyze --help` imports this module
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt.switch_backend("Agg")
     return plt
 
 
@@ -179,7 +218,8 @@ _MARKERS = ("o", "s", "^", "D", "v", "P", "X")
 _STYLES = ("-", "--", "-.", ":")
 
 
-def _lines(ax, runs: Sequence[Mapping], key_fn, *, ylabel: str, title: str, ylim=None, first_episode: int = 0) -> bool:
+def _lines(ax: Any, runs: Sequence[Mapping], key_fn: Callable, *, ylabel: str, title: str, ylim=None,
+           first_episode: int = 0) -> bool:
     drawn = False
     for n, run in enumerate(runs):
         series = key_fn(run_series(run))
@@ -205,7 +245,7 @@ def _lines(ax, runs: Sequence[Mapping], key_fn, *, ylabel: str, title: str, ylim
     return drawn
 
 
-def plot_forgetting(runs: Sequence[Mapping], path: Path) -> Path:
+def _plot_forgetting(runs: Sequence[Mapping], path: Path) -> Path:
     plt = _pyplot()
     rates = [v for r in runs for key in ("own_pool", "probe") for v in run_series(r)[key].values() if v is not None]
     # rates are often a few percent: scale the axis to the data (from zero, so heights stay comparable)
@@ -221,7 +261,7 @@ def plot_forgetting(runs: Sequence[Mapping], path: Path) -> Path:
     return _save(fig, path)
 
 
-def plot_metrics(runs: Sequence[Mapping], path: Path, names: Sequence[str] | None = None) -> Path:
+def _plot_metrics(runs: Sequence[Mapping], path: Path, names: Sequence[str] | None = None) -> Path:
     plt = _pyplot()
     names = list(names or metric_names(runs))[:4] or ["(none)"]
     fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 4.2), squeeze=False, layout="constrained")
@@ -231,7 +271,7 @@ def plot_metrics(runs: Sequence[Mapping], path: Path, names: Sequence[str] | Non
     return _save(fig, path)
 
 
-def plot_overlap(runs: Sequence[Mapping], path: Path, k: int | None = None) -> Path:
+def _plot_overlap(runs: Sequence[Mapping], path: Path, k: int | None = None) -> Path:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4.2), layout="constrained")
     _lines(ax, runs, lambda s: s["ann_jaccard"], ylabel="mean Jaccard with previous episode",
@@ -240,7 +280,7 @@ def plot_overlap(runs: Sequence[Mapping], path: Path, k: int | None = None) -> P
     return _save(fig, path)
 
 
-def plot_composition(runs: Sequence[Mapping], path: Path) -> Path:
+def _plot_composition(runs: Sequence[Mapping], path: Path) -> Path:
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(runs), figsize=(4.5 * len(runs), 4.2), squeeze=False, sharey=True,
                              layout="constrained")
@@ -268,7 +308,16 @@ def plot_composition(runs: Sequence[Mapping], path: Path) -> Path:
 
 
 def write_report(analysis: Mapping, out_dir: PathLike, main_metric: str | None = None) -> dict[str, Path]:
-    """Write report.md, analysis.json and the PNG plots into `out_dir`; return their paths."""
+    """Write report.md, analysis.json and the PNG plots into `out_dir`.
+
+    Args:
+        analysis: `analyze_runs`' result (with "verdict").
+        out_dir: the report folder.
+        main_metric: as for `markdown_report`.
+
+    Returns:
+        {"json", "markdown", "forgetting_png", "metrics_png", "overlap_png", "composition_png": path}.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     runs = analysis["runs"]
@@ -277,10 +326,10 @@ def write_report(analysis: Mapping, out_dir: PathLike, main_metric: str | None =
     with atomic_path(paths["markdown"]) as tmp:
         tmp.write_text(markdown_report(analysis, main_metric), encoding="utf-8")
     k = runs[0].get("ann_overlap_k") if runs else None
-    paths["forgetting_png"] = plot_forgetting(runs, out / "forgetting.png")
-    paths["metrics_png"] = plot_metrics(runs, out / "metrics.png")
-    paths["overlap_png"] = plot_overlap(runs, out / "ann_overlap.png", k)
-    paths["composition_png"] = plot_composition(runs, out / "pool_composition.png")
+    paths["forgetting_png"] = _plot_forgetting(runs, out / "forgetting.png")
+    paths["metrics_png"] = _plot_metrics(runs, out / "metrics.png")
+    paths["overlap_png"] = _plot_overlap(runs, out / "ann_overlap.png", k)
+    paths["composition_png"] = _plot_composition(runs, out / "pool_composition.png")
     logger.info("report written to %s", out)
     return paths
 

@@ -9,7 +9,7 @@ as per-query differences with a paired bootstrap 95% interval.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -17,13 +17,14 @@ import numpy as np
 
 from ..data.run_folder import RunLayout
 from ..utils import PathLike, read_json
+from .metrics import DEFAULT_METRIC
 
 BOOTSTRAP_SAMPLES = 10000
 SELECTION_RULES = ("guarded", "best")
 SelectionRule = Literal["guarded", "best"]
 
 
-def paired_bootstrap(diffs, samples: int = BOOTSTRAP_SAMPLES, seed: int = 0) -> dict:
+def paired_bootstrap(diffs: Iterable[float], samples: int = BOOTSTRAP_SAMPLES, seed: int = 0) -> dict:
     """Mean of per-query differences with a 95% percentile interval over resampled queries.
 
     Args:
@@ -45,7 +46,16 @@ def paired_bootstrap(diffs, samples: int = BOOTSTRAP_SAMPLES, seed: int = 0) -> 
 
 
 def compare(a: Mapping[str, float], b: Mapping[str, float], seed: int = 0) -> dict:
-    """Paired bootstrap of a - b over the queries both score (per-query values, e.g. `per_query_values`)."""
+    """Paired bootstrap of a - b over the queries both score.
+
+    Args:
+        a: {query id: value} (e.g. `per_query_values`).
+        b: the same for the other side.
+        seed: RNG seed.
+
+    Returns:
+        `paired_bootstrap`'s result.
+    """
     shared = sorted(set(a) & set(b))
     return paired_bootstrap([a[q] - b[q] for q in shared], seed=seed)
 
@@ -93,15 +103,15 @@ def select_episode_guarded(dev: Mapping[int, Mapping[str, float]], seed: int = 0
     return kept, tests
 
 
-def _describe(name: str, result: dict, metric: str) -> str:
-    lo, hi = result["ci95"]
-    sign = "beats" if lo > 0 else "loses to" if hi < 0 else "ties with"
-    return f"{sign} {name} by {result['mean']:+.3f} [{lo:+.3f}, {hi:+.3f}] {metric}"
-
-
 def _interval(result: dict) -> str:
     lo, hi = result["ci95"]
     return f"{result['mean']:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+
+
+def _describe(name: str, result: dict, metric: str) -> str:
+    lo, hi = result["ci95"]
+    sign = "beats" if lo > 0 else "loses to" if hi < 0 else "ties with"
+    return f"{sign} {name} by {_interval(result)} {metric}"
 
 
 def _selection_phrase(selected: int, dev: Mapping[int, float], metric: str, selection: Mapping | None) -> str:
@@ -124,7 +134,7 @@ def _selection_phrase(selected: int, dev: Mapping[int, float], metric: str, sele
 
 
 def verdict(selected: int, dev: Mapping[int, float] | None, test: Mapping[int, Mapping[str, float]],
-            baselines: Mapping[str, Mapping[str, float]] | None = None, metric: str = "nDCG@10",
+            baselines: Mapping[str, Mapping[str, float]] | None = None, metric: str = DEFAULT_METRIC,
             seed: int = 0, selection: Mapping | None = None) -> dict:
     """The selected episode against the start and the baselines, on the test split, with a sentence.
 
@@ -147,17 +157,11 @@ def verdict(selected: int, dev: Mapping[int, float] | None, test: Mapping[int, M
     if selection is not None:
         out["selection"] = {"rule": selection["rule"],
                             "tests": {int(e): dict(t) for e, t in selection.get("tests", {}).items()}}
-    parts = []
-    if dev is None:
-        parts.append(f"episode {selected} (the last: no dev split to select on)")
-        if selected:
-            out["vs"]["start"] = compare(test[selected], test[0], seed)
-            parts[-1] += " " + _describe("the start", out["vs"]["start"], metric) + " on test"
-    else:
-        parts.append(_selection_phrase(selected, dev, metric, selection))
-        if selected:
-            out["vs"]["start"] = compare(test[selected], test[0], seed)
-            parts[-1] += " " + _describe("the start", out["vs"]["start"], metric) + " on test"
+    parts = [f"episode {selected} (the last: no dev split to select on)" if dev is None
+             else _selection_phrase(selected, dev, metric, selection)]
+    if selected:
+        out["vs"]["start"] = compare(test[selected], test[0], seed)
+        parts[-1] += " " + _describe("the start", out["vs"]["start"], metric) + " on test"
     for name, values in (baselines or {}).items():
         out["vs"][name] = compare(test[selected], values, seed)
         subject = "it" if selected else "the start model"
