@@ -332,21 +332,49 @@ def _resume_point(build: Path, key: dict, dtype: np.dtype) -> tuple[int, int] | 
     return texts, tokens
 
 
+def _start_build(build: Path, key: dict, dtype: np.dtype) -> tuple[int, int]:
+    """(texts, tokens) already in the build folder: an interrupted build's of this key, else (0, 0) in a new one."""
+    resume = _resume_point(build, key, dtype)
+    if resume is not None:
+        return resume
+    shutil.rmtree(build, ignore_errors=True)
+    build.mkdir(parents=True)
+    (build / "tokens.npy").write_bytes(_npy_header(dtype, 0))
+    (build / "offsets.npy").write_bytes(_npy_header(np.int64, 1) + np.zeros(1, np.int64).tobytes())
+    return 0, 0
+
+
+def _finish_build(build: Path, path: Path, key: dict, ids: Sequence[str]) -> None:
+    """Write ids.txt and key.json into the build folder and rename it to `path` (over a cache of another key)."""
+    with open(build / "ids.txt", "w", encoding="utf-8", newline="\n") as f:
+        for start in range(0, len(ids), _IDS_CHUNK):
+            f.write("".join(f"{i}\n" for i in ids[start:start + _IDS_CHUNK]))
+        _fsync(f)
+    # key.json last: a folder with a key is complete.
+    with open(build / "key.json", "w", encoding="utf-8") as f:
+        f.write(json.dumps(key, indent=1) + "\n")
+        _fsync(f)
+    (build / "progress.json").unlink(missing_ok=True)
+    old = None
+    if path.exists() or path.is_symlink():  # a cache of another key at this path: set it aside, then swap
+        old = path.parent / f".old-{path.name}-{uuid.uuid4().hex[:8]}"
+        os.replace(path, old)
+    os.replace(build, path)
+    if old is not None:
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.unlink()
+
+
 def _build(path: Path, key: dict, ids: Sequence[str], texts_at: Callable[[int, int], list[str]], tokenizer: Any,
            max_len: int, desc: str) -> None:
     """Write the cache of `key` to `path` (the caller holds the lock), continuing an interrupted build."""
     n = len(ids)
     dtype = token_dtype(tokenizer)
     build = path.parent / f".build-{path.name}"
-    resume = _resume_point(build, key, dtype)
-    if resume is None:
-        shutil.rmtree(build, ignore_errors=True)
-        build.mkdir(parents=True)
-        (build / "tokens.npy").write_bytes(_npy_header(dtype, 0))
-        (build / "offsets.npy").write_bytes(_npy_header(np.int64, 1) + np.zeros(1, np.int64).tobytes())
-        done, total = 0, 0
-    else:
-        done, total = resume
+    done, total = _start_build(build, key, dtype)
+    if done:
         logger.info("continuing the interrupted build of %s at text %d of %d", path, done, n)
     parallel = os.environ.get("TOKENIZERS_PARALLELISM", "").strip().lower() not in ("false", "0", "off", "no", "n", "f")
     if not parallel and getattr(tokenizer, "is_fast", False):
@@ -381,25 +409,7 @@ def _build(path: Path, key: dict, ids: Sequence[str], texts_at: Callable[[int, i
         off_f.write(_npy_header(np.int64, n + 1))
         _fsync(tok_f)
         _fsync(off_f)
-    with open(build / "ids.txt", "w", encoding="utf-8", newline="\n") as f:
-        for start in range(0, n, _IDS_CHUNK):
-            f.write("".join(f"{i}\n" for i in ids[start:start + _IDS_CHUNK]))
-        _fsync(f)
-    # key.json last: a folder with a key is complete.
-    with open(build / "key.json", "w", encoding="utf-8") as f:
-        f.write(json.dumps(key, indent=1) + "\n")
-        _fsync(f)
-    (build / "progress.json").unlink(missing_ok=True)
-    old = None
-    if path.exists() or path.is_symlink():  # a cache of another key at this path: set it aside, then swap
-        old = path.parent / f".old-{path.name}-{uuid.uuid4().hex[:8]}"
-        os.replace(path, old)
-    os.replace(build, path)
-    if old is not None:
-        if old.is_dir() and not old.is_symlink():
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            old.unlink()
+    _finish_build(build, path, key, ids)
 
 
 def _open_or_build(path: Path, key: dict, ids: Sequence[str], texts_at: Callable[[int, int], list[str]],
