@@ -20,6 +20,9 @@ import logging
 import random
 from collections import Counter
 from pathlib import Path
+from typing import Any
+
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
 
 from ..utils import PathLike, atomic_path
 
@@ -249,10 +252,7 @@ def make_synthetic_collection(out_dir: PathLike, *, n_topics: int = 40, seed: in
 
 def _collection_words(folder: Path, max_words: int) -> list[str]:
     """Words of a BEIR folder's corpus and queries, split as BERT's basic tokenizer does, most frequent first."""
-    from tokenizers.normalizers import BertNormalizer
-    from tokenizers.pre_tokenizers import BertPreTokenizer
-
-    normalizer, splitter = BertNormalizer(lowercase=True), BertPreTokenizer()
+    normalizer, splitter = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
     counts: Counter[str] = Counter()
     for name, fields in (("corpus.jsonl", ("title", "text")), ("queries.jsonl", ("text",))):
         path = folder / name
@@ -271,6 +271,14 @@ def _collection_words(folder: Path, max_words: int) -> list[str]:
     return [w for w, _ in ranked[:max_words]]
 
 
+def _word_level(vocab: list[str]) -> Tokenizer:
+    """A lower-casing, whitespace-splitting word-level tokenizer of `vocab` (unknown words: `<unk>`)."""
+    backend = Tokenizer(models.WordLevel(vocab={w: i for i, w in enumerate(vocab)}, unk_token="<unk>"))
+    backend.normalizer = normalizers.Lowercase()
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    return backend
+
+
 def build_tiny_model(
     out_dir: PathLike,
     *,
@@ -279,88 +287,67 @@ def build_tiny_model(
     num_layers: int = 2,
     seed: int = 0,
     max_words: int = 30000,
+    decoder: bool = False,
 ) -> Path:
     """Save a randomly initialised BERT and a word-level BertTokenizer, loadable by AutoModel/AutoTokenizer.
 
-    The vocab is the generator's full word list, or the words of the BEIR folder `vocab_source`
-    (at most `max_words`, most frequent first). Deterministic in its arguments.
-    """
-    import torch
-    from transformers import BertConfig, BertModel, BertTokenizer
-
-    out_dir = Path(out_dir)
-    words = vocabulary() if vocab_source is None else _collection_words(Path(vocab_source), max_words)
-    special = set(SPECIAL_TOKENS)
-    vocab = SPECIAL_TOKENS + [w for w in dict.fromkeys(words) if w not in special]
-    heads = max(1, hidden_size // 16)
-    while hidden_size % heads:
-        heads -= 1
-    config = BertConfig(
-        vocab_size=len(vocab),
-        hidden_size=hidden_size,
-        num_hidden_layers=num_layers,
-        num_attention_heads=heads,
-        intermediate_size=hidden_size * 2,
-        max_position_embeddings=512,
-    )
-    with atomic_path(out_dir) as tmp:
-        tmp.mkdir(parents=True)
-        vocab_file = tmp / "vocab.txt"
-        vocab_file.write_text("\n".join(vocab) + "\n", encoding="utf-8")
-        # BertTokenizer (not BertTokenizerFast(vocab_file=...), which ignores the file under transformers 5).
-        tokenizer = BertTokenizer(str(vocab_file), do_lower_case=True)
-        tokenizer.save_pretrained(tmp)
-        torch.manual_seed(seed)
-        model = BertModel(config)
-        model.save_pretrained(tmp)
-    logger.info("tiny BERT (vocab %d, hidden %d, %d layers) -> %s", len(vocab), hidden_size, num_layers, out_dir)
-    return out_dir
-
-
-def build_tiny_decoder(
-    out_dir: PathLike,
-    *,
-    vocab_source: PathLike | None = None,
-    hidden_size: int = 32,
-    num_layers: int = 2,
-    seed: int = 0,
-    max_words: int = 30000,
-) -> Path:
-    """Save a randomly initialised LLaMA-style decoder and a word-level fast tokenizer (`<pad>`, `<unk>`, `<s>`,
-    `</s>`; no BOS added, right padding), for last-token pooling tests without downloads.
+    Deterministic in its arguments.
 
     Args:
         out_dir: the model folder to write.
         vocab_source: a BEIR folder whose words make the vocabulary (default: the generator's words).
         hidden_size: model width.
-        num_layers: decoder layers.
+        num_layers: encoder (or decoder) layers.
         seed: weight initialisation seed.
         max_words: vocabulary cap (most frequent words first).
+        decoder: a LLaMA-style decoder and a word-level fast tokenizer instead (`<pad>`, `<unk>`, `<s>`, `</s>`;
+            no BOS added, right padding), for last-token pooling tests without downloads.
 
     Returns:
-        `out_dir`, loadable by AutoModel / AutoTokenizer.
+        `out_dir`.
     """
-    import torch
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
-    from transformers import LlamaConfig, LlamaModel, PreTrainedTokenizerFast
+    import torch  # lazy: torch and transformers take seconds to import, which the collection generator does without
+    import transformers
 
     out_dir = Path(out_dir)
     words = vocabulary() if vocab_source is None else _collection_words(Path(vocab_source), max_words)
-    special = ["<pad>", "<unk>", "<s>", "</s>"]
-    vocab = {w: i for i, w in enumerate(special + [w for w in dict.fromkeys(words) if w not in special])}
-    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    backend.normalizer = normalizers.Lowercase()
-    backend.pre_tokenizer = pre_tokenizers.Whitespace()
-    config = LlamaConfig(vocab_size=len(vocab), hidden_size=hidden_size, intermediate_size=hidden_size * 2,
-                         num_hidden_layers=num_layers, num_attention_heads=2, num_key_value_heads=2,
-                         max_position_embeddings=512, pad_token_id=0, bos_token_id=2, eos_token_id=3)
+    special = ["<pad>", "<unk>", "<s>", "</s>"] if decoder else SPECIAL_TOKENS
+    vocab = special + [w for w in dict.fromkeys(words) if w not in set(special)]
     with atomic_path(out_dir) as tmp:
         tmp.mkdir(parents=True)
-        tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>", pad_token="<pad>",
-                                            bos_token="<s>", eos_token="</s>", padding_side="right")
+        if decoder:
+            tokenizer = transformers.PreTrainedTokenizerFast(
+                tokenizer_object=_word_level(vocab), unk_token="<unk>", pad_token="<pad>", bos_token="<s>",
+                eos_token="</s>", padding_side="right")
+            model_class, config = transformers.LlamaModel, transformers.LlamaConfig(
+                vocab_size=len(vocab), hidden_size=hidden_size, intermediate_size=hidden_size * 2,
+                num_hidden_layers=num_layers, num_attention_heads=2, num_key_value_heads=2,
+                max_position_embeddings=512, pad_token_id=0, bos_token_id=2, eos_token_id=3)
+        else:
+            vocab_file = tmp / "vocab.txt"
+            vocab_file.write_text("\n".join(vocab) + "\n", encoding="utf-8")
+            # BertTokenizer (not BertTokenizerFast(vocab_file=...), which ignores the file under transformers 5).
+            tokenizer = transformers.BertTokenizer(str(vocab_file), do_lower_case=True)
+            heads = max(h for h in range(1, max(1, hidden_size // 16) + 1) if hidden_size % h == 0)
+            model_class, config = transformers.BertModel, transformers.BertConfig(
+                vocab_size=len(vocab), hidden_size=hidden_size, num_hidden_layers=num_layers,
+                num_attention_heads=heads, intermediate_size=hidden_size * 2, max_position_embeddings=512)
         tokenizer.save_pretrained(tmp)
         torch.manual_seed(seed)
-        LlamaModel(config).save_pretrained(tmp)
-    logger.info("tiny LLaMA decoder (vocab %d, hidden %d, %d layers) -> %s", len(vocab), hidden_size, num_layers,
-                out_dir)
+        model_class(config).save_pretrained(tmp)
+    logger.info("tiny %s (vocab %d, hidden %d, %d layers) -> %s", "LLaMA decoder" if decoder else "BERT", len(vocab),
+                hidden_size, num_layers, out_dir)
     return out_dir
+
+
+def build_tiny_decoder(out_dir: PathLike, **options: Any) -> Path:
+    """A tiny LLaMA-style decoder: `build_tiny_model(out_dir, decoder=True, **options)`.
+
+    Args:
+        out_dir: the model folder to write.
+        **options: `build_tiny_model`'s vocab_source, hidden_size, num_layers, seed, max_words.
+
+    Returns:
+        `out_dir`.
+    """
+    return build_tiny_model(out_dir, decoder=True, **options)
