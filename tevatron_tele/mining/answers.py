@@ -18,7 +18,14 @@ _TOKEN = regex.compile(r"[\p{L}\p{N}\p{M}]+|[^\p{Z}\p{C}]", flags=regex.UNICODE 
 
 
 def normalized_tokens(text: str) -> list[str]:
-    """DPR's token sequence of a text: NFD-normalised, lower-cased word and symbol tokens."""
+    """DPR's token sequence of a text.
+
+    Args:
+        text: a passage or an answer.
+
+    Returns:
+        Its NFD-normalised, lower-cased word and symbol tokens.
+    """
     return [t.lower() for t in _TOKEN.findall(unicodedata.normalize("NFD", text))]
 
 
@@ -28,7 +35,15 @@ def _answer_tokens(answer: str) -> tuple[str, ...]:
 
 
 def has_answer(answers: Sequence[str], text: str) -> bool:
-    """True when any answer's token sequence occurs contiguously in the text's."""
+    """Whether a passage holds an answer (DPR's rule).
+
+    Args:
+        answers: the query's answers.
+        text: the passage's text.
+
+    Returns:
+        True when any answer's token sequence occurs contiguously in the text's.
+    """
     tokens = normalized_tokens(text)
     for answer in answers:
         target = _answer_tokens(answer)
@@ -48,7 +63,17 @@ def answer_passages(
     corpus,
     depth: int = 200,
 ) -> dict[str, list[str]]:
-    """For each query with answers, the docids in its top `depth` whose text holds an answer, in rank order."""
+    """The passages of each query's ranking that hold one of its answers.
+
+    Args:
+        run: {query id: [(docid, score), ...]} in rank order.
+        answers: each query's answers.
+        corpus: the corpus (`texts` and `position(docid)`).
+        depth: the passages looked at per query (its top `depth`).
+
+    Returns:
+        {query id: docids in rank order}, for the queries with at least one.
+    """
     out: dict[str, list[str]] = {}
     for qid, ranked in run.items():
         ans = answers.get(qid)
@@ -73,6 +98,16 @@ def answer_positives_and_exclusions(
     `positive_run`, keyed by positive docid) is excluded from its negatives. A query without a
     judged positive takes its best-ranked such passage in the first query run as its positive,
     as the reference NQ recipe does.
+
+    Args:
+        collection: the QA collection (`answers`, `corpus`).
+        query_runs: rankings of the queries, the first one's answer passages promoted to positives.
+        positives: each query's judged positives.
+        depth: the passages looked at per ranking.
+        positive_run: the rankings of the positive passages, keyed by docid (lookahead), or None.
+
+    Returns:
+        (each query's positives, each query's passages that are never negatives).
     """
     answers = collection.answers or {}
     positives = {q: list(p) for q, p in positives.items()}

@@ -70,7 +70,15 @@ def check_choice(flag: str, value: str, allowed: Sequence[str]) -> None:
 
 class Scorer(Protocol):
     def scores(self, qid: str, docids: Iterable[str]) -> dict[str, float]:
-        """S(q, d) of the given passages; passages (or a query) without a score are left out."""
+        """S(q, d) of the given passages.
+
+        Args:
+            qid: the query.
+            docids: the passages.
+
+        Returns:
+            {docid: score}; passages (or a query) without a score are left out.
+        """
 
 
 class TableScorer:
@@ -80,6 +88,7 @@ class TableScorer:
         self.table = table
 
     def scores(self, qid: str, docids: Iterable[str]) -> dict[str, float]:
+        """S(q, d) of the given passages that the table holds (`Scorer.scores`)."""
         row = self.table.get(qid, {})
         return {d: float(row[d]) for d in docids if d in row}
 
@@ -187,6 +196,7 @@ class FilterSettings:
         return self.max_negative_ratio is not None or self.negative_margin is not None
 
     def to_dict(self) -> dict:
+        """The settings as pool.stats.json records them."""
         out = {"max_negative_ratio": self.max_negative_ratio, "negative_margin": self.negative_margin,
                "skip_top": self.skip_top}
         if self.positive != "weakest":  # (only when set: the stats of earlier filtered pools stay what they were)

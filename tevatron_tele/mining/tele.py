@@ -130,7 +130,16 @@ def ann_negatives(query_run: Run, positives: Mapping[str, Sequence[str]], *args:
 
 
 def bm25_negatives(bm25_run: Run, positives: Mapping[str, Sequence[str]], *args: Any, **options: Any) -> Negatives:
-    """BM25 negatives: as ANN negatives, from a BM25 ranking of the queries (`ann_negatives`'s arguments)."""
+    """BM25 negatives: as ANN negatives, from a BM25 ranking of the queries.
+
+    Args:
+        bm25_run: the BM25 ranking of the training queries.
+        positives: each query's positives.
+        *args, **options: as `ann_negatives`'s.
+
+    Returns:
+        {query id: negatives}.
+    """
     return ranked_negatives(bm25_run, positives, *args, source="bm25", **options)
 
 
@@ -454,8 +463,15 @@ class MiningConfig:
         return FilterSettings(self.max_negative_ratio, self.negative_margin, self.skip_top, self.filter_positive)
 
     def needs_scores(self, *, with_previous: bool) -> bool:
-        """Whether mining needs the mining model's S(q, d): for the filter's score rules, `train_positives best`,
-        or momentum replay (`with_previous`: a previous pool is mined)."""
+        """Whether mining needs the mining model's S(q, d) (the filter's score rules, `train_positives best`,
+        momentum replay).
+
+        Args:
+            with_previous: a previous pool is mined (momentum, which replay needs).
+
+        Returns:
+            True when `mine_episode` needs `scores`.
+        """
         return (self.filter_settings().needs_scores or self.train_positives != "all"
                 or (self.momentum != "all" and with_previous))
 
@@ -548,7 +564,14 @@ class BatchMiner:
         return kept
 
     def absent_queries(self, queries: Mapping[str, str]) -> list[str]:
-        """The previous pool's queries that `queries` lack (their momentum is counted, not pooled)."""
+        """The previous pool's queries that `queries` lack (their momentum is counted, not pooled).
+
+        Args:
+            queries: the collection's queries.
+
+        Returns:
+            Their ids, in the previous pool's order.
+        """
         return [q for q in self.previous if q not in queries] if self.previous is not None else []
 
     def combined(self, collection) -> tuple[list, dict]:
