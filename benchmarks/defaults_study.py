@@ -97,6 +97,8 @@ def run_rows(args: argparse.Namespace) -> None:
                         "base_cache_dir": out / "base"}
             if args.dev_from_train:
                 settings["dev_from_train"] = args.dev_from_train
+            if args.num_train_epochs is not None:
+                settings["num_train_epochs"] = args.num_train_epochs
             if args.device != "cpu":
                 settings.update(device=args.device, search_backend="torch")
             log = out / "logs" / f"{name}-s{seed}.log"
@@ -203,6 +205,8 @@ def main(argv=None) -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[13])
     p.add_argument("--model", default=None, help="start model (default: all-MiniLM-L6-v2 from its wheel)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (run)")
+    p.add_argument("--num_train_epochs", type=float, default=None,
+                   help="replaces every row's epochs (run; e.g. 0.8 on SciFact, about the one-shot recipe's 80 steps)")
     p.add_argument("--one_shot", default=None, help="one_shot.py's result folder of the same collection (summary)")
     args = p.parse_args(argv)
     if args.command == "run":
