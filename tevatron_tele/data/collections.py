@@ -84,6 +84,7 @@ class Corpus:
         return len(self.ids)
 
     def position(self, docid: str) -> int:
+        """The row of a passage (KeyError when it is not in the corpus)."""
         if self._index is None:  # a corpus made in memory: a dict, built on first use
             self._index = {d: i for i, d in enumerate(self.ids)}
         try:
@@ -145,12 +146,20 @@ class Collection:
     source_files: tuple = field(default=(), init=False, repr=False, compare=False)
 
     def positives(self, qid: str) -> list[str]:
+        """The passages judged relevant (grade > 0) to the query."""
         return [d for d, grade in self.qrels.get(qid, {}).items() if grade > 0]
 
 
 def file_stamp(path: PathLike) -> tuple[str, int, int, int, int]:
-    """(resolved path, size, mtime_ns, ctime_ns, inode) of a file, taken before a loader reads it: a token cache
-    keyed on the file checks that the file still has them (data.token_cache.source_hash)."""
+    """The stamp of a file, taken before a loader reads it: a token cache keyed on the file checks that the file
+    still has it (data.token_cache.source_hash).
+
+    Args:
+        path: the file.
+
+    Returns:
+        (resolved path, size, mtime_ns, ctime_ns, inode).
+    """
     st = os.stat(path)
     return (str(Path(path).resolve()), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
 
@@ -579,7 +588,14 @@ def _load_tevatron(path: Path, strict: bool) -> Collection:
 # ---------------------------------------------------------------- detection and entry points
 
 def detect_format(path: PathLike) -> str:
-    """Guess the format from what is on disk."""
+    """Guess a collection's format from what is on disk.
+
+    Args:
+        path: a collection folder or file.
+
+    Returns:
+        "beir", "msmarco", "dpr" or "tevatron".
+    """
     path = Path(path)
     if path.is_dir():
         if (path / "corpus.jsonl").exists():

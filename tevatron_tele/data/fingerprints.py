@@ -33,7 +33,14 @@ def file_content_hash(path: PathLike) -> str:
 
 
 def file_signature(st: os.stat_result) -> list[int]:
-    """(size, mtime_ns, ctime_ns, inode) of a stat result: what changes whenever the file does."""
+    """What changes whenever a file does.
+
+    Args:
+        st: the file's stat result.
+
+    Returns:
+        [size, mtime_ns, ctime_ns, inode].
+    """
     return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
 
 

@@ -50,7 +50,14 @@ class OutputMismatchError(ValueError):
 
 
 def record_path(output: PathLike) -> Path:
-    """Where the record of the output at `output` (a file or a prefix) is kept: `<output>.step.json`."""
+    """Where the record of an output is kept.
+
+    Args:
+        output: the output (a file or a prefix).
+
+    Returns:
+        `<output>.step.json`.
+    """
     output = Path(output)
     return output.with_name(output.name + RECORD_SUFFIX)
 

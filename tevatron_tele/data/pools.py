@@ -58,7 +58,14 @@ class PoolEntry:
 
 
 def pool_stats_path(path: PathLike) -> Path:
-    """`pool.jsonl` -> `pool.stats.json` (any other name gets `.stats.json` appended)."""
+    """The stats file beside a pool.
+
+    Args:
+        path: the pool file.
+
+    Returns:
+        `pool.jsonl` -> `pool.stats.json` (any other name gets `.stats.json` appended).
+    """
     path = Path(path)
     name = path.name[: -len(".jsonl")] if path.name.endswith(".jsonl") else path.name
     return path.with_name(name + ".stats.json")
@@ -335,7 +342,14 @@ class IndexedPool(IndexedLines[PoolEntry]):
 
 
 def read_pool_stats(path: PathLike) -> dict:
-    """The stats written beside a pool."""
+    """The stats written beside a pool.
+
+    Args:
+        path: the pool file.
+
+    Returns:
+        Its pool.stats.json.
+    """
     with open(pool_stats_path(path), encoding="utf-8") as f:
         return json.load(f)
 
@@ -380,8 +394,14 @@ def read_reference_pool(path: PathLike) -> list[dict]:
 
 
 def detect_pool_format(path: str | Path) -> str:
-    """'ids' for pool.jsonl (query_id, ...), 'reference' for tokenized {query, positives, negatives}
-    (a file, or a folder of such files as the reference code writes them)."""
+    """The format of a training file.
+
+    Args:
+        path: a file, or a folder of such files as the reference code writes them.
+
+    Returns:
+        'ids' for pool.jsonl (query_id, ...), 'reference' for tokenized {query, positives, negatives}.
+    """
     path = Path(path)
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.suffix in (".json", ".jsonl"))

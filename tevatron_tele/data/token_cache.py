@@ -154,6 +154,12 @@ def tokenizer_fingerprint(tokenizer: Any) -> str:
 
     Serialising a pipeline takes about 0.1 s, so the hash is kept per tokenizer object, together with its
     length (`len(tokenizer)`): adding tokens to the object makes it be computed again.
+
+    Args:
+        tokenizer: a transformers tokenizer.
+
+    Returns:
+        16 hex digits.
     """
     try:
         size = len(tokenizer)
@@ -171,7 +177,15 @@ def tokenizer_fingerprint(tokenizer: Any) -> str:
 
 
 def content_fingerprint(ids: Sequence[str], texts: Sequence[str]) -> str:
-    """Hash of every id and text (the key of texts that do not come from files)."""
+    """Hash of every id and text (the key of texts that do not come from files).
+
+    Args:
+        ids: the ids.
+        texts: their texts.
+
+    Returns:
+        32 hex digits.
+    """
     h = hashlib.blake2b(digest_size=16)
     for id_, text in zip(ids, texts):
         h.update(id_.encode())
@@ -203,6 +217,10 @@ def source_hash(stamp: Sequence, store: PathLike) -> str | None:
     ctime is set by the kernel on every change to the file and cannot be set back (`os.utime` sets it to now),
     so a rewrite of the same size with its mtime restored is still seen; the 2 s margin covers filesystems
     whose timestamps are coarser than the time between a hashing and a rewrite.
+
+    Args:
+        stamp: the file's stamp.
+        store: the folder of stored hashes.
 
     Returns:
         The hex hash, or None when the file is missing or changed since the stamp.
@@ -281,7 +299,14 @@ def _npy_header(dtype: np.dtype, n: int) -> bytes:
 
 
 def token_dtype(tokenizer: Any) -> np.dtype:
-    """The narrowest type that holds every id of the tokenizer's vocabulary."""
+    """The narrowest type that holds every id of the tokenizer's vocabulary.
+
+    Args:
+        tokenizer: a transformers tokenizer.
+
+    Returns:
+        uint16 or int32.
+    """
     return np.dtype(np.uint16 if len(tokenizer) <= np.iinfo(np.uint16).max + 1 else np.int32)
 
 
@@ -435,6 +460,17 @@ def build_token_cache(path: PathLike, ids: Sequence[str], texts: Sequence[str], 
 
     The key hashes every id and text (these texts come from memory); `corpus_token_cache` and
     `query_token_cache` key a collection read from files on the files instead.
+
+    Args:
+        path: the cache folder.
+        ids: the texts' ids (unique, no line breaks).
+        texts: the texts.
+        tokenizer: the tokenizer.
+        max_len: token length (each text truncated to it).
+        key_extra: a string saying how the texts were formed (part of the key).
+
+    Returns:
+        The memory-mapped token cache.
     """
     path = Path(path)
     ids = [str(i) for i in ids]

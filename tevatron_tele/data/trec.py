@@ -22,7 +22,13 @@ def _run_error(path: PathLike, line: int | str | None, field_name: str, problem:
 
 
 def write_run(path: PathLike, run: Mapping[str, Sequence[tuple[str, float]]], tag: str = "tevatron-tele") -> None:
-    """Write a TREC run file atomically, each query's list in the given (best-first) order."""
+    """Write a TREC run file atomically, each query's list in the given (best-first) order.
+
+    Args:
+        path: the run file.
+        run: {query id: [(docid, score), ...]}, best first.
+        tag: the run's name (the last column).
+    """
     with atomic_path(path) as tmp:
         with open(tmp, "w", encoding="utf-8") as f:
             for qid, ranked in run.items():
@@ -179,7 +185,12 @@ def _refuse_duplicate(path: PathLike, qid: str) -> None:
 
 
 def write_qrels(path: PathLike, qrels: Mapping[str, Mapping[str, int]]) -> None:
-    """Write qrels in the 4-column TREC format that trec_eval reads."""
+    """Write qrels in the 4-column TREC format that trec_eval reads.
+
+    Args:
+        path: the qrels file.
+        qrels: {query id: {docid: grade}}.
+    """
     with atomic_path(path) as tmp:
         with open(tmp, "w", encoding="utf-8") as f:
             for qid, docs in qrels.items():
@@ -188,10 +199,28 @@ def write_qrels(path: PathLike, qrels: Mapping[str, Mapping[str, int]]) -> None:
 
 
 def run_from_lists(qids: Iterable[str], docids: Iterable[Sequence[str]], scores: Iterable[Sequence[float]]) -> Run:
+    """A Run from parallel lists (a search's output).
+
+    Args:
+        qids: the query ids.
+        docids: each query's docids, best first.
+        scores: their scores.
+
+    Returns:
+        {query id: [(docid, score), ...]}.
+    """
     return {q: list(zip(ds, map(float, ss))) for q, ds, ss in zip(qids, docids, scores)}
 
 
 def ensure_parent(path: PathLike) -> Path:
+    """Create the folder of `path` if it is missing.
+
+    Args:
+        path: a file to be written.
+
+    Returns:
+        `path` as a Path.
+    """
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     return p
