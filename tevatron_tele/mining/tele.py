@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..data.collections import Collection
 from ..data.id_index import hash_ids
 from ..data.pools import IndexedPool, PoolEntry, ordered_sources, pool_stats_path, write_pool
 from ..data.trec import Run, open_run
@@ -183,7 +184,7 @@ def lookahead_negatives(
     return ranked_negatives(merged, positives, depth, sample, rng, source="lookahead", exclude=exclude, keep=keep)
 
 
-def momentum_negatives(previous_pool_entries: Iterable) -> Negatives:
+def momentum_negatives(previous_pool_entries: Iterable[PoolEntry]) -> Negatives:
     """Momentum negatives: the whole negative list each query trained on in the previous episode.
 
     Args:
@@ -334,14 +335,14 @@ class PoolBuilder:
 
 
 def build_pool(
-    collection,
+    collection: Collection,
     sources: Mapping[str, Mapping[str, Sequence[str]]],
-    previous_pool=None,
+    previous_pool: Iterable[PoolEntry] | None = None,
     *,
     positives: Mapping[str, Sequence[str]] | None = None,
     exclude: Mapping[str, Iterable[str]] | None = None,
     dedupe: bool = False,
-) -> tuple[list, dict]:
+) -> tuple[list[PoolEntry], dict]:
     """Union the per-source negatives into pool entries (one per training query) and statistics.
 
     `negative_document_ids` concatenates the sources in the order ann, lookahead, momentum, bm25,
@@ -374,7 +375,7 @@ def _query_runs(runs: Mapping[str, Run]) -> list[Run]:
 
 
 def mining_positives(
-    collection,
+    collection: Collection,
     *,
     query_run: PathLike | Run | None = None,
     bm25_run: PathLike | Run | None = None,
@@ -490,7 +491,7 @@ class BatchMiner:
         scorer: the mining model's S(q, d), or None.
     """
 
-    def __init__(self, collection, config: MiningConfig, runs: Mapping[str, Run],
+    def __init__(self, collection: Collection, config: MiningConfig, runs: Mapping[str, Run],
                  previous: Mapping[str, PoolEntry] | None = None, scorer: Scorer | None = None) -> None:
         self.config, self.hooks, self.runs, self.previous, self.scorer = config, config.hooks, runs, previous, scorer
         self.positives: dict[str, list[str]] = {q: collection.positives(q) for q in collection.queries}
@@ -574,7 +575,7 @@ class BatchMiner:
         """
         return [q for q in self.previous if q not in queries] if self.previous is not None else []
 
-    def combined(self, collection) -> tuple[list, dict]:
+    def combined(self, collection: Collection) -> tuple[list[PoolEntry], dict]:
         """Every query's negatives at once, combined by the (replaced) combine hook.
 
         Args:
@@ -645,7 +646,7 @@ def mining_stats(pool_stats: dict, miner: BatchMiner, pool_path: Path) -> dict:
 
 
 def mine_episode(
-    collection,
+    collection: Collection,
     pool_path: PathLike,
     *,
     query_run: PathLike | Run | None = None,
@@ -654,7 +655,7 @@ def mine_episode(
     bm25_run: PathLike | Run | None = None,
     config: MiningConfig | None = None,
     overwrite: bool = False,
-    scores=None,
+    scores: Scorer | Mapping[str, Mapping[str, float]] | PathLike | None = None,
 ) -> Path:
     """Build and write episode i's pool (`pool.jsonl` + `pool.stats.json`) from the given rankings.
 
