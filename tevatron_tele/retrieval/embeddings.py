@@ -6,6 +6,7 @@ exists is complete and a rerun can skip it.
 """
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
@@ -17,26 +18,65 @@ from ..utils import PathLike, atomic_path
 
 
 def npy_path(prefix: PathLike) -> Path:
+    """The vectors of a prefix.
+
+    Args:
+        prefix: an embeddings prefix.
+
+    Returns:
+        `<prefix>.npy`.
+    """
     return Path(f"{prefix}.npy")
 
 
 def ids_path(prefix: PathLike) -> Path:
+    """The ids of a prefix.
+
+    Args:
+        prefix: an embeddings prefix.
+
+    Returns:
+        `<prefix>.ids`.
+    """
     return Path(f"{prefix}.ids")
 
 
 def shard_prefix(prefix: PathLike, shard_index: int, num_shards: int) -> Path:
-    """Prefix of one shard; a single shard keeps the plain prefix."""
+    """The prefix of one shard.
+
+    Args:
+        prefix: the output's prefix.
+        shard_index: the shard.
+        num_shards: shards in all.
+
+    Returns:
+        `<prefix>.shard-<i>-of-<n>`; a single shard keeps the plain prefix.
+    """
     if num_shards == 1:
         return Path(prefix)
     return Path(f"{prefix}.shard-{shard_index:03d}-of-{num_shards:03d}")
 
 
 def is_complete(prefix: PathLike) -> bool:
+    """Whether a prefix's files are both written.
+
+    Args:
+        prefix: an embeddings prefix.
+
+    Returns:
+        True when its `.npy` and `.ids` exist.
+    """
     return npy_path(prefix).exists() and ids_path(prefix).exists()
 
 
 def save_embeddings(prefix: PathLike, array: np.ndarray, ids: Sequence[str]) -> None:
-    """Write `<prefix>.ids` then `<prefix>.npy`, each atomically."""
+    """Write `<prefix>.ids` then `<prefix>.npy`, each atomically.
+
+    Args:
+        prefix: the prefix.
+        array: one row per id.
+        ids: the items' ids (no whitespace).
+    """
     if array.ndim != 2 or array.shape[0] != len(ids):
         raise ValueError(f"{prefix}: array of shape {array.shape} for {len(ids)} ids")
     for i in ids:
@@ -50,12 +90,28 @@ def save_embeddings(prefix: PathLike, array: np.ndarray, ids: Sequence[str]) -> 
 
 
 def read_ids(prefix: PathLike) -> list[str]:
+    """The ids of a prefix.
+
+    Args:
+        prefix: an embeddings prefix.
+
+    Returns:
+        Its ids, row order.
+    """
     with open(ids_path(prefix), encoding="utf-8") as f:
         return [line.rstrip("\n") for line in f]
 
 
 def load_embeddings(prefix: PathLike, mmap: bool = True) -> tuple[np.ndarray, list[str]]:
-    """Return (array, ids); the array is memory-mapped read-only unless mmap=False."""
+    """The vectors and ids of a prefix.
+
+    Args:
+        prefix: an embeddings prefix (one shard).
+        mmap: map the array read-only rather than reading it.
+
+    Returns:
+        (array, ids).
+    """
     array = np.load(npy_path(prefix), mmap_mode="r" if mmap else None)
     ids = read_ids(prefix)
     if array.ndim != 2 or array.shape[0] != len(ids):
@@ -64,7 +120,14 @@ def load_embeddings(prefix: PathLike, mmap: bool = True) -> tuple[np.ndarray, li
 
 
 def shard_prefixes(prefix: PathLike) -> list[Path]:
-    """The prefixes holding `prefix`'s embeddings: itself if `<prefix>.npy` exists, else its complete shard set."""
+    """The prefixes holding a prefix's embeddings.
+
+    Args:
+        prefix: an embeddings prefix, sharded or not.
+
+    Returns:
+        The prefix itself if `<prefix>.npy` exists, else its complete shard set in order.
+    """
     prefix = Path(prefix)
     if npy_path(prefix).exists():
         return [prefix]
@@ -85,12 +148,31 @@ def shard_prefixes(prefix: PathLike) -> list[Path]:
     return [shards[i] for i in range(total)]
 
 
+def expand_prefixes(prefixes: Sequence[PathLike] | PathLike) -> list[Path]:
+    """The shards of one prefix or of several.
+
+    Args:
+        prefixes: an embeddings prefix, or several.
+
+    Returns:
+        Every shard prefix, in order (`shard_prefixes` of each).
+    """
+    if isinstance(prefixes, (str, os.PathLike)):
+        return shard_prefixes(prefixes)
+    return [shard for p in prefixes for shard in shard_prefixes(p)]
+
+
 def load_all(prefixes: Sequence[PathLike] | PathLike) -> tuple[np.ndarray, list[str]]:
-    """Concatenate the embeddings of several prefixes (or of one prefix's shards) in memory."""
-    if isinstance(prefixes, (str, Path)):
-        prefixes = shard_prefixes(prefixes)
+    """The embeddings of several prefixes (or of one prefix's shards), concatenated in memory.
+
+    Args:
+        prefixes: as for `expand_prefixes`.
+
+    Returns:
+        (array, ids).
+    """
     arrays, ids = [], []
-    for p in prefixes:
+    for p in expand_prefixes(prefixes):
         a, i = load_embeddings(p, mmap=True)
         arrays.append(np.asarray(a))
         ids.extend(i)
@@ -98,8 +180,15 @@ def load_all(prefixes: Sequence[PathLike] | PathLike) -> tuple[np.ndarray, list[
 
 
 def load_rows(prefix: PathLike, wanted: AbstractSet[str]) -> tuple[np.ndarray, list[str]]:
-    """The vectors of the `wanted` ids (in storage order) and those ids, read shard by shard from
-    memory-mapped files, so the whole corpus is never loaded; ids without a vector are skipped."""
+    """Some rows of a prefix, read shard by shard from memory-mapped files (the whole is never loaded).
+
+    Args:
+        prefix: an embeddings prefix, sharded or not.
+        wanted: the ids wanted; those without a vector are skipped.
+
+    Returns:
+        (their vectors, their ids), in storage order.
+    """
     rows, ids = [], []
     for shard in shard_prefixes(prefix):
         emb, shard_ids = load_embeddings(shard, mmap=True)

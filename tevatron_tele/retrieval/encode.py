@@ -15,12 +15,14 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from ..data.examples import InputFormat
+from ..data.token_cache import TokenCache
 from ..utils import PathLike
 from .embeddings import is_complete, save_embeddings, shard_prefix
 
@@ -34,7 +36,7 @@ def _device_of(model) -> torch.device:
     return next(model.parameters()).device
 
 
-def _positions(token_cache, positions_or_ids: Sequence[int] | Sequence[str] | None) -> np.ndarray:
+def _positions(token_cache: TokenCache, positions_or_ids: Sequence[int] | Sequence[str] | None) -> np.ndarray:
     if positions_or_ids is None:
         return np.arange(len(token_cache), dtype=np.int64)
     items = list(positions_or_ids)
@@ -44,9 +46,9 @@ def _positions(token_cache, positions_or_ids: Sequence[int] | Sequence[str] | No
 
 
 def encode_texts(
-    model,
-    tokenizer,
-    token_cache,
+    model: Any,
+    tokenizer: Any,
+    token_cache: TokenCache,
     positions_or_ids: Sequence[int] | Sequence[str] | None = None,
     *,
     is_query: bool,
@@ -104,7 +106,7 @@ def encode_texts(
     return out if out is not None else _empty(model, dtype)
 
 
-def _forward(model, batch, is_query: bool, amp: str | None) -> np.ndarray:
+def _forward(model: Any, batch, is_query: bool, amp: str | None) -> np.ndarray:
     """One padded batch through the encoder's query or passage side, as float32 rows on the CPU."""
     device = _device_of(model)
     batch = {k: v.to(device) for k, v in batch.items()}
@@ -122,7 +124,15 @@ def _empty(model, dtype: str) -> np.ndarray:
 
 
 def distributed_shard(shard_index: int = 0, num_shards: int = 1) -> tuple[int, int]:
-    """Refine (shard_index, num_shards) by torchrun's RANK / WORLD_SIZE: each process takes one sub-shard."""
+    """Refine a shard by torchrun's RANK / WORLD_SIZE: each process takes one sub-shard.
+
+    Args:
+        shard_index: the shard asked for.
+        num_shards: shards asked for.
+
+    Returns:
+        (this process' shard index, shards in all).
+    """
     rank = int(os.environ.get("RANK", 0))
     world = int(os.environ.get("WORLD_SIZE", 1))
     if not 0 <= shard_index < num_shards:
@@ -131,7 +141,7 @@ def distributed_shard(shard_index: int = 0, num_shards: int = 1) -> tuple[int, i
 
 
 def encode_to_file(
-    token_cache,
+    token_cache: TokenCache,
     prefix: PathLike,
     *,
     is_query: bool,
@@ -143,8 +153,8 @@ def encode_to_file(
     dtype: str = "float16",
     amp: str | None = None,
     device: str = "cpu",
-    model=None,
-    tokenizer=None,
+    model: Any = None,
+    tokenizer: Any = None,
     progress: bool = True,
     overwrite: bool = False,
 ) -> Path:

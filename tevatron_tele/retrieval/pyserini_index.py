@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from ..utils import OutputExistsError, PathLike, atomic_path, read_json_or_none, write_json
-from .embeddings import ids_path, load_embeddings, npy_path, shard_prefixes
+from .embeddings import expand_prefixes, ids_path, load_embeddings, npy_path
 
 logger = logging.getLogger(__name__)
 
@@ -29,12 +28,6 @@ RECORD_FILE = "tele_index.json"
 RECORD_FORMAT = "tevatron-tele pyserini flat-ip index"
 _OWN_FILES = {INDEX_FILE, DOCID_FILE, RECORD_FILE}
 _CHUNK_BYTES = 64 * 2**20  # float32 rows added to the index at a time
-
-
-def _prefixes(corpus_prefixes: Sequence[PathLike] | PathLike) -> list[Path]:
-    if isinstance(corpus_prefixes, (str, os.PathLike)):
-        return shard_prefixes(corpus_prefixes)
-    return [shard for p in corpus_prefixes for shard in shard_prefixes(p)]
 
 
 def _sources(prefixes: list[Path]) -> list[dict]:
@@ -92,7 +85,7 @@ def export_pyserini_index(corpus_prefixes: Sequence[PathLike] | PathLike, out_di
         `out_dir`. An earlier output made from the same files is kept as it is.
     """
     out_dir = Path(out_dir)
-    prefixes = _prefixes(corpus_prefixes)
+    prefixes = expand_prefixes(corpus_prefixes)
     sources = _sources(prefixes)
     if _check_output(out_dir, sources, overwrite):
         logger.info("%s already holds the Pyserini index of these embeddings; kept", out_dir)

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
 from ..data.id_index import IdIndex
-from ..utils import PathLike
+from ..data.token_cache import TokenCache
+from ..utils import PathLike, atomic_path
 from .embeddings import load_embeddings, shard_prefixes
 from .encode import encode_texts
 
@@ -20,8 +22,22 @@ logger = logging.getLogger(__name__)
 ScoreTable = dict[str, dict[str, float]]
 
 
+class Scorer(Protocol):
+    """Scores a query's passages, leaving out what it cannot score (e.g. `EmbeddingScorer`)."""
+
+    def scores(self, qid: str, docids: Iterable[str]) -> dict[str, float]: ...
+
+
 def with_positives(pairs: Mapping[str, Iterable[str]], positives: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
-    """`pairs` with each query's positives added (S(q, d+) needs them), without duplicates, order kept."""
+    """Pairs with each query's positives added (S(q, d+) needs them).
+
+    Args:
+        pairs: {query id: docids}.
+        positives: each query's positives.
+
+    Returns:
+        {query id: its positives, then its docids}, without duplicates, order kept.
+    """
     out = {}
     for qid, docids in pairs.items():
         out[qid] = list(dict.fromkeys([*positives.get(qid, ()), *docids]))
@@ -29,10 +45,10 @@ def with_positives(pairs: Mapping[str, Iterable[str]], positives: Mapping[str, S
 
 
 def score_pairs(
-    model,
-    tokenizer,
-    query_cache,
-    corpus_cache,
+    model: Any,
+    tokenizer: Any,
+    query_cache: TokenCache,
+    corpus_cache: TokenCache,
     pairs: Mapping[str, Iterable[str]],
     *,
     q_max_len: int = 32,
@@ -104,7 +120,15 @@ class EmbeddingScorer:
         self._dim = self._shards[0].shape[1] if self._shards else 0
 
     def scores(self, qid: str, docids: Iterable[str]) -> dict[str, float]:
-        """S(qid, d) of the given passages, in their order; passages (or a query) without a vector are left out."""
+        """S(qid, d) of the given passages.
+
+        Args:
+            qid: the query.
+            docids: the passages.
+
+        Returns:
+            {docid: score}, in their order; passages (or a query) without a vector are left out.
+        """
         if qid not in self._query_row:
             return {}
         docs = list(dict.fromkeys(docids))
@@ -133,12 +157,11 @@ def _open_shards(prefix: PathLike) -> tuple[list[np.ndarray], list[list[str]]]:
     return arrays, ids
 
 
-def iter_scores(scorer, pairs: Iterable[tuple[str, Iterable[str]]]) -> Iterator[tuple[str, dict[str, float]]]:
+def iter_scores(scorer: Scorer, pairs: Iterable[tuple[str, Iterable[str]]]) -> Iterator[tuple[str, dict[str, float]]]:
     """(query id, its scored passages) for each query of `pairs` with any passage scored, a query at a time.
 
     Args:
-        scorer: has `scores(qid, docids) -> {docid: score}` leaving out what it cannot score (e.g.
-            `EmbeddingScorer`).
+        scorer: the scores.
         pairs: (query id, passage ids) per query.
 
     Returns:
@@ -152,9 +175,15 @@ def iter_scores(scorer, pairs: Iterable[tuple[str, Iterable[str]]]) -> Iterator[
 
 def score_pairs_from_embeddings(query_prefix: PathLike, corpus_prefix: PathLike,
                                 pairs: Mapping[str, Iterable[str]]) -> ScoreTable:
-    """S(q, d) for `pairs` from embeddings an episode already wrote (no encoding at all), by `EmbeddingScorer`.
+    """S(q, d) from embeddings an episode already wrote (no encoding at all), by `EmbeddingScorer`.
 
-    Pairs whose query or passage has no vector are left out of the table (a query with none has no row).
+    Args:
+        query_prefix: the queries' embeddings prefix.
+        corpus_prefix: the corpus' embeddings prefix.
+        pairs: {query id: docids}.
+
+    Returns:
+        The table; pairs whose query or passage has no vector are left out (a query with none has no row).
     """
     return dict(iter_scores(EmbeddingScorer(query_prefix, corpus_prefix), pairs.items()))
 
@@ -180,8 +209,6 @@ def save_score_rows(path: PathLike, rows: Iterable[tuple[str, Sequence[str], Seq
         path: the .npz to write.
         rows: (query id, passage ids, their scores) per query; a query given twice is refused.
     """
-    from ..utils import atomic_path
-
     qids: list[str] = []
     counts: list[int] = []
     docs: list[np.ndarray] = []
@@ -204,7 +231,7 @@ def save_score_rows(path: PathLike, rows: Iterable[tuple[str, Sequence[str], Seq
             np.savez_compressed(f, **arrays)
 
 
-def save_scored_pairs(path: PathLike, scorer, pairs: Iterable[tuple[str, Sequence[str]]]) -> int:
+def save_scored_pairs(path: PathLike, scorer: Scorer, pairs: Iterable[tuple[str, Sequence[str]]]) -> int:
     """Score pairs given a query at a time (`iter_scores`) and write them as a table (`save_score_rows`), never
     all in memory.
 
@@ -285,7 +312,11 @@ class StoredScores(Mapping[str, dict[str, float]]):
         return len(self._rows)
 
     def pairs(self) -> int:
-        """The number of (query, passage) pairs stored."""
+        """The number of (query, passage) pairs stored.
+
+        Returns:
+            The count.
+        """
         return int(self._scores.size)
 
 
@@ -303,7 +334,15 @@ def load_score_table(path: PathLike) -> ScoreTable:
 
 
 def covers(table: ScoreTable, pairs: Mapping[str, Iterable[str]]) -> bool:
-    """Whether `table` holds a score for every (query, passage) of `pairs`."""
+    """Whether a table holds a score for every (query, passage) of `pairs`.
+
+    Args:
+        table: a score table (a `StoredScores` makes each row on access).
+        pairs: {query id: docids}.
+
+    Returns:
+        True when it does.
+    """
     for qid, docids in pairs.items():
         if qid not in table:
             return False

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from ..data.trec import Run, write_run
 from ..utils import PathLike
-from .embeddings import ids_path, load_embeddings, npy_path, shard_prefixes
+from .embeddings import expand_prefixes, ids_path, load_embeddings, npy_path
 
 logger = logging.getLogger(__name__)
 
@@ -47,15 +47,6 @@ def _npy_info(prefix: PathLike) -> _NpyInfo:
     return _NpyInfo(path, (int(shape[0]), int(shape[1])), np.dtype(dtype), offset)
 
 
-def _expand(corpus_prefixes: Sequence[PathLike] | PathLike) -> list[Path]:
-    if isinstance(corpus_prefixes, (str, Path)):
-        return shard_prefixes(corpus_prefixes)
-    out: list[Path] = []
-    for p in corpus_prefixes:
-        out.extend(shard_prefixes(p))
-    return out
-
-
 def _chunks(info: _NpyInfo, rows: int) -> Iterator[tuple[int, np.ndarray]]:
     """Yield (first row, float32 copy) per chunk; the mapping is closed before the next chunk."""
     n, dim = info.shape
@@ -69,11 +60,20 @@ def _chunks(info: _NpyInfo, rows: int) -> Iterator[tuple[int, np.ndarray]]:
 
 
 def plan_chunks(dim: int, n_queries: int, depth: int, memory_budget_mb: float) -> tuple[int, int]:
-    """(query rows, corpus rows) per block so that the working set stays within the budget.
+    """The block sizes that keep the working set within the budget.
 
     Working set per block: query block (q*dim*4), score matrix (q*c*4), corpus rows mapped + as
     float32 (c*dim*6 for float16 input, at most c*dim*8), running and merged top-k (q*depth*12*3).
     Half the budget is kept in reserve for allocator slack and library buffers.
+
+    Args:
+        dim: vector size.
+        n_queries: queries in all.
+        depth: top-k depth.
+        memory_budget_mb: the budget.
+
+    Returns:
+        (query rows, corpus rows) per block.
     """
     budget = memory_budget_mb * 2**20 / 2
     q = min(n_queries, 2048)
@@ -86,34 +86,22 @@ def plan_chunks(dim: int, n_queries: int, depth: int, memory_budget_mb: float) -
     return q, c
 
 
-def _faiss_knn(queries: np.ndarray, block: np.ndarray, k: int, device: str) -> tuple[np.ndarray, np.ndarray]:
-    import faiss
+def _knn(backend: str, device: str) -> tuple[Callable, Callable]:
+    """(prepare a query block, top-k of prepared queries over a float32 corpus block -> (scores, int64 rows))."""
+    if backend == "faiss":
+        import faiss  # lazy: slow to load, and the search driver's --help and the torch backend need none of it
 
-    if device.startswith("cuda") and hasattr(faiss, "StandardGpuResources"):
-        res = _gpu_resources()
-        return faiss.knn_gpu(res, queries, block, k, metric=faiss.METRIC_INNER_PRODUCT)
-    return faiss.knn(queries, block, k, metric=faiss.METRIC_INNER_PRODUCT)
+        if device.startswith("cuda") and hasattr(faiss, "StandardGpuResources"):
+            res = faiss.StandardGpuResources()
+            return np.asarray, lambda q, block, k: faiss.knn_gpu(res, q, block, k, metric=faiss.METRIC_INNER_PRODUCT)
+        return np.asarray, lambda q, block, k: faiss.knn(q, block, k, metric=faiss.METRIC_INNER_PRODUCT)
+    import torch  # lazy: slow to load, and the search driver's --help and the faiss backend need none of it
 
+    def knn(queries, block: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        top = torch.topk(queries @ torch.from_numpy(block).to(device).T, k, dim=1, largest=True, sorted=True)
+        return top.values.cpu().numpy(), top.indices.cpu().numpy().astype(np.int64)
 
-_GPU_RES = None
-
-
-def _gpu_resources():
-    global _GPU_RES
-    if _GPU_RES is None:
-        import faiss
-
-        _GPU_RES = faiss.StandardGpuResources()
-    return _GPU_RES
-
-
-def _torch_knn(queries, block: np.ndarray, k: int, device: str) -> tuple[np.ndarray, np.ndarray]:
-    import torch
-
-    corpus = torch.from_numpy(block).to(device)
-    scores = queries @ corpus.T
-    top = torch.topk(scores, k, dim=1, largest=True, sorted=True)
-    return top.values.cpu().numpy(), top.indices.cpu().numpy().astype(np.int64)
+    return lambda q: torch.from_numpy(q).to(device), knn
 
 
 def _merge(best_s: np.ndarray, best_i: np.ndarray, new_s: np.ndarray, new_i: np.ndarray, k: int):
@@ -133,12 +121,25 @@ def search_arrays(
     memory_budget_mb: float | None = None,
     progress: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Top-`depth` (scores, global row indices) per query, best first; index -1 marks an empty slot."""
+    """Exact inner-product top-`depth` of every query over the corpus embeddings, as arrays.
+
+    Args:
+        query_emb: query vectors, one row each.
+        corpus_prefixes: an embeddings prefix (sharded or not), or several.
+        depth: top-k depth.
+        backend: "faiss" or "torch".
+        device: where the scores are computed ("cuda" needs a GPU build of the backend).
+        memory_budget_mb: the working set's budget (default DEFAULT_MEMORY_BUDGET_MB).
+        progress: show a progress bar.
+
+    Returns:
+        (scores, global row indices), one row per query, best first; index -1 marks an empty slot.
+    """
     if backend not in BACKENDS:
         raise ValueError(f"unknown search backend {backend!r}; choose one of {BACKENDS}")
     if depth < 1:
         raise ValueError(f"depth must be >= 1, got {depth}")
-    infos = [_npy_info(p) for p in _expand(corpus_prefixes)]
+    infos = [_npy_info(p) for p in expand_prefixes(corpus_prefixes)]
     dim = query_emb.shape[1]
     for info in infos:
         if info.shape[1] != dim:
@@ -153,22 +154,14 @@ def search_arrays(
     # Corpus chunks outside, query blocks inside: each corpus row is read from disk once.
     bar = tqdm(total=total, desc="search", unit="doc", disable=not progress)
     base = 0
-    query_blocks = []
-    for q0 in range(0, n_q, q_rows):
-        block = np.ascontiguousarray(query_emb[q0:q0 + q_rows], dtype=np.float32)
-        if backend == "torch":
-            import torch
-
-            block = torch.from_numpy(block).to(device)
-        query_blocks.append((q0, block))
+    prepare, knn = _knn(backend, device)
+    query_blocks = [(q0, prepare(np.ascontiguousarray(query_emb[q0:q0 + q_rows], dtype=np.float32)))
+                    for q0 in range(0, n_q, q_rows)]
     for info in infos:
         for start, chunk in _chunks(info, c_rows):
             k = min(depth, chunk.shape[0])
             for q0, queries in query_blocks:
-                if backend == "faiss":
-                    s, i = _faiss_knn(queries, chunk, k, device)
-                else:
-                    s, i = _torch_knn(queries, chunk, k, device)
+                s, i = knn(queries, chunk, k)
                 i = np.where(i >= 0, i + base + start, -1)
                 q1 = q0 + s.shape[0]
                 best_s[q0:q1], best_i[q0:q1] = _merge(best_s[q0:q1], best_i[q0:q1], s, i, depth)
@@ -209,10 +202,19 @@ def search(
     memory_budget_mb: float | None = None,
     progress: bool = True,
 ) -> Run:
-    """Exact inner-product top-`depth` of every query over the corpus embeddings, as a Run."""
+    """Exact inner-product top-`depth` of every query over the corpus embeddings, as a Run.
+
+    Args:
+        query_emb: query vectors, one row each.
+        query_ids: their ids.
+        corpus_prefixes, depth, backend, device, memory_budget_mb, progress: as for `search_arrays`.
+
+    Returns:
+        {query id: [(docid, score), ...]}, best first.
+    """
     if len(query_ids) != query_emb.shape[0]:
         raise ValueError(f"{query_emb.shape[0]} query vectors for {len(query_ids)} query ids")
-    prefixes = _expand(corpus_prefixes)
+    prefixes = expand_prefixes(corpus_prefixes)
     scores, index = search_arrays(query_emb, prefixes, depth, backend=backend, device=device,
                                   memory_budget_mb=memory_budget_mb, progress=progress)
     names = _ids_for(prefixes, index.ravel())
@@ -235,14 +237,24 @@ def search_to_file(
     overwrite: bool = False,
     progress: bool = True,
 ) -> Path:
-    """Search with stored query (or positive-passage) embeddings and write a TREC run; skipped if it exists
-    (`progress`: the search's progress bar)."""
+    """Search with stored query (or positive-passage) embeddings and write a TREC run.
+
+    Args:
+        query_prefix: the queries' embeddings prefix.
+        corpus_prefix, depth, backend, device, memory_budget_mb, progress: as for `search_arrays`.
+        run_path: the run file; an existing one is kept unless `overwrite`.
+        tag: the run's tag column.
+        overwrite: search again.
+
+    Returns:
+        `run_path`.
+    """
     run_path = Path(run_path)
     if run_path.exists() and not overwrite:
         logger.info("run %s exists; not searching again", run_path)
         return run_path
     queries, qids = [], []
-    for p in _expand(query_prefix):
+    for p in expand_prefixes(query_prefix):
         emb, ids = load_embeddings(p, mmap=False)
         queries.append(emb)
         qids.extend(ids)
