@@ -514,7 +514,7 @@ DRIVER_ERRORS = [
     ("demo", ["--output_dir", "demo", "--collection", "no-such-dir", "--model", "m"], {},
      r"^error: no-such-dir not found$"),
     ("encode", ["--model_dir", "m", "--collection", "c", "--output", "e", "--encode", "passages"], {},
-     r"^error: --encode must be corpus, queries or positives, got 'passages'$"),
+     r"^error: --encode must be one of corpus, queries, positives; got 'passages'$"),
     ("search", ["--output", "bm25.trec", "--method", "bm25"], {},
      r"^error: --method bm25 needs --collection and --index_dir$"),
     ("train", ["train.json"], {"train.json": b'{"output_dir": "out",\n "pool": }'},

@@ -1,25 +1,40 @@
-"""The ANCE-Tele flags both backends add to their Tevatron's argument dataclasses.
+"""The options the drivers share, each declared once in a field group that the drivers' arguments compose.
 
-Each backend declares `TeleModelArguments(TeleModelFields, <Tevatron>.ModelArguments)` and the like, so
-one set of flags with one help text serves both Tevatrons (HfArgumentParser reads the union). Where the
-two Tevatrons name a setting differently (`train_n_passages` / `train_group_size`, `q_max_len` /
-`query_max_len`, `p_max_len` / `passage_max_len`), both names are accepted and hold the same value
-after parsing; code in this package reads the first of each pair.
+- model: `TeleModelFields` (pooling, normalisation, temperature);
+- mining: `MiningFields` (depth, sample) and `FilterFields` (positive-aware filter, momentum replay, the positives
+  kept for training);
+- training: `LengthFields` (passages per query, lengths), `MixingFields` (how a step's negatives are drawn) and
+  `TrainerFields` (which Tevatron, the warm-up), with `TeleDataFields` / `TeleTrainingFields` for `driver.train`.
+
+Each backend declares `TeleModelArguments(TeleModelFields, <Tevatron>.ModelArguments)` and the like, so one set
+of flags with one help text serves both Tevatrons (HfArgumentParser reads the union); the episode runner, the demo
+and `driver.mine` take the same groups. Where the two Tevatrons name a setting differently (`train_n_passages` /
+`train_group_size`, `q_max_len` / `query_max_len`, `p_max_len` / `passage_max_len`), both names are accepted and
+hold the same value after parsing; code in this package reads the first of each pair.
+
+Every choice is a `Literal` (names in `data.names`): --help lists its values, and any other value is refused in
+one line, `--flag must be one of a, b; got 'x'`, where the flags are parsed (`TeleArgumentParser`) as where the
+arguments are made in code or from a settings file (`FieldGroup`).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Literal
+import functools
+import types
+from dataclasses import MISSING, Field, dataclass, field, fields
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
+from transformers import HfArgumentParser
+
+from .data.names import FilterPositive, MomentumMode, Pooling, TrainPositives, check_choice
 from .data.sampling import DEFAULT_SOURCE_WEIGHTS_TEXT
 
 NegativeMixing = Literal["concat", "weighted"]
 PoolFormat = Literal["auto", "ids", "reference"]
 BackendChoice = Literal["auto", "v1", "v2"]
 
-# (ours, current Tevatron's) names of one setting, and its default
-LENGTH_ALIASES = (("train_n_passages", "train_group_size", 8), ("q_max_len", "query_max_len", 32),
-                  ("p_max_len", "passage_max_len", 128))
+# (ours, current Tevatron's) names of one setting; the default is `LengthFields`'
+LENGTH_ALIASES = (("train_n_passages", "train_group_size"), ("q_max_len", "query_max_len"),
+                  ("p_max_len", "passage_max_len"))
 
 
 def parse_source_weights(text: str) -> dict[str, float]:
@@ -63,26 +78,97 @@ def check_mining_counts(depth: int, sample: int | None) -> None:
         raise ValueError(f"--sample must be 0 (every candidate) or a positive count, got {sample}")
 
 
-def resolve_aliases(args, pairs=LENGTH_ALIASES) -> None:
-    """Give both names of each aliased setting the value that was set (refusing two different values)."""
-    for ours, theirs, default in pairs:
+def resolve_aliases(args: Any, pairs: tuple[tuple[str, str], ...] = LENGTH_ALIASES) -> None:
+    """Give both names of each aliased setting the value that was set (refusing two different values).
+
+    Args:
+        args: the parsed arguments; both names of each pair are set on it.
+        pairs: (our name, current Tevatron's name) of each setting; `LengthFields` holds its default.
+    """
+    defaults = {f.name: f.default for f in fields(LengthFields)}
+    for ours, theirs in pairs:
         mine, other = getattr(args, ours, None), getattr(args, theirs, None)
         if mine is not None and other is not None and mine != other:
             raise ValueError(f"--{ours} {mine} and --{theirs} {other} name the same setting; pass one")
-        value = next((v for v in (mine, other) if v is not None), default)
+        value = next((v for v in (mine, other) if v is not None), defaults[ours])
         setattr(args, ours, value)
         setattr(args, theirs, value)
 
 
-def _post_init_next(self, cls) -> None:
-    parent = super(cls, self)
-    if hasattr(parent, "__post_init__"):
-        parent.__post_init__()
+def literal_choices(hint: Any) -> tuple[tuple, bool]:
+    """The values a `Literal[...]` type (or `Literal[...] | None`) allows.
+
+    Args:
+        hint: a field's resolved type.
+
+    Returns:
+        (the values, whether None is allowed too); ((), False) for any other type.
+    """
+    if get_origin(hint) is Literal:
+        return get_args(hint), False
+    members = get_args(hint) if get_origin(hint) in (Union, types.UnionType) else ()
+    literal = next((m for m in members if get_origin(m) is Literal), None)
+    return (get_args(literal), type(None) in members) if literal is not None else ((), False)
+
+
+@functools.cache
+def _choice_fields(cls: type) -> dict[str, tuple[tuple, bool]]:
+    """{field: (values, None allowed)} of a dataclass's `Literal` fields."""
+    hints = get_type_hints(cls)
+    return {f.name: choices for f in fields(cls) if (choices := literal_choices(hints[f.name]))[0]}
+
+
+def check_choices(args: Any) -> None:
+    """Refuse, in one line, a `Literal` field whose value is not one of its choices.
+
+    Args:
+        args: a dataclass instance.
+    """
+    for name, (allowed, optional) in _choice_fields(type(args)).items():
+        value = getattr(args, name)
+        if not (optional and value is None):
+            check_choice(name, value, allowed)
+
+
+def option(group: type, name: str, default: Any = MISSING) -> Field:
+    """An option of `group` for a driver that takes it alone or with its own default: the same help, one definition.
+
+    Args:
+        group: the field group that declares the option.
+        name: the option's field name.
+        default: the driver's own default; MISSING keeps the group's.
+
+    Returns:
+        The field to declare in the driver's arguments.
+    """
+    declared = next(f for f in fields(group) if f.name == name)
+    return field(default=declared.default if default is MISSING else default, metadata=declared.metadata)
+
+
+class TeleArgumentParser(HfArgumentParser):
+    """HfArgumentParser that refuses a value outside a `Literal` option's choices as `FieldGroup` does: a ValueError,
+    which the drivers' error path (`cli.run_cli`) reports in one line, rather than argparse's usage message."""
+
+    def _check_value(self, action, value):
+        if action.choices is not None:
+            check_choice(action.dest, value, action.choices)
 
 
 @dataclass
-class TeleModelFields:
-    pooling: str = field(
+class FieldGroup:
+    """The base of the field groups: after the groups' own checks, every `Literal` option is checked against its
+    choices, so a value from code or a settings file is refused as a flag's is."""
+
+    def __post_init__(self):
+        check_choices(self)
+        parent = super()
+        if hasattr(parent, "__post_init__"):
+            parent.__post_init__()
+
+
+@dataclass
+class TeleModelFields(FieldGroup):
+    pooling: Pooling = field(
         default="cls",
         metadata={"help": "How a sequence becomes one vector: 'cls' (first token), 'mean' (average of the token "
                           "vectors under the attention mask) or 'last' (last token, for decoder models; current "
@@ -100,11 +186,106 @@ class TeleModelFields:
     def __post_init__(self):
         if not self.temperature > 0:
             raise ValueError(f"--temperature must be > 0, got {self.temperature}")
-        _post_init_next(self, TeleModelFields)
+        super().__post_init__()
 
 
 @dataclass
-class TeleDataFields:
+class MiningFields(FieldGroup):
+    depth: int = field(default=200, metadata={"help": "Ranks looked at per ranking (ANN, lookahead, BM25) when "
+                                                      "mining negatives."})
+    sample: int = field(default=30, metadata={"help": "Negatives kept per source per query: a random sample of the "
+                                                      "candidates in the top --depth (0 keeps all)."})
+
+    def __post_init__(self):
+        check_mining_counts(self.depth, self.sample)
+        super().__post_init__()
+
+
+@dataclass
+class FilterFields(FieldGroup):
+    """The positive-aware filter, momentum replay and the positives kept (see `mining.filters`); the rules that
+    compare scores need the mining model's S(q, d)."""
+
+    max_negative_ratio: float | None = field(
+        default=None,
+        metadata={"help": "Positive-aware filter, every source: drop a candidate d that the mining model scores "
+                          "S(q,d) > s+ - (1-R)*|s+| (= R*s+ when s+ >= 0; s+ the score of the --filter_positive "
+                          "positive), e.g. 0.95."})
+    train_positives: TrainPositives = field(
+        default="all",
+        metadata={"help": "The positives a pool entry keeps for training: 'all' judged ones, or the 'best' one (the "
+                          "mining model's highest-scored; the others stay out of the negatives). Needs the mining "
+                          "model's scores, as the filter does."})
+    filter_positive: FilterPositive = field(
+        default="weakest",
+        metadata={"help": "The positive whose score s+ the filter compares candidates with: 'weakest' (the lowest "
+                          "S(q,d+); drops most on collections with many judged positives per query) or 'best'."})
+    negative_margin: float | None = field(
+        default=None, metadata={"help": "Positive-aware filter: drop a candidate d with S(q,d) > s+ - M."})
+    skip_top: int = field(default=0, metadata={"help": "Never take the K best-ranked candidates of a ranking (ANN, "
+                                                       "lookahead, BM25) as negatives."})
+    momentum: MomentumMode = field(
+        default="all",
+        metadata={"help": "Momentum negatives: 'all' (the whole previous pool), 'forgotten-first' (those model "
+                          "i-1 scores above the weakest positive listed once more, ahead of the rest) or "
+                          "'forgotten-only' (those alone); the last two need the mining model's scores."})
+
+
+@dataclass
+class LengthFields(FieldGroup):
+    train_n_passages: int = field(
+        default=8, metadata={"help": "Passages per query in a step: 1 positive + (this - 1) negatives."})
+    q_max_len: int = field(default=32, metadata={"help": "Query length in tokens."})
+    p_max_len: int = field(default=128, metadata={"help": "Passage length in tokens."})
+
+    def __post_init__(self):
+        if self.train_n_passages < 1:
+            raise ValueError(f"--train_n_passages must be >= 1, got {self.train_n_passages}")
+        super().__post_init__()
+
+
+@dataclass
+class MixingFields(FieldGroup):
+    negative_mixing: NegativeMixing = field(
+        default="concat",
+        metadata={"help": "How a step's negatives are drawn from the pool's sources: 'concat' (the pool's "
+                          "negative list, duplicates kept, as the reference code and Tevatron's own dataset) or "
+                          "'weighted' (per-source quotas from --source_weights, de-duplicated)."},
+    )
+    source_weights: str = field(
+        default=DEFAULT_SOURCE_WEIGHTS_TEXT,
+        metadata={"help": "Per-source weights for --negative_mixing weighted, e.g. 'ann=0.5,lookahead=0.25,"
+                          "momentum=0.25' (normalised over the sources a query has)."},
+    )
+    mask_batch_positives: bool = field(
+        default=False,
+        metadata={"help": "Leave out of a query's in-batch softmax every passage that is a judged positive "
+                          "of that query (other than its own target), e.g. another query's positive."},
+    )
+
+    def __post_init__(self):
+        self.source_weight_map = parse_source_weights(self.source_weights)
+        super().__post_init__()
+
+
+@dataclass
+class TrainerFields(FieldGroup):
+    backend: BackendChoice = field(
+        default="auto",
+        metadata={"help": "Which Tevatron trains (and encodes, in a run of episodes): 'v1' (tevatron 0.1.0 from "
+                          "PyPI), 'v2' (current Tevatron, `tevatron.retriever`) or 'auto' (the one installed)."})
+    warmup_ratio: float = field(
+        default=0.1, metadata={"help": "Linear warm-up over this fraction of all steps (used when --warmup_steps "
+                                       "is 0); the schedule is the full run's even when training stops early."})
+
+    def __post_init__(self):
+        if not 0.0 <= self.warmup_ratio <= 1.0:
+            raise ValueError(f"--warmup_ratio must lie in [0, 1], got {self.warmup_ratio}")
+        super().__post_init__()
+
+
+@dataclass
+class TeleDataFields(MixingFields, LengthFields):
     pool: str = field(
         default=None,
         metadata={"help": "Training pool: a pool.jsonl of query/positive/negative document ids, or a reference "
@@ -127,55 +308,24 @@ class TeleDataFields:
         metadata={"help": "Directory of token caches (reused when tokenizer, max length and texts match); "
                           "default: <output_dir>/../token_cache."},
     )
-    train_n_passages: int = field(
-        default=None,
-        metadata={"help": "Passages per query in a step: 1 positive + (this - 1) negatives (default 8; "
-                          "--train_group_size is the same setting)."})
-    train_group_size: int = field(default=None, metadata={"help": "Current Tevatron's name of --train_n_passages."})
-    q_max_len: int = field(default=None, metadata={"help": "Query length in tokens (default 32; --query_max_len "
-                                                           "is the same setting)."})
-    query_max_len: int = field(default=None, metadata={"help": "Current Tevatron's name of --q_max_len."})
-    p_max_len: int = field(default=None, metadata={"help": "Passage length in tokens (default 128; "
-                                                           "--passage_max_len is the same setting)."})
-    passage_max_len: int = field(default=None, metadata={"help": "Current Tevatron's name of --p_max_len."})
-    negative_mixing: NegativeMixing = field(
-        default="concat",
-        metadata={"help": "How a step's negatives are drawn from the pool's sources: 'concat' (the pool's "
-                          "negative list, duplicates kept, as the reference code and Tevatron's own dataset) or "
-                          "'weighted' (per-source quotas from --source_weights, de-duplicated)."},
-    )
-    source_weights: str = field(
-        default=DEFAULT_SOURCE_WEIGHTS_TEXT,
-        metadata={"help": "Per-source weights for --negative_mixing weighted, e.g. 'ann=0.5,lookahead=0.25,"
-                          "momentum=0.25' (normalised over the sources a query has)."},
-    )
-    mask_batch_positives: bool = field(
-        default=False,
-        metadata={"help": "Leave out of a query's in-batch softmax every passage that is a judged positive "
-                          "of that query (other than its own target), e.g. another query's positive."},
-    )
+    # None until resolve_aliases gives both names of a setting the value passed (LengthFields' default if neither)
+    train_n_passages: int = option(LengthFields, "train_n_passages", None)
+    q_max_len: int = option(LengthFields, "q_max_len", None)
+    p_max_len: int = option(LengthFields, "p_max_len", None)
+    train_group_size: int = field(default=None, metadata={"help": "Current Tevatron's name of --train_n_passages "
+                                                                  "(both are 8 when neither is given)."})
+    query_max_len: int = field(default=None, metadata={"help": "Current Tevatron's name of --q_max_len (both are "
+                                                               "32 when neither is given)."})
+    passage_max_len: int = field(default=None, metadata={"help": "Current Tevatron's name of --p_max_len (both "
+                                                                 "are 128 when neither is given)."})
 
     def __post_init__(self):
         resolve_aliases(self)
-        if self.negative_mixing not in ("concat", "weighted"):
-            raise ValueError(f"--negative_mixing must be 'concat' or 'weighted', got '{self.negative_mixing}'")
-        if self.pool_format not in ("auto", "ids", "reference"):
-            raise ValueError(f"--pool_format must be 'auto', 'ids' or 'reference', got '{self.pool_format}'")
-        if self.train_n_passages < 1:
-            raise ValueError(f"--train_n_passages must be >= 1, got {self.train_n_passages}")
-        self.source_weight_map = parse_source_weights(self.source_weights)
-        _post_init_next(self, TeleDataFields)
+        super().__post_init__()
 
 
 @dataclass
-class TeleTrainingFields:
-    backend: BackendChoice = field(
-        default="auto",
-        metadata={"help": "Which Tevatron trains: 'v1' (tevatron 0.1.0 from PyPI), 'v2' (current Tevatron, "
-                          "`tevatron.retriever`) or 'auto' (the one installed)."})
-    warmup_ratio: float = field(
-        default=0.1, metadata={"help": "Linear warm-up over this fraction of all steps (used when --warmup_steps "
-                                       "is 0); the schedule is computed for the full run even with --early_stop_step."})
+class TeleTrainingFields(TrainerFields):
     early_stop_step: int = field(
         default=0,
         metadata={"help": "Stop after this many optimizer steps while the learning-rate schedule stays the one "
@@ -190,6 +340,4 @@ class TeleTrainingFields:
     def __post_init__(self):
         if self.early_stop_step < 0:
             raise ValueError(f"--early_stop_step must be >= 0, got {self.early_stop_step}")
-        if not 0.0 <= self.warmup_ratio <= 1.0:
-            raise ValueError(f"--warmup_ratio must lie in [0, 1], got {self.warmup_ratio}")
-        _post_init_next(self, TeleTrainingFields)
+        super().__post_init__()

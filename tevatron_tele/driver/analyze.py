@@ -12,8 +12,7 @@ import logging
 import sys
 from dataclasses import dataclass, field
 
-from transformers import HfArgumentParser
-
+from ..arguments import FieldGroup, TeleArgumentParser
 from ..evaluation.analysis import open_run, probe_from_run
 from ..evaluation.report import analyze_and_report
 from ..utils import input_error, read_json, setup_logging, write_json
@@ -22,7 +21,7 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class AnalyzeArguments:
+class AnalyzeArguments(FieldGroup):
     out: str = field(metadata={"help": "output folder for report.md, analysis.json, probe.json and plots"})
     probe: str | None = field(default=None, metadata={"help": "probe.json ({qid: [docid, ...]}) to reuse"})
     probe_k: int = field(default=20, metadata={"help": "probe: top k of the base model's ranking"})
@@ -35,7 +34,7 @@ class AnalyzeArguments:
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[AnalyzeArguments, list[str]]:
-    parser = HfArgumentParser(AnalyzeArguments, description=__doc__.split("\n\n")[0])
+    parser = TeleArgumentParser(AnalyzeArguments, description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", help="run folders (each with manifest.json and episode-<i>/)")
     args, extra = parser.parse_args_into_dataclasses(args=sys.argv[1:] if argv is None else argv)
     return args, list(extra.runs)

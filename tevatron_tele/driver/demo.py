@@ -2,20 +2,26 @@
 
 With no arguments it runs on the embedded synthetic collection with a tiny random BERT (no
 downloads, a few minutes on two CPU cores), prints retrieval quality and forgetting by episode,
-and writes the report (markdown, JSON, PNG plots) under --output_dir/report.
-`--collection DIR --model DIR` runs the same comparison on real data.
+and writes the report (markdown, JSON, PNG plots) under --output_dir/report. Every run shares --seed
+(a paired comparison); the defaults suit the tiny model (with a pretrained --model, use e.g.
+--learning_rate 2e-5). `--collection DIR --model DIR` runs the same comparison on real data.
 """
 from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import get_args
 
-from transformers import HfArgumentParser
-
+from ..arguments import LengthFields, MiningFields, TeleArgumentParser, TeleModelFields, option
+from ..data.names import Pooling, check_choice
 from ..data.run_folder import RunLayout
-from ..runner.config import EpisodeArguments
+from ..data.synthetic import build_tiny_model, make_synthetic_collection
+from ..evaluation.metrics import DEFAULT_METRIC
+from ..evaluation.report import analyze_and_report, format_value, run_series
+from ..runner.config import EpisodeArguments, NegativeRecipe, ScheduleFields
 from ..runner.episodes import run_episodes
 from ..utils import setup_logging
 
@@ -23,36 +29,47 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class DemoArguments:
+class DemoArguments(LengthFields, TeleModelFields, MiningFields, ScheduleFields):
     output_dir: str = field(default="outputs/demo", metadata={"help": "Where the runs and the report go."})
     collection: str | None = field(default=None, metadata={"help": "A collection folder; default: the synthetic "
                                                                    "collection, generated under --output_dir."})
     model: str | None = field(default=None, metadata={"help": "Base model folder; default: a tiny random BERT."})
     recipes: str = field(default="ann,tele", metadata={"help": "Negative recipes to compare, comma-separated "
                                                                "(tele, ann, bm25, ann+bm25)."})
-    num_episodes: int = field(default=3, metadata={"help": "Episodes per run."})
-    refresh_steps: int = field(default=30, metadata={"help": "Steps of every episode but the last."})
-    num_train_epochs: float = field(default=5.0, metadata={"help": "Epochs of the full schedule (last episode)."})
-    learning_rate: float = field(default=1e-3, metadata={"help": "Peak learning rate (1e-3 suits the tiny model; "
-                                                                 "use ~2e-5 for a pretrained one)."})
-    train_n_passages: int = field(default=4, metadata={"help": "1 positive + n-1 negatives per query in a step."})
-    per_device_train_batch_size: int = field(default=8, metadata={"help": "Queries per batch."})
-    q_max_len: int = field(default=16, metadata={"help": "Query length in tokens."})
-    p_max_len: int = field(default=48, metadata={"help": "Passage length in tokens."})
-    depth: int = field(default=50, metadata={"help": "Rank depth mined for negatives."})
-    sample: int = field(default=10, metadata={"help": "Negatives kept per source per query."})
-    pooling: str = field(default="mean", metadata={"help": "cls or mean pooling."})
-    normalize: bool = field(default=True, metadata={"help": "Cosine similarity."})
-    temperature: float = field(default=0.05, metadata={"help": "Softmax temperature."})
-    seed: int = field(default=42, metadata={"help": "Seed shared by every run (paired comparison)."})
-    device: str = field(default="auto", metadata={"help": "cpu, cuda or auto."})
-    progress: bool = field(default=False, metadata={"help": "Progress bars (off keeps the demo's output short)."})
+    device: str = option(EpisodeArguments, "device")
+    progress: bool = option(EpisodeArguments, "progress", False)  # off keeps the demo's output short
+    # the episode settings' own defaults, for a tiny model trained briefly on a small collection
+    refresh_steps: int = option(ScheduleFields, "refresh_steps", 30)
+    num_train_epochs: float = option(ScheduleFields, "num_train_epochs", 5.0)
+    learning_rate: float = option(ScheduleFields, "learning_rate", 1e-3)
+    train_n_passages: int = option(LengthFields, "train_n_passages", 4)
+    q_max_len: int = option(LengthFields, "q_max_len", 16)
+    p_max_len: int = option(LengthFields, "p_max_len", 48)
+    depth: int = option(MiningFields, "depth", 50)
+    sample: int = option(MiningFields, "sample", 10)
+    pooling: Pooling = option(TeleModelFields, "pooling", "mean")
+    normalize: bool = option(TeleModelFields, "normalize", True)
+    temperature: float = option(TeleModelFields, "temperature", 0.05)
+
+    def __post_init__(self):
+        for recipe in self.recipe_list:
+            check_choice("recipes", recipe, get_args(NegativeRecipe))
+        super().__post_init__()
+
+    @property
+    def recipe_list(self) -> list[str]:
+        return [r.strip() for r in self.recipes.split(",") if r.strip()]
 
 
 def prepare_inputs(args: DemoArguments) -> tuple[Path, Path]:
-    """The collection and base model: the given ones, or the synthetic collection and a tiny BERT."""
-    from ..data.synthetic import build_tiny_model, make_synthetic_collection
+    """The collection and base model: the given ones, or the synthetic collection and a tiny BERT.
 
+    Args:
+        args: the demo's settings.
+
+    Returns:
+        (collection path, model folder).
+    """
     root = Path(args.output_dir)
     # the synthetic queries name their key terms by synonyms: what BM25 misses and a trained model can learn
     collection = (Path(args.collection) if args.collection
@@ -67,6 +84,17 @@ def prepare_inputs(args: DemoArguments) -> tuple[Path, Path]:
 
 
 def episode_arguments(args: DemoArguments, recipe: str, collection: Path, model: Path) -> EpisodeArguments:
+    """One recipe's run: the demo's settings, under --output_dir/run-<recipe>.
+
+    Args:
+        args: the demo's settings.
+        recipe: the negative recipe (`--negatives`).
+        collection: the collection path.
+        model: the base model folder.
+
+    Returns:
+        The run's settings.
+    """
     root = Path(args.output_dir)
     shared = {f.name: getattr(args, f.name) for f in dataclasses.fields(DemoArguments)
               if f.name in {g.name for g in dataclasses.fields(EpisodeArguments)}
@@ -77,10 +105,16 @@ def episode_arguments(args: DemoArguments, recipe: str, collection: Path, model:
                             **shared)
 
 
-def format_table(analysis: dict, metric: str = "nDCG@10") -> str:
-    """Metric and forgetting rates per episode and run, as a fixed-width table."""
-    from ..evaluation.report import format_value, run_series
+def format_table(analysis: dict, metric: str = DEFAULT_METRIC) -> str:
+    """Metric and forgetting rates per episode and run, as a fixed-width table.
 
+    Args:
+        analysis: what analysis.json holds.
+        metric: the metric shown.
+
+    Returns:
+        The table's text.
+    """
     lines = [f"{'run':<10} {'episode':>7} {metric:>9} {'forget(own)':>12} {'forget(probe)':>14} {'pool/query':>11}"]
     for run in analysis["runs"]:
         series = run_series(run)
@@ -102,14 +136,10 @@ def run(args: DemoArguments) -> Path:
     Returns:
         The report folder (report.md, analysis.json, plots).
     """
-    import time
-
-    from ..evaluation.report import analyze_and_report
-
     started = time.perf_counter()
     collection, model = prepare_inputs(args)
     run_dirs = []
-    for recipe in [r.strip() for r in args.recipes.split(",") if r.strip()]:
+    for recipe in args.recipe_list:
         print(f"[demo] {recipe}: {args.num_episodes} episodes on {collection.name} ...", flush=True)
         run_dirs.append(run_episodes(episode_arguments(args, recipe, collection, model)))
     print("[demo] analysing forgetting ...", flush=True)
@@ -128,7 +158,7 @@ def run(args: DemoArguments) -> Path:
 
 
 def main(argv: list[str] | None = None) -> Path:
-    parser = HfArgumentParser(DemoArguments, description=__doc__.split("\n\n")[0])
+    parser = TeleArgumentParser(DemoArguments, description=__doc__.split("\n\n")[0])
     args = parser.parse_args_into_dataclasses(args=argv)[0]
     setup_logging(logging.INFO if args.progress else logging.WARNING)
     return run(args)

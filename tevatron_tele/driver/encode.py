@@ -10,31 +10,43 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
-from transformers import HfArgumentParser
+import torch
 
+from ..arguments import FieldGroup, TeleArgumentParser
+from ..backends import load_encoder
+from ..data.collections import Collection, load_collection, load_corpus
+from ..data.names import Amp, EmbeddingDtype, Pooling
 from ..data.outputs import StepOutput
+from ..data.token_cache import corpus_token_cache, query_token_cache
+from ..retrieval.embeddings import ids_path, npy_path, read_ids, shard_prefix
+from ..retrieval.encode import distributed_shard, encode_to_file
 from ..utils import setup_logging
 
 logger = logging.getLogger(__name__)
 
 
+EncodeTarget = Literal["corpus", "queries", "positives"]
+
+
 @dataclass
-class EncodeArguments:
+class EncodeArguments(FieldGroup):
     model_dir: str = field(metadata={"help": "saved encoder (tied, or query_model/ + passage_model/)"})
     collection: str = field(metadata={"help": "collection path (BEIR dir, MS MARCO dir, DPR json, Tevatron jsonl)"})
     output: str = field(metadata={"help": "output prefix: writes <output>.npy and <output>.ids (or shard files)"})
-    encode: str = field(default="corpus", metadata={"help": "corpus | queries | positives (the split's positives)"})
+    encode: EncodeTarget = field(default="corpus", metadata={"help": "what to encode ('positives': the split's "
+                                                                     "positive passages)"})
     split: str = field(default="train", metadata={"help": "which queries/qrels to read"})
     passages: str | None = field(default=None, metadata={"help": "DPR passages tsv (DPR json collections)"})
     cache_dir: str | None = field(default=None, metadata={"help": "token cache folder (default: beside output)"})
     q_max_len: int = field(default=32)
     p_max_len: int = field(default=128)
     batch_size: int = field(default=64)
-    dtype: str = field(default="float16", metadata={"help": "float16 | float32 storage"})
-    amp: str | None = field(default=None, metadata={"help": "fp16 | bf16 autocast on GPU"})
+    dtype: EmbeddingDtype = field(default="float16", metadata={"help": "how the vectors are stored"})
+    amp: Amp | None = field(default=None, metadata={"help": "autocast on GPU"})
     device: str = field(default="auto", metadata={"help": "cpu, cuda, cuda:N or auto"})
-    pooling: str | None = field(default=None, metadata={"help": "override the model's pooling (cls | mean)"})
+    pooling: Pooling | None = field(default=None, metadata={"help": "override the model's pooling"})
     normalize: bool | None = field(default=None, metadata={"help": "override the model's normalisation"})
     shard_index: int = field(default=0)
     num_shards: int = field(default=1)
@@ -42,11 +54,17 @@ class EncodeArguments:
                                                              "other settings or inputs (never anything else)"})
 
 
-def corpus_collection(collection: str, passages: str | None = None):
-    """A Collection holding only the corpus of `collection` (or of a DPR collection's `passages` TSV), named
-    as `load_collection` names it, so the corpus token cache is the one the other steps use."""
-    from ..data.collections import Collection, load_corpus
+def corpus_collection(collection: str, passages: str | None = None) -> Collection:
+    """A Collection holding only a corpus, named as `load_collection` names it, so that the corpus token cache is
+    the one the other steps use.
 
+    Args:
+        collection: the collection path.
+        passages: a DPR collection's passages TSV (its corpus), if any.
+
+    Returns:
+        The Collection, without queries or qrels.
+    """
     path = Path(collection)
     if passages:
         corpus = load_corpus(passages, fmt="dpr" if str(passages).endswith(".tsv") else "auto")
@@ -67,8 +85,6 @@ def step_output(args: EncodeArguments, collection, out_prefix: Path) -> StepOutp
     Returns:
         The StepOutput of `<out_prefix>.npy` + `.ids`.
     """
-    from ..retrieval.embeddings import ids_path, npy_path
-
     is_query = args.encode == "queries"
     settings = {"encode": args.encode, "split": None if args.encode == "corpus" else args.split,
                 "max_len": args.q_max_len if is_query else args.p_max_len, "dtype": args.dtype, "amp": args.amp,
@@ -88,16 +104,6 @@ def run(args: EncodeArguments) -> Path:
     Returns:
         The written shard's prefix (`<prefix>.npy` / `.ids`).
     """
-    import torch
-
-    from ..backends import load_encoder
-    from ..data.collections import load_collection
-    from ..data.token_cache import corpus_token_cache, query_token_cache
-    from ..retrieval.embeddings import read_ids, shard_prefix
-    from ..retrieval.encode import distributed_shard, encode_to_file
-
-    if args.encode not in ("corpus", "queries", "positives"):
-        raise ValueError(f"--encode must be corpus, queries or positives, got {args.encode!r}")
     device = args.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -133,7 +139,7 @@ def run(args: EncodeArguments) -> Path:
 
 def main(argv: list[str] | None = None) -> None:
     setup_logging()
-    (args,) = HfArgumentParser(EncodeArguments).parse_args_into_dataclasses(args=argv)
+    (args,) = TeleArgumentParser(EncodeArguments).parse_args_into_dataclasses(args=argv)
     run(args)
 
 

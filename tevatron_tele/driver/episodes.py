@@ -12,8 +12,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from transformers import HfArgumentParser
-
+from ..arguments import TeleArgumentParser
 from ..data.run_folder import RunLayout
 from ..runner.config import EpisodeArguments, load_config_file
 from ..runner.episodes import run_episodes
@@ -40,7 +39,7 @@ def parse_args(argv: list[str] | None = None) -> EpisodeArguments:
         if at + 1 >= len(argv):
             raise SystemExit("--config needs a file path")
         argv = config_file_as_flags(argv[at + 1]) + argv[:at] + argv[at + 2:]
-    parser = HfArgumentParser(EpisodeArguments, description=__doc__.split("\n\n")[0])
+    parser = TeleArgumentParser(EpisodeArguments, description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", help="YAML or JSON file of settings (flag names without dashes)")
     return parser.parse_args_into_dataclasses(args=argv)[0]
 

@@ -17,8 +17,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from transformers import HfArgumentParser
-
+from ..arguments import FieldGroup, TeleArgumentParser
+from ..data.collections import load_collection
 from ..data.outputs import StepOutput
 from ..data.trec import read_run
 from ..evaluation.metrics import (
@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class EvaluateArguments:
+class EvaluateArguments(FieldGroup):
     run: str | None = field(default=None, metadata={"help": "TREC run file (qid Q0 docid rank score tag)"})
     qrels: str | None = field(default=None, metadata={"help": "qrels file (TREC 4-column or BEIR tsv)"})
     collection: str | None = field(default=None, metadata={"help": "collection folder/file instead of --qrels"})
@@ -129,8 +129,6 @@ def run(args: EvaluateArguments) -> dict:
     run = read_run(args.run) if args.run is not None else None  # the run first: it fails faster than a collection
     collection = None
     if args.collection:
-        from ..data.collections import load_collection
-
         collection = load_collection(args.collection, split=args.split, passages=args.passages)
     qrels = collection.qrels if collection is not None else read_qrels(args.qrels)
     output = None if args.run is None else Path(args.output or Path(args.run).with_suffix(".eval.json"))
@@ -162,7 +160,7 @@ def run(args: EvaluateArguments) -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     setup_logging()
-    (args,) = HfArgumentParser(EvaluateArguments, description=__doc__.split("\n\n")[0]).parse_args_into_dataclasses(
+    (args,) = TeleArgumentParser(EvaluateArguments, description=__doc__.split("\n\n")[0]).parse_args_into_dataclasses(
         args=sys.argv[1:] if argv is None else argv)
     return run(args)
 

@@ -15,8 +15,9 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from transformers import AutoTokenizer, HfArgumentParser
+from transformers import AutoTokenizer
 
+from ..arguments import FieldGroup, TeleArgumentParser
 from ..data.collections import load_corpus
 from ..data.corpus_export import write_corpus_jsonl
 from ..data.outputs import StepOutput
@@ -26,7 +27,7 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class ExportCorpusArguments:
+class ExportCorpusArguments(FieldGroup):
     collection: str = field(metadata={"help": "Collection (BEIR dir, MS MARCO dir, DPR json, Tevatron jsonl)."})
     output: str = field(metadata={"help": "The corpus .jsonl to write."})
     tokenizer: str = field(default=None, metadata={"help": "Model or tokenizer folder whose separator token joins "
@@ -78,8 +79,8 @@ def run(args: ExportCorpusArguments) -> Path:
 
 def main(argv: list[str] | None = None) -> None:
     setup_logging()
-    (args,) = HfArgumentParser(ExportCorpusArguments, description=__doc__.split("\n\n")[0]).parse_args_into_dataclasses(
-        args=argv)
+    parser = TeleArgumentParser(ExportCorpusArguments, description=__doc__.split("\n\n")[0])
+    (args,) = parser.parse_args_into_dataclasses(args=argv)
     run(args)
 
 

@@ -15,8 +15,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from transformers import HfArgumentParser
-
+from ..arguments import FieldGroup, TeleArgumentParser
 from ..retrieval.pyserini_index import export_pyserini_index
 from ..utils import setup_logging
 
@@ -24,7 +23,7 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class ExportIndexArguments:
+class ExportIndexArguments(FieldGroup):
     embeddings: str = field(metadata={"help": "Corpus embeddings prefix: <prefix>.npy + <prefix>.ids, or its shards "
                                               "<prefix>.shard-i-of-n (e.g. RUN/episode-2/embeddings/corpus)."})
     output: str = field(metadata={"help": "The index folder to write (index, docid, tele_index.json)."})
@@ -46,7 +45,7 @@ def run(args: ExportIndexArguments) -> Path:
 
 def main(argv: list[str] | None = None) -> None:
     setup_logging()
-    parser = HfArgumentParser(ExportIndexArguments, description=__doc__.split("\n\n")[0])
+    parser = TeleArgumentParser(ExportIndexArguments, description=__doc__.split("\n\n")[0])
     (args,) = parser.parse_args_into_dataclasses(args=argv)
     run(args)
 

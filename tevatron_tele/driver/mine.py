@@ -14,20 +14,24 @@ positives, so it serves replay but not the filter of fresh rankings).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from transformers import HfArgumentParser
-
-from ..arguments import check_mining_counts
+from ..arguments import FilterFields, MiningFields, TeleArgumentParser
+from ..data.collections import Collection, load_collection
 from ..data.outputs import StepOutput
+from ..data.pools import pool_stats_path
+from ..data.trec import check_run_documents
+from ..mining.tele import MiningConfig, mine_episode
+from ..retrieval.embeddings import ids_path, npy_path, shard_prefixes
+from ..retrieval.scoring import EmbeddingScorer
 from ..utils import read_json, setup_logging
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass
-class MineArguments:
+@dataclass(kw_only=True)
+class MineArguments(FilterFields, MiningFields):
     collection: str = field(metadata={"help": "collection path"})
     output: str = field(metadata={"help": "pool.jsonl to write (pool.stats.json goes beside it)"})
     split: str = field(default="train")
@@ -36,23 +40,9 @@ class MineArguments:
     positive_run: str | None = field(default=None, metadata={"help": "TREC run keyed by positive docid (lookahead)"})
     previous_pool: str | None = field(default=None, metadata={"help": "previous episode's pool.jsonl (momentum)"})
     bm25_run: str | None = field(default=None, metadata={"help": "TREC BM25 run of the queries (BM25 negatives)"})
-    depth: int = field(default=200, metadata={"help": "ranks looked at per ranking"})
-    sample: int = field(default=30, metadata={"help": "negatives sampled per source per query (0: all)"})
-    seed: int = field(default=0)
+    seed: int = field(default=0, metadata={"help": "seed of each query's sample"})
     all_positives: bool = field(default=False, metadata={"help": "lookahead from every positive, not the first"})
     dedupe: bool = field(default=False, metadata={"help": "drop repeated negatives across sources"})
-    max_negative_ratio: float | None = field(
-        default=None, metadata={"help": "drop a candidate d when S(q,d) > s+ - (1-R)*|s+| (= R*s+ for s+ >= 0), s+ "
-                                        "the score of the --filter_positive positive (e.g. 0.95)"})
-    train_positives: str = field(default="all", metadata={"help": "positives an entry keeps for training: all | "
-                                                                      "best (the mining model's highest-scored)"})
-    filter_positive: str = field(default="weakest", metadata={"help": "the positive whose score s+ the filter "
-                                                                      "compares with: weakest | best"})
-    negative_margin: float | None = field(default=None, metadata={"help": "drop d when S(q,d) > s+ - M"})
-    skip_top: int = field(default=0, metadata={"help": "the K best-ranked candidates of each ranking are never "
-                                                       "negatives"})
-    momentum: str = field(default="all", metadata={"help": "all | forgotten-first | forgotten-only: momentum "
-                                                           "negatives model i-1 scores above the positive first/only"})
     query_embeddings: str | None = field(default=None, metadata={"help": "the mining model's training-query "
                                                                          "embeddings (prefix), for the scores"})
     corpus_embeddings: str | None = field(default=None, metadata={"help": "the mining model's corpus embeddings "
@@ -68,7 +58,7 @@ _SETTINGS = ("split", "depth", "sample", "seed", "all_positives", "dedupe", "max
              "negative_margin", "skip_top", "momentum")
 
 
-def step_output(args: MineArguments, collection) -> StepOutput:
+def step_output(args: MineArguments, collection: Collection) -> StepOutput:
     """The contract of the pool and its stats: the mining settings, the collection files, the rankings, the
     previous pool and the scores' files.
 
@@ -79,9 +69,6 @@ def step_output(args: MineArguments, collection) -> StepOutput:
     Returns:
         The StepOutput of `pool.jsonl` + `pool.stats.json`.
     """
-    from ..data.pools import pool_stats_path
-    from ..retrieval.embeddings import ids_path, npy_path, shard_prefixes
-
     def embedding_files(prefix: str | None) -> list[Path] | None:
         return None if prefix is None else [f for p in shard_prefixes(prefix) for f in (npy_path(p), ids_path(p))]
 
@@ -94,7 +81,7 @@ def step_output(args: MineArguments, collection) -> StepOutput:
                       settings={k: getattr(args, k) for k in _SETTINGS}, inputs=inputs, shown=args.output)
 
 
-def check_inputs(args: MineArguments, collection) -> None:
+def check_inputs(args: MineArguments, collection: Collection) -> None:
     """Refuse, before anything is written, rankings naming a document the corpus lacks (FILE:LINE), which
     training would refuse later.
 
@@ -102,8 +89,6 @@ def check_inputs(args: MineArguments, collection) -> None:
         args: the driver's arguments.
         collection: the loaded collection.
     """
-    from ..data.trec import check_run_documents
-
     known = collection.corpus.__contains__
     for path, keyed_by_document in ((args.query_run, False), (args.bm25_run, False), (args.positive_run, True)):
         if path is not None:
@@ -119,25 +104,16 @@ def run(args: MineArguments) -> str:
     Returns:
         The pool file's path.
     """
-    from ..data.collections import load_collection
-    from ..mining.tele import MiningConfig, mine_episode
-
-    check_mining_counts(args.depth, args.sample)
     collection = load_collection(args.collection, args.split, passages=args.passages)
     check_inputs(args, collection)
-    config = MiningConfig(depth=args.depth, sample=args.sample or None, seed=args.seed,
-                          all_positives=args.all_positives, dedupe=args.dedupe,
-                          max_negative_ratio=args.max_negative_ratio, negative_margin=args.negative_margin,
-                          skip_top=args.skip_top, filter_positive=args.filter_positive,
-                          momentum=args.momentum, train_positives=args.train_positives)
+    settings = {f.name: getattr(args, f.name) for f in fields(MiningConfig) if hasattr(args, f.name)}
+    config = MiningConfig(**{**settings, "sample": args.sample or None})  # 0: every candidate
     scores = args.scores
     if args.query_embeddings or args.corpus_embeddings:
         if not (args.query_embeddings and args.corpus_embeddings):
             raise ValueError("--query_embeddings and --corpus_embeddings go together")
         if args.scores:
             raise ValueError("pass --scores or --query_embeddings/--corpus_embeddings, not both")
-        from ..retrieval.scoring import EmbeddingScorer
-
         scores = EmbeddingScorer(args.query_embeddings, args.corpus_embeddings)
     output = step_output(args, collection)
     if output.reusable(overwrite=args.overwrite):
@@ -153,7 +129,7 @@ def run(args: MineArguments) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     setup_logging()
-    (args,) = HfArgumentParser(MineArguments).parse_args_into_dataclasses(args=argv)
+    (args,) = TeleArgumentParser(MineArguments).parse_args_into_dataclasses(args=argv)
     run(args)
 
 

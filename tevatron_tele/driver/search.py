@@ -10,23 +10,34 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
-from transformers import HfArgumentParser
+import faiss
 
+from ..arguments import FieldGroup, TeleArgumentParser
+from ..data.collections import load_collection
+from ..data.names import SearchBackend
 from ..data.outputs import StepOutput
+from ..retrieval.bm25 import bm25_run_to_file
+from ..retrieval.embeddings import ids_path, npy_path, shard_prefixes
+from ..retrieval.pyserini_index import export_pyserini_index
+from ..retrieval.search import search_to_file
 from ..utils import setup_logging
 
 logger = logging.getLogger(__name__)
 
 
+SearchMethod = Literal["dense", "bm25"]
+
+
 @dataclass
-class SearchArguments:
+class SearchArguments(FieldGroup):
     output: str = field(metadata={"help": "TREC run file to write"})
-    method: str = field(default="dense", metadata={"help": "dense | bm25"})
+    method: SearchMethod = field(default="dense", metadata={"help": "exact search over embeddings, or BM25"})
     query_embeddings: str | None = field(default=None, metadata={"help": "prefix of query (or positive) embeddings"})
     corpus_embeddings: str | None = field(default=None, metadata={"help": "prefix of corpus embeddings (or shards)"})
     depth: int = field(default=200)
-    backend: str = field(default="faiss", metadata={"help": "faiss | torch"})
+    backend: SearchBackend = field(default="faiss", metadata={"help": "exact search backend (dense)"})
     device: str = field(default="cpu", metadata={"help": "cpu | cuda[:N]"})
     memory_budget_mb: float | None = field(default=None, metadata={"help": "working memory for the corpus chunks"})
     export_pyserini: str | None = field(default=None, metadata={"help": "also write a Pyserini FAISS index folder"})
@@ -42,8 +53,6 @@ class SearchArguments:
 
 def _embedding_files(prefix: str) -> list[Path]:
     """The .npy and .ids files of an embeddings prefix (or its shards)."""
-    from ..retrieval.embeddings import ids_path, npy_path, shard_prefixes
-
     return [f for p in shard_prefixes(prefix) for f in (npy_path(p), ids_path(p))]
 
 
@@ -61,11 +70,6 @@ def _run_counts(path: str) -> dict:
 def _search_dense(args: SearchArguments) -> str:
     if not args.query_embeddings or not args.corpus_embeddings:
         raise ValueError("--method dense needs --query_embeddings and --corpus_embeddings")
-    import faiss
-
-    from ..retrieval.pyserini_index import export_pyserini_index
-    from ..retrieval.search import search_to_file
-
     output = StepOutput("search", [Path(args.output)], settings=_settings(args), inputs={
         "queries": _embedding_files(args.query_embeddings), "corpus": _embedding_files(args.corpus_embeddings)})
     if not output.reusable(overwrite=args.overwrite):
@@ -96,9 +100,6 @@ def run(args: SearchArguments) -> str:
         The run file's path.
     """
     if args.method == "bm25":
-        from ..data.collections import load_collection
-        from ..retrieval.bm25 import bm25_run_to_file
-
         if not args.collection or not args.index_dir:
             raise ValueError("--method bm25 needs --collection and --index_dir")
         collection = load_collection(args.collection, args.split, passages=args.passages)
@@ -111,14 +112,12 @@ def run(args: SearchArguments) -> str:
                              overwrite=True)
             output.commit(counts=_run_counts(args.output))
         return args.output
-    if args.method != "dense":
-        raise ValueError(f"--method must be dense or bm25, got {args.method!r}")
     return _search_dense(args)
 
 
 def main(argv: list[str] | None = None) -> None:
     setup_logging()
-    (args,) = HfArgumentParser(SearchArguments).parse_args_into_dataclasses(args=argv)
+    (args,) = TeleArgumentParser(SearchArguments).parse_args_into_dataclasses(args=argv)
     run(args)
 
 

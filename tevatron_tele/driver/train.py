@@ -15,8 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-from transformers import HfArgumentParser
-
+from ..arguments import TeleArgumentParser
 from ..backends import get_backend
 from ..training.train import train
 from ..utils import input_error, read_json
@@ -39,7 +38,7 @@ def parse_args(argv: list[str] | None = None):
     """(model_args, data_args, training_args) of the chosen backend, parsed from `argv` (default sys.argv)."""
     argv = sys.argv[1:] if argv is None else argv
     backend = get_backend(_backend_name(argv))
-    parser = HfArgumentParser((backend.TeleModelArguments, backend.TeleDataArguments, backend.TeleTrainingArguments),
+    parser = TeleArgumentParser((backend.TeleModelArguments, backend.TeleDataArguments, backend.TeleTrainingArguments),
                               description=__doc__.split("\n\n")[0])
     if len(argv) == 1 and argv[0].endswith(".json"):
         try:
