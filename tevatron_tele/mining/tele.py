@@ -201,7 +201,7 @@ def _jaccard(a: Iterable[str], b: Iterable[str]) -> float:
     return len(a & b) / len(a | b) if a or b else 1.0
 
 
-def _mean(values: list[float]) -> float | None:
+def _mean(values: Sequence[float]) -> float | None:
     return round(sum(values) / len(values), 6) if values else None
 
 
@@ -228,9 +228,7 @@ class PoolBuilder:
         self.prev_jaccard: list[float] = []
         self.duplicates = 0
         self.kept_sizes: list[int] = []
-        self.source_queries = dict.fromkeys(self.order, 0)
-        self.source_negatives = dict.fromkeys(self.order, 0)
-        self.source_sizes: dict[str, list[float]] = {name: [] for name in self.order}
+        self.source_sizes: dict[str, list[int]] = {name: [] for name in self.order}  # per query that has the source
         self.source_hashes: dict[str, list[np.ndarray]] = {name: [] for name in self.order}
 
     def _drop(self, reason: str, qid: str) -> None:
@@ -287,9 +285,7 @@ class PoolBuilder:
                 self.prev_jaccard.append(_jaccard(per_source["ann"], prev_ann[qid]))
             self.kept_sizes.append(len(negatives))
             for name, docs in per_source.items():
-                self.source_queries[name] += 1
-                self.source_negatives[name] += len(docs)
-                self.source_sizes[name].append(float(len(docs)))
+                self.source_sizes[name].append(len(docs))
             kept_pos = list((train_positives or {}).get(qid) or pos)
             entries.append(PoolEntry(query_id=qid, query_text=text, positive_document_ids=kept_pos,
                                      negative_document_ids=negatives, sources=per_source))
@@ -312,15 +308,15 @@ class PoolBuilder:
             "dropped": dict(self.dropped_count),
             "dropped_examples": {reason: ids for reason, ids in self.dropped.items() if ids},
             "negatives_per_query": {
-                "mean": _mean([float(n) for n in kept_sizes]),
+                "mean": _mean(kept_sizes),
                 "min": min(kept_sizes, default=0),
                 "max": max(kept_sizes, default=0),
             },
             "repeated_negatives": self.duplicates,
             "sources": {
                 name: {
-                    "queries": self.source_queries[name],
-                    "negatives": self.source_negatives[name],
+                    "queries": len(self.source_sizes[name]),
+                    "negatives": sum(self.source_sizes[name]),
                     "unique_docs": self._unique_docs(name),
                     "mean_per_query": _mean(self.source_sizes[name]),
                     "queries_without_source": self.missing[name],
