@@ -39,33 +39,16 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol, get_args
+from typing import Protocol
 
 import numpy as np
 
+from ..data.names import FILTER_POSITIVES, MOMENTUM_MODES, FilterPositive, MomentumMode, check_choice
 from ..retrieval.scoring import EmbeddingScorer, StoredScores  # noqa: F401  (EmbeddingScorer re-exported here)
 
 logger = logging.getLogger(__name__)
 
-MomentumMode = Literal["all", "forgotten-first", "forgotten-only"]  # momentum replay (see the module doc)
-FilterPositive = Literal["weakest", "best"]  # which positive's score s+ the filter compares candidates with
-TrainPositives = Literal["all", "best"]  # the positives a pool entry keeps for training
-MOMENTUM_MODES: tuple[str, ...] = get_args(MomentumMode)
-FILTER_POSITIVES: tuple[str, ...] = get_args(FilterPositive)
-TRAIN_POSITIVES: tuple[str, ...] = get_args(TrainPositives)
 FILTER_RULES = ("skip_top", "max_negative_ratio", "negative_margin")
-
-
-def check_choice(flag: str, value: str, allowed: Sequence[str]) -> None:
-    """Raise a ValueError naming the option when `value` is not one of `allowed`.
-
-    Args:
-        flag: the option's name (e.g. "momentum"; the message says --momentum).
-        value: the value given.
-        allowed: the values it may take.
-    """
-    if value not in allowed:
-        raise ValueError(f"--{flag} must be one of {', '.join(allowed)}; got '{value}'")
 
 
 class Scorer(Protocol):

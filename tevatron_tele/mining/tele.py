@@ -31,22 +31,17 @@ from tqdm.auto import tqdm
 
 from ..data.collections import Collection
 from ..data.id_index import hash_ids
+from ..data.names import MOMENTUM_MODES, TRAIN_POSITIVES, FilterPositive, MomentumMode, TrainPositives, check_choice
 from ..data.pools import IndexedPool, PoolEntry, ordered_sources, pool_stats_path, write_pool
 from ..data.trec import Run, open_run
 from ..utils import PathLike
 from .answers import answer_positives_and_exclusions
 from .filters import (
-    MOMENTUM_MODES,
-    TRAIN_POSITIVES,
-    FilterPositive,
     FilterSettings,
-    MomentumMode,
     PositiveAwareFilter,
     Scorer,
-    TrainPositives,
     as_scorer,
     best_positive,
-    check_choice,
     replay_momentum_negatives,
 )
 
@@ -431,10 +426,10 @@ class MiningConfig:
         max_negative_ratio: the positive-aware filter's ratio rule (`filters`; None: off).
         negative_margin: its margin rule (None: off).
         skip_top: the best-ranked candidates of each ranking that are never negatives.
-        filter_positive: the positive whose score the filter compares with (`filters.FILTER_POSITIVES`).
-        momentum: momentum replay (`filters.MOMENTUM_MODES`; "all": none).
+        filter_positive: the positive whose score the filter compares with (`data.names.FILTER_POSITIVES`).
+        momentum: momentum replay (`data.names.MOMENTUM_MODES`; "all": none).
         train_positives: the positives each entry keeps for training: all judged ones, or the one the mining
-            model scores highest (`filters.TRAIN_POSITIVES`).
+            model scores highest (`data.names.TRAIN_POSITIVES`).
     """
 
     depth: int = DEFAULT_DEPTH
