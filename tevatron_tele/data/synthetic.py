@@ -307,7 +307,7 @@ def build_tiny_model(
         `out_dir`.
     """
     import torch  # lazy: torch and transformers take seconds to import, which the collection generator does without
-    import transformers
+    import transformers  # lazy: as torch
 
     out_dir = Path(out_dir)
     words = vocabulary() if vocab_source is None else _collection_words(Path(vocab_source), max_words)
