@@ -1,27 +1,19 @@
-"""The options the drivers share, each declared once in a field group that the drivers' arguments compose.
-
-- model: `TeleModelFields` (pooling, normalisation, temperature);
-- mining: `MiningFields` (depth, sample) and `FilterFields` (positive-aware filter, momentum replay, the positives
-  kept for training);
-- training: `LengthFields` (passages per query, lengths), `MixingFields` (how a step's negatives are drawn) and
-  `TrainerFields` (which Tevatron, the warm-up), with `TeleDataFields` / `TeleTrainingFields` for `driver.train`.
+"""The options the drivers share, each declared once in a field group that the drivers' arguments compose:
+model (`TeleModelFields`), mining (`MiningFields`, `FilterFields`), training (`LengthFields`, `MixingFields`,
+`TrainerFields`; with the rest of `driver.train`'s, `TeleDataFields` and `TeleTrainingFields`).
 
 Each backend declares `TeleModelArguments(TeleModelFields, <Tevatron>.ModelArguments)` and the like, so one set
-of flags with one help text serves both Tevatrons (HfArgumentParser reads the union); the episode runner, the demo
-and `driver.mine` take the same groups. Where the two Tevatrons name a setting differently (`train_n_passages` /
-`train_group_size`, `q_max_len` / `query_max_len`, `p_max_len` / `passage_max_len`), both names are accepted and
-hold the same value after parsing; code in this package reads the first of each pair.
-
-Every choice is a `Literal` (names in `data.names`): --help lists its values, and any other value is refused in
-one line, `--flag must be one of a, b; got 'x'`, where the flags are parsed (`TeleArgumentParser`) as where the
-arguments are made in code or from a settings file (`FieldGroup`).
+of flags with one help text serves both Tevatrons (HfArgumentParser reads the union). Where the two Tevatrons name
+a setting differently (`train_n_passages` / `train_group_size`, `q_max_len` / `query_max_len`, `p_max_len` /
+`passage_max_len`), both names are accepted and hold the same value after parsing; code here reads the first.
+A choice is a `Literal` (`data.names`): --help lists its values, and another value is refused in one line where the
+flags are parsed (`TeleArgumentParser`) and where arguments are made in code or from a file (`FieldGroup`).
 """
 from __future__ import annotations
 
 import functools
-import types
 from dataclasses import MISSING, Field, dataclass, field, fields
-from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 from transformers import HfArgumentParser
 
@@ -78,15 +70,14 @@ def check_mining_counts(depth: int, sample: int | None) -> None:
         raise ValueError(f"--sample must be 0 (every candidate) or a positive count, got {sample}")
 
 
-def resolve_aliases(args: Any, pairs: tuple[tuple[str, str], ...] = LENGTH_ALIASES) -> None:
-    """Give both names of each aliased setting the value that was set (refusing two different values).
+def resolve_aliases(args: Any) -> None:
+    """Give both names of each setting in `LENGTH_ALIASES` the value that was set (refusing two different values).
 
     Args:
-        args: the parsed arguments; both names of each pair are set on it.
-        pairs: (our name, current Tevatron's name) of each setting; `LengthFields` holds its default.
+        args: the parsed arguments; both names of each setting are set on it (`LengthFields`' default if neither).
     """
     defaults = {f.name: f.default for f in fields(LengthFields)}
-    for ours, theirs in pairs:
+    for ours, theirs in LENGTH_ALIASES:
         mine, other = getattr(args, ours, None), getattr(args, theirs, None)
         if mine is not None and other is not None and mine != other:
             raise ValueError(f"--{ours} {mine} and --{theirs} {other} name the same setting; pass one")
@@ -95,43 +86,19 @@ def resolve_aliases(args: Any, pairs: tuple[tuple[str, str], ...] = LENGTH_ALIAS
         setattr(args, theirs, value)
 
 
-def literal_choices(hint: Any) -> tuple[tuple, bool]:
-    """The values a `Literal[...]` type (or `Literal[...] | None`) allows.
-
-    Args:
-        hint: a field's resolved type.
-
-    Returns:
-        (the values, whether None is allowed too); ((), False) for any other type.
-    """
-    if get_origin(hint) is Literal:
-        return get_args(hint), False
-    members = get_args(hint) if get_origin(hint) in (Union, types.UnionType) else ()
-    literal = next((m for m in members if get_origin(m) is Literal), None)
-    return (get_args(literal), type(None) in members) if literal is not None else ((), False)
-
-
 @functools.cache
-def _choice_fields(cls: type) -> dict[str, tuple[tuple, bool]]:
-    """{field: (values, None allowed)} of a dataclass's `Literal` fields."""
-    hints = get_type_hints(cls)
-    return {f.name: choices for f in fields(cls) if (choices := literal_choices(hints[f.name]))[0]}
-
-
-def check_choices(args: Any) -> None:
-    """Refuse, in one line, a `Literal` field whose value is not one of its choices.
-
-    Args:
-        args: a dataclass instance.
-    """
-    for name, (allowed, optional) in _choice_fields(type(args)).items():
-        value = getattr(args, name)
-        if not (optional and value is None):
-            check_choice(name, value, allowed)
+def _choices(cls: type) -> dict[str, tuple]:
+    """{field: the values it allows} of a dataclass's `Literal` fields (None too for `Literal[...] | None`)."""
+    out = {}
+    for name, hint in get_type_hints(cls).items():
+        literal = next((t for t in (hint, *get_args(hint)) if get_origin(t) is Literal), None)
+        if literal is not None:
+            out[name] = get_args(literal) + ((None,) if type(None) in get_args(hint) else ())
+    return out
 
 
 def option(group: type, name: str, default: Any = MISSING) -> Field:
-    """An option of `group` for a driver that takes it alone or with its own default: the same help, one definition.
+    """An option of `group` declared again with its help, for a driver that takes it alone or with its own default.
 
     Args:
         group: the field group that declares the option.
@@ -160,7 +127,8 @@ class FieldGroup:
     choices, so a value from code or a settings file is refused as a flag's is."""
 
     def __post_init__(self):
-        check_choices(self)
+        for name, allowed in _choices(type(self)).items():
+            check_choice(name, getattr(self, name), allowed)
         parent = super()
         if hasattr(parent, "__post_init__"):
             parent.__post_init__()
@@ -172,16 +140,12 @@ class TeleModelFields(FieldGroup):
         default="cls",
         metadata={"help": "How a sequence becomes one vector: 'cls' (first token), 'mean' (average of the token "
                           "vectors under the attention mask) or 'last' (last token, for decoder models; current "
-                          "Tevatron only)."},
-    )
+                          "Tevatron only)."})
     normalize: bool = field(
-        default=False,
-        metadata={"help": "L2-normalise query and passage vectors, so scores are cosine similarities."},
-    )
+        default=False, metadata={"help": "L2-normalise query and passage vectors, so scores are cosine similarities."})
     temperature: float = field(
         default=1.0,
-        metadata={"help": "Training scores are divided by this before the softmax (e.g. 0.05 with --normalize)."},
-    )
+        metadata={"help": "Training scores are divided by this before the softmax (e.g. 0.05 with --normalize)."})
 
     def __post_init__(self):
         if not self.temperature > 0:
@@ -250,18 +214,15 @@ class MixingFields(FieldGroup):
         default="concat",
         metadata={"help": "How a step's negatives are drawn from the pool's sources: 'concat' (the pool's "
                           "negative list, duplicates kept, as the reference code and Tevatron's own dataset) or "
-                          "'weighted' (per-source quotas from --source_weights, de-duplicated)."},
-    )
+                          "'weighted' (per-source quotas from --source_weights, de-duplicated)."})
     source_weights: str = field(
         default=DEFAULT_SOURCE_WEIGHTS_TEXT,
         metadata={"help": "Per-source weights for --negative_mixing weighted, e.g. 'ann=0.5,lookahead=0.25,"
-                          "momentum=0.25' (normalised over the sources a query has)."},
-    )
+                          "momentum=0.25' (normalised over the sources a query has)."})
     mask_batch_positives: bool = field(
         default=False,
         metadata={"help": "Leave out of a query's in-batch softmax every passage that is a judged positive "
-                          "of that query (other than its own target), e.g. another query's positive."},
-    )
+                          "of that query (other than its own target), e.g. another query's positive."})
 
     def __post_init__(self):
         self.source_weight_map = parse_source_weights(self.source_weights)
@@ -289,25 +250,21 @@ class TeleDataFields(MixingFields, LengthFields):
     pool: str = field(
         default=None,
         metadata={"help": "Training pool: a pool.jsonl of query/positive/negative document ids, or a reference "
-                          "ANCE-Tele tokenized file of {query, positives, negatives} token ids."},
-    )
+                          "ANCE-Tele tokenized file of {query, positives, negatives} token ids."})
     pool_format: PoolFormat = field(
         default="auto",
-        metadata={"help": "Format of --pool: 'ids' (pool.jsonl), 'reference' (tokenized) or 'auto' (detect)."},
-    )
+        metadata={"help": "Format of --pool: 'ids' (pool.jsonl), 'reference' (tokenized) or 'auto' (detect)."})
     collection: str = field(
         default=None,
         metadata={"help": "Collection the pool's ids refer to (BEIR dir, MS MARCO dir, DPR json or Tevatron jsonl); "
-                          "its texts are tokenized once into --token_cache_dir."},
-    )
+                          "its texts are tokenized once into --token_cache_dir."})
     passages: str = field(
         default=None, metadata={"help": "Passages TSV (id, text, title) when --collection is a DPR json file."})
     split: str = field(default="train", metadata={"help": "Split of --collection whose queries are trained on."})
     token_cache_dir: str = field(
         default=None,
         metadata={"help": "Directory of token caches (reused when tokenizer, max length and texts match); "
-                          "default: <output_dir>/../token_cache."},
-    )
+                          "default: <output_dir>/../token_cache."})
     # None until resolve_aliases gives both names of a setting the value passed (LengthFields' default if neither)
     train_n_passages: int = option(LengthFields, "train_n_passages", None)
     q_max_len: int = option(LengthFields, "q_max_len", None)
@@ -329,13 +286,11 @@ class TeleTrainingFields(TrainerFields):
     early_stop_step: int = field(
         default=0,
         metadata={"help": "Stop after this many optimizer steps while the learning-rate schedule stays the one "
-                          "for the full --num_train_epochs (ANCE-Tele's quick refresh). 0 trains fully."},
-    )
+                          "for the full --num_train_epochs (ANCE-Tele's quick refresh). 0 trains fully."})
     overwrite_output_dir: bool = field(
         default=False,
         metadata={"help": "Replace an existing non-empty --output_dir (refused otherwise, so an earlier "
-                          "model is never overwritten by mistake)."},
-    )
+                          "model is never overwritten by mistake)."})
 
     def __post_init__(self):
         if self.early_stop_step < 0:

@@ -61,15 +61,8 @@ class DemoArguments(LengthFields, TeleModelFields, MiningFields, ScheduleFields)
         return [r.strip() for r in self.recipes.split(",") if r.strip()]
 
 
-def prepare_inputs(args: DemoArguments) -> tuple[Path, Path]:
-    """The collection and base model: the given ones, or the synthetic collection and a tiny BERT.
-
-    Args:
-        args: the demo's settings.
-
-    Returns:
-        (collection path, model folder).
-    """
+def _prepare_inputs(args: DemoArguments) -> tuple[Path, Path]:
+    """(collection, base model): the given ones, or the synthetic collection and a tiny BERT."""
     root = Path(args.output_dir)
     # the synthetic queries name their key terms by synonyms: what BM25 misses and a trained model can learn
     collection = (Path(args.collection) if args.collection
@@ -83,18 +76,8 @@ def prepare_inputs(args: DemoArguments) -> tuple[Path, Path]:
     return collection, model
 
 
-def episode_arguments(args: DemoArguments, recipe: str, collection: Path, model: Path) -> EpisodeArguments:
-    """One recipe's run: the demo's settings, under --output_dir/run-<recipe>.
-
-    Args:
-        args: the demo's settings.
-        recipe: the negative recipe (`--negatives`).
-        collection: the collection path.
-        model: the base model folder.
-
-    Returns:
-        The run's settings.
-    """
+def _episode_arguments(args: DemoArguments, recipe: str, collection: Path, model: Path) -> EpisodeArguments:
+    """One recipe's run, under --output_dir/run-<recipe>, with the demo's settings."""
     root = Path(args.output_dir)
     shared = {f.name: getattr(args, f.name) for f in dataclasses.fields(DemoArguments)
               if f.name in {g.name for g in dataclasses.fields(EpisodeArguments)}
@@ -105,16 +88,8 @@ def episode_arguments(args: DemoArguments, recipe: str, collection: Path, model:
                             **shared)
 
 
-def format_table(analysis: dict, metric: str = DEFAULT_METRIC) -> str:
-    """Metric and forgetting rates per episode and run, as a fixed-width table.
-
-    Args:
-        analysis: what analysis.json holds.
-        metric: the metric shown.
-
-    Returns:
-        The table's text.
-    """
+def _format_table(analysis: dict, metric: str = DEFAULT_METRIC) -> str:
+    """Metric and forgetting rates per episode and run, as a fixed-width table."""
     lines = [f"{'run':<10} {'episode':>7} {metric:>9} {'forget(own)':>12} {'forget(probe)':>14} {'pool/query':>11}"]
     for run in analysis["runs"]:
         series = run_series(run)
@@ -137,18 +112,18 @@ def run(args: DemoArguments) -> Path:
         The report folder (report.md, analysis.json, plots).
     """
     started = time.perf_counter()
-    collection, model = prepare_inputs(args)
+    collection, model = _prepare_inputs(args)
     run_dirs = []
     for recipe in args.recipe_list:
         print(f"[demo] {recipe}: {args.num_episodes} episodes on {collection.name} ...", flush=True)
-        run_dirs.append(run_episodes(episode_arguments(args, recipe, collection, model)))
+        run_dirs.append(run_episodes(_episode_arguments(args, recipe, collection, model)))
     print("[demo] analysing forgetting ...", flush=True)
     demo_folder = RunLayout(args.output_dir)  # the runs' folder: a report and a token cache as a run folder's
     out = demo_folder.report_dir
     analysis, files = analyze_and_report(run_dirs, out, cache_dir=demo_folder.token_cache_dir,
                                          progress=args.progress)
     print()
-    print(format_table(analysis))
+    print(_format_table(analysis))
     print()
     print("forgetting: share of negatives learned in an earlier episode that the model again ranks above the "
           "positive;\n  own = each run's own pools, probe = the base model's top negatives, shared by all runs.")

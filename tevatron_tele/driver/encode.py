@@ -54,17 +54,9 @@ class EncodeArguments(FieldGroup):
                                                              "other settings or inputs (never anything else)"})
 
 
-def corpus_collection(collection: str, passages: str | None = None) -> Collection:
-    """A Collection holding only a corpus, named as `load_collection` names it, so that the corpus token cache is
-    the one the other steps use.
-
-    Args:
-        collection: the collection path.
-        passages: a DPR collection's passages TSV (its corpus), if any.
-
-    Returns:
-        The Collection, without queries or qrels.
-    """
+def _corpus_collection(collection: str, passages: str | None = None) -> Collection:
+    """A Collection holding only the corpus of `collection` (or of a DPR collection's `passages` TSV), named
+    as `load_collection` names it, so the corpus token cache is the one the other steps use."""
     path = Path(collection)
     if passages:
         corpus = load_corpus(passages, fmt="dpr" if str(passages).endswith(".tsv") else "auto")
@@ -112,7 +104,7 @@ def run(args: EncodeArguments) -> Path:
     shard_index, num_shards = distributed_shard(args.shard_index, args.num_shards)
     cache_dir = Path(args.cache_dir) if args.cache_dir else Path(args.output).parent / "token_cache"
     # the corpus needs neither queries nor qrels: a collection without the --split's files encodes its corpus
-    collection = (corpus_collection(args.collection, args.passages) if args.encode == "corpus"
+    collection = (_corpus_collection(args.collection, args.passages) if args.encode == "corpus"
                   else load_collection(args.collection, args.split, passages=args.passages))
     out_prefix = shard_prefix(args.output, shard_index, num_shards)
     output = step_output(args, collection, out_prefix)

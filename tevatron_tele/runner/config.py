@@ -1,8 +1,7 @@
 """The episode runner's settings: one dataclass, from flags (HfArgumentParser) or a YAML/JSON file.
 
-`EpisodeArguments` composes the shared field groups (`tevatron_tele.arguments`: model, mining, lengths, mixing,
-trainer) with the run's own (`RunFields`, `ScheduleFields`, which the demo shares, and its encoding, search and
-evaluation settings).
+`EpisodeArguments` composes the shared field groups (`tevatron_tele.arguments`) with the run's own: `RunFields`,
+`ScheduleFields` (the demo's too), and its training, encoding and evaluation settings.
 """
 from __future__ import annotations
 
@@ -13,6 +12,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
+
+import yaml
 
 from ..arguments import (
     FieldGroup,
@@ -208,14 +209,7 @@ class EpisodeArguments(TrainerFields, MixingFields, LengthFields, TeleModelField
     def sources(self) -> set[str]:
         """The negative sources this recipe mines."""
         recipe = set(self.negatives.split("+"))
-        out = set()
-        if "tele" in recipe:
-            out.update(self.tele_source_list)
-        if "ann" in recipe:
-            out.add("ann")
-        if "bm25" in recipe:
-            out.add("bm25")
-        return out
+        return (set(self.tele_source_list) if "tele" in recipe else set()) | (recipe & {"ann", "bm25"})
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -255,8 +249,6 @@ def load_config_file(path: str | Path) -> dict:
     text = read_text(path, _config_error)
     kind = "yaml" if path.suffix in (".yaml", ".yml") else "json"
     if kind == "yaml":
-        import yaml
-
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as e:
