@@ -130,6 +130,52 @@ def verdict_lines(verdict: Mapping | None) -> list[str]:
     return lines + [""]
 
 
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def _summary(runs: Sequence[Mapping], main: str | None) -> tuple[list[str], list[list[str]]]:
+    """The summary table: a row per run."""
+    header = ["run", "episodes"]
+    if main:
+        header += [f"final {main}", f"best {main} (episode)", "first episode within 1% of best"]
+    header += ["own-pool forgetting (last)", "probe forgetting (last)", "probe forgetting (mean)",
+               "ANN Jaccard (mean)"]
+    rows = []
+    for run in runs:
+        s = run_series(run)
+        row = [run["name"], str(len(run.get("episodes", [])))]
+        if main:
+            series = s["metrics"].get(main, {})
+            best = ((run.get("convergence") or {}).get("best") or {}).get(main, {})
+            final = series[max(series)] if series else None
+            row += [format_value(final), f"{format_value(best.get('best'))} ({best.get('best_episode', '-')})",
+                    format_value(best.get("first_within_tol"))]
+        last = lambda d: d[max(d)] if d else None  # noqa: E731
+        row += [format_value(v) for v in (last(s["own_pool"]), last(s["probe"]), _mean(s["probe"].values()),
+                                          _mean(s["ann_jaccard"].values()))]
+        rows.append(row)
+    return header, rows
+
+
+def _per_episode(runs: Sequence[Mapping], names: Sequence[str]) -> tuple[list[str], list[list[str]]]:
+    """The per-episode table: a row per run and episode."""
+    compositions = [c for r in runs for c in run_series(r)["composition"].values()]
+    sources = [src for src in SOURCES if any(src in c for c in compositions)]
+    header = ["run", "episode", *names, "own-pool forgetting", "probe forgetting", "probe above positive",
+              "ANN Jaccard with previous", "negatives per query", *[f"{src} per query" for src in sources]]
+    rows = []
+    for run in runs:
+        s = run_series(run)
+        for ep in run.get("episodes", []):
+            comp = s["composition"].get(ep, {})
+            rows.append([run["name"], str(ep), *[format_value(s["metrics"].get(m, {}).get(ep)) for m in names],
+                         *[format_value(s[k].get(ep)) for k in ("own_pool", "probe", "probe_above", "ann_jaccard")],
+                         format_value(s["pool_per_query"].get(ep), 1),
+                         *[format_value(comp.get(src), 1) for src in sources]])
+    return header, rows
+
+
 def markdown_report(analysis: Mapping, main_metric: str | None = None) -> str:
     """report.md: the verdict, the probe, a summary row per run and a row per episode.
 
@@ -159,41 +205,8 @@ def markdown_report(analysis: Mapping, main_metric: str | None = None) -> str:
         "## Summary",
         "",
     ]
-    header = ["run", "episodes"]
-    if main:
-        header += [f"final {main}", f"best {main} (episode)", "first episode within 1% of best"]
-    header += ["own-pool forgetting (last)", "probe forgetting (last)", "probe forgetting (mean)",
-               "ANN Jaccard (mean)"]
-    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for run in runs:
-        s = run_series(run)
-        row = [run["name"], str(len(run.get("episodes", [])))]
-        if main:
-            series = s["metrics"].get(main, {})
-            best = ((run.get("convergence") or {}).get("best") or {}).get(main, {})
-            final = series[max(series)] if series else None
-            row += [format_value(final), f"{format_value(best.get('best'))} ({best.get('best_episode', '-')})",
-                    format_value(best.get("first_within_tol"))]
-        last = lambda d: d[max(d)] if d else None  # noqa: E731
-        row += [format_value(v) for v in (last(s["own_pool"]), last(s["probe"]), _mean(s["probe"].values()),
-                                          _mean(s["ann_jaccard"].values()))]
-        lines.append("| " + " | ".join(row) + " |")
-
-    lines += ["", "## Per episode", ""]
-    compositions = [c for r in runs for c in run_series(r)["composition"].values()]
-    sources = [src for src in SOURCES if any(src in c for c in compositions)]
-    header = ["run", "episode", *names, "own-pool forgetting", "probe forgetting", "probe above positive",
-              "ANN Jaccard with previous", "negatives per query", *[f"{src} per query" for src in sources]]
-    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for run in runs:
-        s = run_series(run)
-        for ep in run.get("episodes", []):
-            comp = s["composition"].get(ep, {})
-            row = [run["name"], str(ep), *[format_value(s["metrics"].get(m, {}).get(ep)) for m in names],
-                   *[format_value(s[k].get(ep)) for k in ("own_pool", "probe", "probe_above", "ann_jaccard")],
-                   format_value(s["pool_per_query"].get(ep), 1),
-                   *[format_value(comp.get(src), 1) for src in sources]]
-            lines.append("| " + " | ".join(row) + " |")
+    lines += _table(*_summary(runs, main))
+    lines += ["", "## Per episode", ""] + _table(*_per_episode(runs, names))
     return "\n".join(lines) + "\n"
 
 
