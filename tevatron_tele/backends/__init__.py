@@ -14,6 +14,7 @@ import importlib
 import importlib.util
 import os
 from types import ModuleType
+from typing import Any
 
 from ..arguments import BackendChoice
 
@@ -49,7 +50,14 @@ def installed_backend() -> str:
 
 
 def resolve_backend(name: BackendChoice | None = "auto") -> str:
-    """'v1' or 'v2' for a name that may be 'auto' (or None; $TELE_BACKEND is read then)."""
+    """The backend a name stands for.
+
+    Args:
+        name: 'v1', 'v2', 'auto' (the installed Tevatron) or None ($TELE_BACKEND, else 'auto').
+
+    Returns:
+        'v1' or 'v2'.
+    """
     name = name or os.environ.get("TELE_BACKEND", "auto")
     if name == "auto":
         return installed_backend()
@@ -76,8 +84,9 @@ def get_backend(name: BackendChoice | None = "auto") -> ModuleType:
     return importlib.import_module(_MODULES[resolved])
 
 
-def load_encoder(path, device="cpu", *, pooling: str | None = None, normalize: bool | None = None,
-                 backend: BackendChoice | None = "auto", input_options: dict | None = None):
+def load_encoder(path: str | os.PathLike, device: str = "cpu", *, pooling: str | None = None,
+                 normalize: bool | None = None, backend: BackendChoice | None = "auto",
+                 input_options: dict | None = None) -> tuple[Any, Any]:
     """Load a saved model for encoding, and its tokenizer.
 
     The model is called as Tevatron's are: `model(query=batch).q_reps`, `model(passage=batch).p_reps`; it

@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import shutil
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 from transformers import AutoTokenizer, set_seed
 
@@ -21,15 +23,23 @@ from ..utils import OutputExistsError, atomic_path, setup_logging, write_json
 logger = logging.getLogger(__name__)
 
 
-def load_tokenizer(model_args):
-    """The model's tokenizer (from query_model/ when an untied model keeps it only there)."""
+def load_tokenizer(model_args: Any) -> Any:
+    """The model's tokenizer.
+
+    Args:
+        model_args: the backend's TeleModelArguments (tokenizer_name or model_name_or_path, cache_dir).
+
+    Returns:
+        The tokenizer (from query_model/ when an untied model keeps it only there).
+    """
     path = Path(model_args.tokenizer_name or model_args.model_name_or_path)
     if path.is_dir() and not (path / "tokenizer_config.json").exists() and (path / "query_model").is_dir():
         path = path / "query_model"
     return AutoTokenizer.from_pretrained(str(path), cache_dir=model_args.cache_dir)
 
 
-def build_train_dataset(data_args, tokenizer, *, seed: int, cache_dir: Path, backend=None):
+def build_train_dataset(data_args: Any, tokenizer: Any, *, seed: int, cache_dir: Path,
+                        backend: ModuleType | str | None = None) -> Any:
     """The backend's TeleTrainDataset over `data_args.pool`.
 
     Args:
@@ -71,7 +81,7 @@ def _is_trained_model(folder: Path) -> bool:
     return (folder / "train_log.json").is_file()
 
 
-def train(model_args, data_args, training_args, callbacks: list | None = None) -> Path:
+def train(model_args: Any, data_args: Any, training_args: Any, callbacks: list | None = None) -> Path:
     """Train a dense retriever on `data_args.pool` and return the saved model directory.
 
     Refuses a non-empty `output_dir` unless `overwrite_output_dir`. Safe to call in-process several

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -26,7 +27,16 @@ POOLINGS = ("cls", "mean")
 
 
 def pool_hidden(hidden: Tensor, attention_mask: Tensor | None, pooling: str) -> Tensor:
-    """One vector per sequence: the first token's ('cls') or the mean over unmasked tokens ('mean')."""
+    """One vector per sequence.
+
+    Args:
+        hidden: the encoder's last hidden states [batch, length, dim].
+        attention_mask: [batch, length], or None (every token counts).
+        pooling: 'cls' (the first token) or 'mean' (over the unmasked tokens).
+
+    Returns:
+        [batch, dim].
+    """
     if pooling == "cls":
         return hidden[:, 0]
     if pooling == "mean":
@@ -123,7 +133,11 @@ class TeleDenseModel(_TeleEncoding, DenseModel):
         return DenseOutput(loss=loss, scores=scores, q_reps=q_reps, p_reps=p_reps)
 
     def save(self, output_dir: str) -> None:
-        """Write the encoder(s), the pooler if any and tele_config.json into `output_dir`."""
+        """Write the encoder(s), the pooler if any and tele_config.json (Tevatron's hook, see `save_encoders`).
+
+        Args:
+            output_dir: the model folder.
+        """
         save_encoders(self, output_dir)
 
 
@@ -146,10 +160,21 @@ class TeleDenseModelForInference(_TeleEncoding, DenseModelForInference):
         return self._represent(self.lm_p, psg, "p")
 
     @classmethod
-    def build(cls, model_name_or_path: str = None, model_args=None, data_args=None, train_args=None,
-              *, pooling: str | None = None, normalize: bool | None = None, **hf_kwargs):
-        """Tevatron's loader (tied or untied, with or without pooler) plus tele_config.json; explicit
-        `pooling` / `normalize` override the saved values (useful for models saved without one)."""
+    def build(cls, model_name_or_path: str | None = None, model_args: Any = None, data_args: Any = None,
+              train_args: Any = None, *, pooling: str | None = None, normalize: bool | None = None,
+              **hf_kwargs: Any) -> TeleDenseModelForInference:
+        """Tevatron's loader (tied or untied, with or without pooler) plus tele_config.json.
+
+        Args:
+            model_name_or_path: the model folder (default: `model_args.model_name_or_path`).
+            model_args, data_args, train_args: Tevatron's signature; only `model_args` is read.
+            pooling: overrides the saved pooling (for models saved without one).
+            normalize: overrides the saved normalisation.
+            **hf_kwargs: passed to Tevatron's loader.
+
+        Returns:
+            The model.
+        """
         if model_name_or_path is None:
             model_name_or_path = model_args.model_name_or_path
         base = DenseModelForInference.build(model_name_or_path, **hf_kwargs)
@@ -160,10 +185,16 @@ class TeleDenseModelForInference(_TeleEncoding, DenseModelForInference):
                    temperature=config.get("temperature", 1.0))
 
 
-def save_encoders(model: _TeleEncoding, output_dir: str | os.PathLike, tokenizer=None) -> None:
+def save_encoders(model: _TeleEncoding, output_dir: str | os.PathLike, tokenizer: Any = None) -> None:
     """Save in Tevatron's layout (root or query_model/ + passage_model/), pooler, tele_config.json and,
     when given, the tokenizer (in the root and, untied, in each encoder folder so each loads alone); a tied
-    model without a pooler is also written as a sentence-transformers model (`model_export`)."""
+    model without a pooler is also written as a sentence-transformers model (`model_export`).
+
+    Args:
+        model: a training or inference model.
+        output_dir: the model folder.
+        tokenizer: the tokenizer, or None.
+    """
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     if model.lm_q is not model.lm_p:
@@ -184,7 +215,17 @@ def save_encoders(model: _TeleEncoding, output_dir: str | os.PathLike, tokenizer
 
 def load_encoder(path: str | os.PathLike, device: str | torch.device = "cpu", *, pooling: str | None = None,
                  normalize: bool | None = None) -> tuple[TeleDenseModelForInference, object]:
-    """Load a saved model (tied or untied, with or without a pooler) in eval mode, and its tokenizer."""
+    """Load a saved model (tied or untied, with or without a pooler) in eval mode, and its tokenizer.
+
+    Args:
+        path: the model folder.
+        device: where to put it.
+        pooling: overrides the saved pooling.
+        normalize: overrides the saved normalisation.
+
+    Returns:
+        (model, tokenizer).
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"model directory not found: {path}")

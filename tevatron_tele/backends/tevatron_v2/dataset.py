@@ -55,6 +55,14 @@ class TeleTrainDataset(PoolSampler, TrainDataset):
         return len(self.train_data)
 
     def passage_text(self, key: int) -> str:
+        """The text feed's passage.
+
+        Args:
+            key: the passage's token-cache key.
+
+        Returns:
+            `title <sep> text`.
+        """
         return self.collection.corpus.passage_text(self.collection.corpus.position(self.corpus_cache.ids[key]),
                                                    self._sep)
 

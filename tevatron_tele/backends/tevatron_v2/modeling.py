@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 from tevatron.retriever.modeling import DenseModel
@@ -48,8 +49,15 @@ class TeleDenseModel(DenseModel):
         return EncoderOutput(loss=loss, scores=scores, q_reps=q_reps, p_reps=p_reps)
 
 
-def build_model(model_args, data_args, training_args) -> TeleDenseModel:
-    """The training model from the base model (or a LoRA adapter on it with --lora)."""
+def build_model(model_args: Any, data_args: Any, training_args: Any) -> TeleDenseModel:
+    """The training model from the base model (or a LoRA adapter on it with --lora).
+
+    Args:
+        model_args, data_args, training_args: the run's arguments (this backend's).
+
+    Returns:
+        The model.
+    """
     dtype = torch.bfloat16 if training_args.bf16 else torch.float16 if training_args.fp16 else torch.float32
     model = TeleDenseModel.build(model_args, training_args, cache_dir=model_args.cache_dir, dtype=dtype,
                                  attn_implementation=model_args.attn_implementation)
@@ -63,9 +71,15 @@ def build_model(model_args, data_args, training_args) -> TeleDenseModel:
     return model
 
 
-def save_model(model: DenseModel, output_dir: str | os.PathLike, tokenizer=None) -> None:
+def save_model(model: DenseModel, output_dir: str | os.PathLike, tokenizer: Any = None) -> None:
     """The encoder (or its LoRA adapter), the tokenizer and tele_config.json into `output_dir`; without LoRA or
-    an appended EOS token the folder is also a sentence-transformers model (`model_export`)."""
+    an appended EOS token the folder is also a sentence-transformers model (`model_export`).
+
+    Args:
+        model: the model.
+        output_dir: the model folder.
+        tokenizer: saved beside it, when given.
+    """
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     model.encoder.save_pretrained(str(output_dir))

@@ -3,6 +3,7 @@ layout, masking keys, and (GradCache) a loss that honours the model's temperatur
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -79,8 +80,16 @@ class TeleGradCacheTrainer(_TeleTrainerMixin, GradCacheTrainer):
         self._add_early_stop()
 
 
-def make_trainer(model, training_args, dataset, tokenizer, collator):
-    """TeleGradCacheTrainer with --grad_cache, else TeleTrainer."""
+def make_trainer(model: Any, training_args: Any, dataset: Any, tokenizer: Any, collator: Any
+                 ) -> TeleTrainer | TeleGradCacheTrainer:
+    """TeleGradCacheTrainer with --grad_cache, else TeleTrainer.
+
+    Args:
+        model, training_args, dataset, tokenizer, collator: what the trainer trains with.
+
+    Returns:
+        The trainer.
+    """
     if training_args.grad_cache and getattr(model, "mask_batch_positives", False):
         raise ValueError("--mask_batch_positives is not available with --grad_cache (GradCache's loss sees no "
                          "passage keys); drop one of them")
