@@ -1,21 +1,16 @@
 """A saved model folder described for other tools: `tele_config.json` for this package, and the files that make
-the same folder a sentence-transformers model.
-
-Both backends save through `write_model_configs`, so the two descriptions are written in one place and agree.
-The sentence-transformers files use the long-standing layout that every release from 2.x to 6.x reads:
+the same folder a sentence-transformers model (the layout every release from 2.x to 6.x reads), written by both
+backends through `write_model_configs`:
 
     modules.json                        Transformer (the folder itself) -> Pooling -> Normalize (with --normalize)
     sentence_bert_config.json           max_seq_length (the passage length the model was trained with)
     1_Pooling/config.json               cls, mean or lasttoken, as the model pools
     2_Normalize/                        only when the model scores by cosine
-    config_sentence_transformers.json   the query / passage prefixes as prompts "query" / "document", and the
-                                        similarity ("cosine" when normalised, else "dot")
+    config_sentence_transformers.json   the prefixes as prompts "query" / "document", and the similarity
 
-so `SentenceTransformer(folder).encode_query(...)` / `.encode_document(...)` give the embeddings this package's
-encoder gives. What sentence-transformers cannot express is refused with a warning in the log, and the folder
-then has no `modules.json` (it stays a Hugging Face / Tevatron folder): untied query and passage encoders, a
-linear pooler, a LoRA adapter (merge it into its base model first), and an end-of-sequence token appended to
-every input (`--append_eos_token`). sentence-transformers itself is never imported here.
+so `SentenceTransformer(folder).encode_query(...)` / `.encode_document(...)` give this package's embeddings. What
+sentence-transformers cannot express (untied encoders, a linear pooler, a LoRA adapter, an appended EOS token) is
+refused with a warning, and the folder then has no `modules.json`. sentence-transformers is never imported here.
 """
 from __future__ import annotations
 

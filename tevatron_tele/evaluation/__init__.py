@@ -2,7 +2,7 @@
 
 - `metrics`: MRR@k / nDCG@k / Recall@k (ir-measures, or Pyserini's trec_eval), DPR top-k accuracy
 - `forgetting`: pure functions on score tables (learned / forgotten negatives, overlap, sources)
-- `scoring`: score chosen (query, passage) pairs with one episode's model
+- `verdict`: which episode to keep, and how it compares with the start and the baselines
 - `analysis`: read an episode run folder and apply the above; `report`: markdown, JSON, plots
 """
 from .forgetting import consecutive_overlap, forgetting_by_episode, learned_pairs, source_contribution

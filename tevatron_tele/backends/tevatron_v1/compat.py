@@ -35,11 +35,6 @@ class GradCacheUnsupportedError(ValueError):
     """Raised when gradient caching is asked for."""
 
 
-# ---------------------------------------------------------------------------------------------
-# 3. Warm-up ratio honoured, 4. GradCache refused (arguments side)
-# ---------------------------------------------------------------------------------------------
-
-
 @dataclass
 class CompatTrainingArguments(DenseTrainingArguments):
     """Tevatron's training arguments with transformers 4 semantics restored on transformers 5."""
@@ -59,11 +54,6 @@ class CompatTrainingArguments(DenseTrainingArguments):
         if self.warmup_steps > 0:
             return super().get_warmup_steps(num_training_steps)
         return math.ceil(num_training_steps * self.warmup_ratio)
-
-
-# ---------------------------------------------------------------------------------------------
-# 2. compute_loss signature, sharded data loader, GradCache refused (trainer side)
-# ---------------------------------------------------------------------------------------------
 
 
 class CompatDenseTrainer(DenseTrainer):
@@ -101,10 +91,3 @@ class CompatDenseTrainer(DenseTrainer):
         )
         return self.accelerator.prepare(loader)
 
-
-__all__ = [
-    "GRAD_CACHE_MESSAGE",
-    "CompatDenseTrainer",
-    "CompatTrainingArguments",
-    "GradCacheUnsupportedError",
-]
