@@ -69,6 +69,10 @@ ROWS: dict[str, dict] = {
     # the README recipe before this study (3 episodes of 40 / 40 / 2 epochs, no filter)
     "tele3-readme": {"num_episodes": 3, "refresh_steps": 40, "num_train_epochs": 2, "negatives": "tele",
                      "depth": 200, "sample": 30},
+    # the same with the filter and training positive the short rows chose
+    "tele3-readme-best95-bestpos": {"num_episodes": 3, "refresh_steps": 40, "num_train_epochs": 2,
+                                    "negatives": "tele", "depth": 200, "sample": 30, **BEST95,
+                                    "train_positives": "best"},
 }
 
 
