@@ -265,6 +265,8 @@ def test_mine_and_evaluate_refuse_other_settings(tmp_path):
     assert _driver("mine", *mine, cwd=tmp_path).returncode == 0
     _refused(_driver("mine", *mine, "--sample", "1", cwd=tmp_path),
              r"^error: pool\.jsonl exists but was made otherwise: setting sample: 30 -> 1; pass --overwrite")
+    _refused(_driver("mine", *mine, "--train_positives", "best", cwd=tmp_path),
+             r"^error: pool\.jsonl exists but was made otherwise: setting train_positives: 'all' -> 'best'; ")
     evaluate = ["--run", "run.trec", "--collection", "c", "--output", "eval.json"]
     assert _driver("evaluate", *evaluate, cwd=tmp_path).returncode == 0
     _refused(_driver("evaluate", *evaluate, "--measures", "nDCG@10", cwd=tmp_path),

@@ -9,16 +9,15 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Literal
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor
 
+from .data.names import POOLINGS
+
 TELE_CONFIG = "tele_config.json"
-Pooling = Literal["cls", "mean", "last"]
-POOLINGS: tuple[str, ...] = ("cls", "mean", "last")
 
 
 def read_tele_config(path: str | os.PathLike) -> dict:

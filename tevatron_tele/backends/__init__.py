@@ -14,11 +14,11 @@ import importlib
 import importlib.util
 import os
 from types import ModuleType
-from typing import Any
+from typing import Any, get_args
 
 from ..arguments import BackendChoice
 
-BACKENDS = ("v1", "v2")
+BACKENDS: tuple[str, ...] = tuple(b for b in get_args(BackendChoice) if b != "auto")
 _MODULES = {"v1": "tevatron_tele.backends.tevatron_v1", "v2": "tevatron_tele.backends.tevatron_v2"}
 _INSTALL_HINT = {
     "v1": 'pip install "tevatron-tele[tevatron-v1]" (tevatron 0.1.0 from PyPI)',

@@ -55,7 +55,7 @@ class MineArguments(FilterFields, MiningFields):
 
 # what changes the pool written; the input files are compared by content
 _SETTINGS = ("split", "depth", "sample", "seed", "all_positives", "dedupe", "max_negative_ratio", "filter_positive",
-             "negative_margin", "skip_top", "momentum")
+             "negative_margin", "skip_top", "momentum", "train_positives")
 
 
 def step_output(args: MineArguments, collection: Collection) -> StepOutput:

@@ -17,13 +17,14 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from ..data.names import SEARCH_BACKENDS
 from ..data.trec import Run, write_run
 from ..utils import PathLike
 from .embeddings import expand_prefixes, ids_path, load_embeddings, npy_path
 
 logger = logging.getLogger(__name__)
 
-BACKENDS = ("faiss", "torch")
+BACKENDS = SEARCH_BACKENDS
 DEFAULT_MEMORY_BUDGET_MB = 1024
 
 

@@ -19,11 +19,11 @@ from transformers import AutoTokenizer
 
 from ...model_config import batch_positive_mask, pad_keys_across_ranks, read_tele_config
 from ...model_export import write_model_configs
+from .arguments import POOLINGS
 
 logger = logging.getLogger(__name__)
 
 # Tevatron 0.1.0 has no last-token pooling; it is current Tevatron's (backend v2).
-POOLINGS = ("cls", "mean")
 
 
 def pool_hidden(hidden: Tensor, attention_mask: Tensor | None, pooling: str) -> Tensor:

@@ -42,8 +42,6 @@ class TeleDataArguments(TeleDataFields, DataArguments):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.feed not in ("token_cache", "text"):
-            raise ValueError(f"--feed must be 'token_cache' or 'text', got '{self.feed}'")
         if self.pad_to_max_length and self.feed != "token_cache":
             raise ValueError("--pad_to_max_length needs --feed token_cache (the text feed pads as Tevatron does)")
 
