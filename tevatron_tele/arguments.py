@@ -112,9 +112,27 @@ def option(group: type, name: str, default: Any = MISSING) -> Field:
     return field(default=declared.default if default is MISSING else default, metadata=declared.metadata)
 
 
+def _number_or_none(kind: type) -> Any:
+    """An argparse type: `kind` (int or float), or None for 'none' (an option whose default is a number)."""
+    def parse(text: str):
+        return None if text.strip().lower() == "none" else kind(text)
+    parse.__name__ = kind.__name__
+    return parse
+
+
 class TeleArgumentParser(HfArgumentParser):
     """HfArgumentParser that refuses a value outside a `Literal` option's choices as `FieldGroup` does: a ValueError,
-    which the drivers' error path (`cli.run_cli`) reports in one line, rather than argparse's usage message."""
+    which the drivers' error path (`cli.run_cli`) reports in one line, rather than argparse's usage message; and
+    where a number option may be None but defaults to a number (`--max_negative_ratio`), 'none' turns it off."""
+
+    def _add_dataclass_arguments(self, dtype):
+        super()._add_dataclass_arguments(dtype)
+        hints = get_type_hints(dtype)
+        nullable = {f.name for f in fields(dtype)
+                    if f.default is not None and type(None) in get_args(hints.get(f.name))}
+        for action in self._actions:
+            if action.dest in nullable and action.type in (int, float):
+                action.type = _number_or_none(action.type)
 
     def _check_value(self, action, value):
         if action.choices is not None:
@@ -174,7 +192,7 @@ class FilterFields(FieldGroup):
         default=None,
         metadata={"help": "Positive-aware filter, every source: drop a candidate d that the mining model scores "
                           "S(q,d) > s+ - (1-R)*|s+| (= R*s+ when s+ >= 0; s+ the score of the --filter_positive "
-                          "positive), e.g. 0.95."})
+                          "positive), e.g. 0.95; 'none' turns it off."})
     train_positives: TrainPositives = field(
         default="all",
         metadata={"help": "The positives a pool entry keeps for training: 'all' judged ones, or the 'best' one (the "

@@ -23,8 +23,9 @@ from ..arguments import (
     MixingFields,
     TeleModelFields,
     TrainerFields,
+    option,
 )
-from ..data.names import Amp, EmbeddingDtype, SearchBackend
+from ..data.names import Amp, EmbeddingDtype, FilterPositive, SearchBackend, TrainPositives
 from ..data.pools import TELE_SOURCES
 from ..evaluation.metrics import DEFAULT_METRIC, parse_measure
 from ..evaluation.verdict import SelectionRule
@@ -94,6 +95,12 @@ class EpisodeArguments(TrainerFields, MixingFields, LengthFields, TeleModelField
     scores come from RUN/episode-<i-1>/scores.npz or the episode's embeddings (pool i+1 is then mined before
     episode i's corpus embeddings are removed)."""
 
+    # the runner's own defaults, from the defaults study (BENCHMARKS.md): every source filtered against the
+    # best-scored positive, and each query trained on that positive; `--max_negative_ratio none
+    # --train_positives all` is the paper's recipe
+    max_negative_ratio: float | None = option(FilterFields, "max_negative_ratio", 0.95)
+    filter_positive: FilterPositive = option(FilterFields, "filter_positive", "best")
+    train_positives: TrainPositives = option(FilterFields, "train_positives", "best")
     # the recipe
     negatives: NegativeRecipe = field(
         default="tele",
