@@ -24,7 +24,10 @@ def _args(synthetic_dir: Path, model_dir: Path, out: Path, **overrides) -> Episo
                     num_episodes=3, refresh_steps=4, num_train_epochs=1, train_n_passages=3,
                     per_device_train_batch_size=8, learning_rate=1e-3, q_max_len=12, p_max_len=32, depth=20,
                     sample=5, pooling="mean", normalize=True, temperature=0.05, eval_depth=50, seed=7,
-                    progress=False, logging_steps=50, device="cpu", baselines="none")
+                    progress=False, logging_steps=50, device="cpu", baselines="none",
+                    # the paper's mining: the tiny random model scores its positives below most candidates, so
+                    # the default filter would leave it almost nothing to train on
+                    max_negative_ratio=None, train_positives="all")
     settings.update(overrides)
     return EpisodeArguments(**settings)
 
@@ -33,6 +36,8 @@ def _cli(args: EpisodeArguments) -> list[str]:
     flags = [sys.executable, "-m", "tevatron_tele.driver.episodes"]
     for f in dataclasses.fields(args):
         value = getattr(args, f.name)
+        if value is None and f.default is not None:
+            flags += [f"--{f.name}", "none"]  # a number option turned off
         if value is None or value == []:
             continue
         flags += [f"--{f.name}", str(value).lower() if isinstance(value, bool) else str(value)]

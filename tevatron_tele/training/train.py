@@ -73,6 +73,10 @@ def build_train_dataset(data_args: Any, tokenizer: Any, *, seed: int, cache_dir:
     dataset = backend.make_dataset(data_args, entries, tokenizer, query_cache=query_cache, corpus_cache=corpus_cache,
                                    seed=seed, collection=collection)
     logger.info("read %d training groups from %s", len(dataset), data_args.pool)
+    if not len(dataset):
+        raise ValueError(f"{data_args.pool}: no training query in the pool (each lost its negatives or positives; "
+                         "with the positive-aware filter of a model that ranks its positives low, try "
+                         "--max_negative_ratio none --train_positives all)")
     return dataset
 
 
