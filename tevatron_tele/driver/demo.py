@@ -82,10 +82,13 @@ def _episode_arguments(args: DemoArguments, recipe: str, collection: Path, model
     shared = {f.name: getattr(args, f.name) for f in dataclasses.fields(DemoArguments)
               if f.name in {g.name for g in dataclasses.fields(EpisodeArguments)}
               and f.name not in ("output_dir", "collection", "model")}
+    # the tiny random BERT ranks its positives below most candidates: the runner's default filter would leave it
+    # little to train on, so it mines as the paper does; a given --model gets the runner's defaults
+    mining = {} if args.model else {"max_negative_ratio": None, "train_positives": "all"}
     return EpisodeArguments(output_dir=str(root / f"run-{recipe}"), model_name_or_path=str(model),
                             collection=str(collection), negatives=recipe, eval_depth=100, analyze=False,
                             token_cache_dir=str(RunLayout(root).token_cache_dir), base_cache_dir=str(root / "base"),
-                            **shared)
+                            **mining, **shared)
 
 
 def _format_table(analysis: dict, metric: str = DEFAULT_METRIC) -> str:
