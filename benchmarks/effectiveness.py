@@ -146,7 +146,7 @@ def run_zero_shot(exp: Experiment, profile: dict, paths: dict) -> Path:
     runner = EpisodeRunner(episode_arguments(exp, profile, paths))
     setup_logging()
     runner.folder.open(runner.args)
-    runner._episode_zero()
+    runner.episode_zero()
     return runner.folder.root
 
 

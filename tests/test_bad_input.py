@@ -260,7 +260,7 @@ def test_runner_refuses_the_default_eval_split_on_a_dpr_file(tmp_path):
     assert not (tmp_path / "run").exists()
     args.eval_split = ""
     runner = EpisodeRunner(args)
-    assert runner.eval_collections == {} and list(runner.train_collection.queries) == ["0"]
+    assert runner.collections.evals == {} and list(runner.collections.train.queries) == ["0"]
 
 
 # ---------------------------------------------------------------- run files

@@ -199,15 +199,15 @@ def _short_args(synthetic_dir, model_dir, out, shared, **overrides) -> EpisodeAr
 
 def _run_recording_starts(args, monkeypatch) -> list[str]:
     """Run in this process; the model each episode's training started from."""
-    import tevatron_tele.runner.episodes as episodes  # the runner's own binding of train
+    import tevatron_tele.runner.launch as launch  # the runner's own binding of train
 
-    starts, train = [], episodes.train
+    starts, train = [], launch.train
 
     def recording_train(model_args, *rest, **kwargs):
         starts.append(str(model_args.model_name_or_path))
         return train(model_args, *rest, **kwargs)
 
-    monkeypatch.setattr(episodes, "train", recording_train)
+    monkeypatch.setattr(launch, "train", recording_train)
     run_episodes(args)
     monkeypatch.undo()
     return starts

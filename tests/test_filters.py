@@ -386,7 +386,7 @@ def test_runner_with_filter_and_replay(synthetic_dir, tiny_model_dir, tmp_path, 
         return got
 
     encoded: list[tuple[int, str]] = []
-    encode = episodes.EpisodeRunner._encode
+    encode = episodes.EpisodeRunner.embed
 
     def counting(self, i, collection, kind, name, model_state):
         from tevatron_tele.retrieval.embeddings import is_complete
@@ -395,7 +395,7 @@ def test_runner_with_filter_and_replay(synthetic_dir, tiny_model_dir, tmp_path, 
             encoded.append((i, name))
         return encode(self, i, collection, kind, name, model_state)
 
-    mining_scores = episodes.EpisodeRunner._mining_scores
+    mining_scores = episodes.EpisodeRunner.mining_scores
 
     def tagged(self, prev):
         scorer = mining_scores(self, prev)
@@ -403,8 +403,8 @@ def test_runner_with_filter_and_replay(synthetic_dir, tiny_model_dir, tmp_path, 
         return scorer
 
     monkeypatch.setattr(filters.EmbeddingScorer, "scores", recording)
-    monkeypatch.setattr(episodes.EpisodeRunner, "_encode", counting)
-    monkeypatch.setattr(episodes.EpisodeRunner, "_mining_scores", tagged)
+    monkeypatch.setattr(episodes.EpisodeRunner, "embed", counting)
+    monkeypatch.setattr(episodes.EpisodeRunner, "mining_scores", tagged)
     shared = tmp_path / "shared"
     settings = dict(num_episodes=2, refresh_steps=2, num_train_epochs=0.2, depth=10, sample=0, eval_split="",
                     analyze=False, embedding_dtype="float32", base_cache_dir=str(shared / "base"),

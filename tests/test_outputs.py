@@ -421,7 +421,7 @@ def test_dropped_qrels_are_counted_in_the_manifest(tmp_path, monkeypatch, tiny_m
     def stop():
         raise Stop
 
-    monkeypatch.setattr(runner, "_episode_zero", stop)  # only the opening of the run folder is looked at
+    monkeypatch.setattr(runner, "episode_zero", stop)  # only the opening of the run folder is looked at
     with pytest.raises(Stop):
         runner.run()
     data = json.loads((tmp_path / "run" / "manifest.json").read_text())["data"]
@@ -459,7 +459,7 @@ def test_a_refused_setting_leaves_no_manifest(tmp_path, monkeypatch, synthetic_d
     def stop():
         raise Stop
 
-    monkeypatch.setattr(runner, "_episode_zero", stop)
+    monkeypatch.setattr(runner, "episode_zero", stop)
     with pytest.raises(Stop):
         runner.run()
     assert (tmp_path / "run" / "manifest.json").exists()

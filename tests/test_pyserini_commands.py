@@ -82,6 +82,7 @@ def test_runner_qrels_and_ranking_give_eval_json_through_trec_eval(scifact_dir, 
     evaluation step runs as in a real run, on a ranking put where its search step writes one (no model is needed:
     encoding and search are stubbed)."""
     from tevatron_tele.data.trec import read_run, write_run
+    from tevatron_tele.runner import episodes
     from tevatron_tele.runner.config import EpisodeArguments
     from tevatron_tele.runner.episodes import EpisodeRunner
 
@@ -89,15 +90,15 @@ def test_runner_qrels_and_ranking_give_eval_json_through_trec_eval(scifact_dir, 
     runner = EpisodeRunner(EpisodeArguments(output_dir=str(run_dir), model_name_or_path=str(tmp_path / "model"),
                                             collection=str(scifact_dir), device="cpu", progress=False))
     ranking = runner.folder.ranking(1, "test")
-    write_run(ranking, _synthetic_run(runner.eval_collections["main"]))
-    monkeypatch.setattr(runner, "_encode", lambda *a, **k: tmp_path / "no-embeddings")
-    monkeypatch.setattr(runner, "_search", lambda *a, **k: ranking)
-    runner._evaluate(1, {}, {})
+    write_run(ranking, _synthetic_run(runner.collections.evals["main"]))
+    monkeypatch.setattr(runner, "embed", lambda *a, **k: tmp_path / "no-embeddings")
+    monkeypatch.setattr(episodes, "_search", lambda *a, **k: ranking)
+    runner.evaluate(1)
 
     qrels = run_dir / "qrels" / f"{scifact_dir.name}-test.qrels"
     lines = qrels.read_text().splitlines()
     assert lines and all(re.fullmatch(r"\S+ 0 \S+ \d+", line) for line in lines)
-    assert len(lines) == sum(map(len, runner.eval_collections["main"].qrels.values()))
+    assert len(lines) == sum(map(len, runner.collections.evals["main"].qrels.values()))
     eval_json = json.loads(runner.folder.eval(1).read_text())["scifact/test"]
     assert_same_4_decimals(pyserini_trec_eval(qrels, ranking, tmp_path), eval_json)
     assert eval_json["num_ranked_queries"] < eval_json["num_judged_queries"]  # -c mattered
@@ -105,8 +106,8 @@ def test_runner_qrels_and_ranking_give_eval_json_through_trec_eval(scifact_dir, 
     # written once: a later episode's evaluation leaves it as it is
     mtime = qrels.stat().st_mtime_ns
     write_run(runner.folder.ranking(2, "test"), read_run(ranking))
-    monkeypatch.setattr(runner, "_search", lambda *a, **k: runner.folder.ranking(2, "test"))
-    runner._evaluate(2, {}, {})
+    monkeypatch.setattr(episodes, "_search", lambda *a, **k: runner.folder.ranking(2, "test"))
+    runner.evaluate(2)
     assert qrels.stat().st_mtime_ns == mtime and runner.folder.eval(2).exists()
 
 

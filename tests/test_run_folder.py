@@ -10,6 +10,7 @@ from tevatron_tele.cli import is_input_error
 from tevatron_tele.data.outputs import OutputMismatchError
 from tevatron_tele.data.run_folder import RunLayout, episode_number
 from tevatron_tele.evaluation.analysis import RunWorkspace
+from tevatron_tele.runner import episodes
 from tevatron_tele.runner.config import EpisodeArguments
 from tevatron_tele.runner.episodes import EpisodeRunner
 from tevatron_tele.runner.workspace import ConfigMismatchError, RunFolder
@@ -133,16 +134,16 @@ def test_runner_refuses_a_pool_cut_short_on_resume(synthetic_dir, tiny_model_dir
 
     args = _episode_args(synthetic_dir, tiny_model_dir, tmp_path / "run", token_cache_dir=str(tmp_path / "cache"))
     runner = EpisodeRunner(args)
-    runner.folder.open(args, collections=runner.data_files())
-    runner._episode_zero()
-    pool = runner._mine_pool(1)
+    runner.folder.open(args, collections=runner.collections.files())
+    runner.episode_zero()
+    pool = runner.mine(1)
     steps = json.loads(runner.folder.manifest_path.read_text())["steps"]
     assert set(steps["episode-1/mine"]["outputs"]) == {"episode-1/pool.jsonl", "episode-1/pool.stats.json"}
     lines = pool.read_text().splitlines(keepends=True)
     assert len(lines) > 2
     pool.write_text("".join(lines[:-1]))
 
-    monkeypatch.setattr(EpisodeRunner, "_train_work", lambda self, i: pytest.fail("trained on a cut pool"))
+    monkeypatch.setattr(episodes, "train_episode", lambda *args: pytest.fail("trained on a cut pool"))
     with pytest.raises(OutputMismatchError) as err:
         EpisodeRunner(args).run()
     assert str(pool) in str(err.value) and "since step episode-1/mine wrote it" in str(err.value)
@@ -153,7 +154,7 @@ def test_runner_refuses_a_pool_cut_short_on_resume(synthetic_dir, tiny_model_dir
 def _resume(collection, model, out, monkeypatch):
     """run() up to the episodes, all marked finished: the manifest's checks alone."""
 
-    monkeypatch.setattr(EpisodeRunner, "_episode_zero", lambda self: None)
+    monkeypatch.setattr(EpisodeRunner, "episode_zero", lambda self: None)
     RunFolder(out).done(1).parent.mkdir(parents=True, exist_ok=True)
     RunFolder(out).done(1).write_text("{}")
     return EpisodeRunner(_episode_args(collection, model, out, eval_split="")).run()

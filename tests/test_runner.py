@@ -8,11 +8,15 @@ from pathlib import Path
 
 import numpy as np
 
+import tevatron_tele.runner.episodes as episodes  # the runner's own binding of mine_episode
 from tevatron_tele.data.pools import PoolEntry, pool_stats_path, write_pool
+from tevatron_tele.data.run_folder import RunLayout
 from tevatron_tele.data.trec import write_run
 from tevatron_tele.retrieval.embeddings import load_embeddings, save_embeddings
+from tevatron_tele.runner.base_cache import base_cache_dir
 from tevatron_tele.runner.config import EpisodeArguments
 from tevatron_tele.runner.episodes import EpisodeRunner
+from tevatron_tele.runner.launch import train_settings
 
 
 def _args(collection, model, out, **overrides) -> EpisodeArguments:
@@ -37,23 +41,22 @@ def test_query_token_caches_are_keyed_by_path_and_split(synthetic_dir, tiny_mode
         _keep_test_qrels(folder, keep)
     runner = EpisodeRunner(_args(synthetic_dir, tiny_model_dir, tmp_path / "run", eval_collections=[str(a), str(b)],
                                  token_cache_dir=str(tmp_path / "cache")))
-    names = list(runner.eval_collections)
+    names = list(runner.collections.evals)
     assert names == ["main", synthetic_dir.name, f"{synthetic_dir.name}-2"], "both folders are evaluated"
-    collections = list(runner.eval_collections.values())
+    collections = list(runner.collections.evals.values())
     assert len({c.name for c in collections}) == 1  # "<folder>/test" for all three: the name cannot be the key
     query_sets = [list(c.queries) for c in collections]
     assert len({tuple(q) for q in query_sets}) == 3
     for collection, queries in zip(collections, query_sets):
-        assert runner._cache(collection, "queries").ids == queries, collection
+        assert runner.caches.get(collection, "queries").ids == queries, collection
     # the corpus is shared where the collection is the same, and the same cache is reused
-    assert runner._cache(collections[0], "queries") is runner._cache(collections[0], "queries")
-    assert runner._cache(runner.train_collection, "queries").ids == list(runner.train_collection.queries)
+    assert runner.caches.get(collections[0], "queries") is runner.caches.get(collections[0], "queries")
+    train = runner.collections.train
+    assert runner.caches.get(train, "queries").ids == list(train.queries)
 
 
 def _base_cache(**overrides) -> Path:
-    runner = EpisodeRunner.__new__(EpisodeRunner)  # the key needs only the settings
-    runner.args = _args("data/c", "model", "run", base_cache_dir="base", **overrides)
-    return runner._base_cache()
+    return base_cache_dir(_args("data/c", "model", "run", base_cache_dir="base", **overrides))
 
 
 def test_base_cache_key_holds_every_input_of_episode_zero(tmp_path):
@@ -66,8 +69,6 @@ def test_base_cache_key_holds_every_input_of_episode_zero(tmp_path):
 
 def test_mining_step_is_complete_only_with_its_stats(tmp_path, monkeypatch, synthetic_dir, tiny_model_dir):
     """A pool left without its stats (a process killed between the two writes) is mined again."""
-    import tevatron_tele.runner.episodes as episodes  # the runner's own binding of mine_episode
-
     runner = EpisodeRunner(_args(synthetic_dir, tiny_model_dir, tmp_path / "run", eval_split=""))
     runner.folder.open(runner.args)
     pool = runner.folder.pool(1)
@@ -81,9 +82,9 @@ def test_mining_step_is_complete_only_with_its_stats(tmp_path, monkeypatch, synt
     pool.parent.mkdir(parents=True)
     pool.write_text('{"query_id": "q", "query_text": "t", "positive_document_ids": ["d1"], '
                     '"negative_document_ids": ["d2"]}\n')
-    runner._mine_pool(1)
+    runner.mine(1)
     assert calls == [pool] and pool_stats_path(pool).exists()
-    runner._mine_pool(1)
+    runner.mine(1)
     assert calls == [pool], "a pool with its stats is complete"
 
 
@@ -133,11 +134,15 @@ def test_qa_promoted_positive_gets_lookahead_and_stored_scores(tmp_path, tiny_mo
     # episode 1 ranks q1's answer passage p5 again: pool 2 will take it as q1's positive
     write_run(folder.ranking(1, "queries"), {"q0": ranked("p0", "p1", "p4"), "q1": ranked("p6", "p5", "p2")})
 
-    runner._positive_embeddings(1, folder.embeddings(1, "corpus"))
+    def mined():
+        return episodes._mining_positives(folder, runner.args, runner.collections.train, 1)
+
+    episodes._positive_embeddings(folder, 1, folder.embeddings(1, "corpus"), mined)
     _, rows = load_embeddings(folder.embeddings(1, "positives"))
     assert sorted(rows) == ["p1", "p5"], "the promoted positive needs a lookahead ranking"
 
-    runner._store_scores(1, folder.embeddings(1, "train-queries"), folder.embeddings(1, "corpus"))
+    episodes._store_scores(folder, 1, folder.embeddings(1, "train-queries"), folder.embeddings(1, "corpus"),
+                           mined, runner.args.analysis_probe_k)
     table = load_score_table(folder.scores(1))
     ws = open_run(folder.root)
     positives = ws.positives()
@@ -192,13 +197,10 @@ def test_leftover_temporaries_are_removed_outside_finished_episodes(tmp_path, sy
 
 def test_pad_to_max_length_reaches_current_tevatron_only(tmp_path, synthetic_dir):
     """Tevatron 0.1.0 always pads to the maximum length and has no such flag: the runner passes it to v2 only."""
-    from tevatron_tele.runner.config import EpisodeArguments
-    from tevatron_tele.runner.episodes import EpisodeRunner
-
     def data_settings(backend: str) -> dict:
         args = EpisodeArguments(output_dir=str(tmp_path / backend), model_name_or_path="m",
                                 collection=str(synthetic_dir), backend=backend, pad_to_max_length=True)
-        return EpisodeRunner(args)._train_settings(1)[1]
+        return train_settings(args, RunLayout(args.output_dir), 1, tmp_path / "cache", "cpu")[1]
 
     assert data_settings("v2")["pad_to_max_length"] is True
     assert "pad_to_max_length" not in data_settings("v1")

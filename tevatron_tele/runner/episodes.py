@@ -1,29 +1,27 @@
 """ANCE-Tele's training loop: mine with model i-1, train episode i from the base model, evaluate, repeat.
 
+The recipe, each step a method of `EpisodeRunner` that can be called alone: `mine(i)` (pool i from episode i-1's
+rankings), `train(i)`, `encode(i)` (episode i's rankings of the training queries, of their positives for
+lookahead, and its stored scores), `evaluate(i)` (eval.json), `finish(i)` (both, then the DONE marker), `select()`
+(the kept episode, best.json) and `analyze()` (the forgetting report). The collections are set up by
+`runner.collection_setup`, training launched by `runner.launch`, episode 0 shared by `runner.base_cache`.
+
 Every step writes its output atomically and is skipped when that output exists, so a killed run
 resumes at the first unfinished step; an episode with a DONE marker is never written again.
 """
 from __future__ import annotations
 
-import errno
-import hashlib
-import json
+import functools
 import logging
-import shutil
-import subprocess
-import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from transformers import AutoConfig
 
-from ..arguments import check_mining_counts
-from ..backends import get_backend, load_encoder, resolve_backend
-from ..data.collections import check_split, collection_splits, load_collection
+from ..backends import load_encoder
+from ..data.collections import Collection
 from ..data.pools import pool_stats_path
-from ..data.run_folder import DONE_FILE, RunLayout
-from ..data.token_cache import corpus_token_cache, query_token_cache
 from ..data.trec import read_run
 from ..evaluation.analysis import store_episode_scores
 from ..evaluation.metrics import evaluate_collection, relevant_qrels, write_trec_qrels
@@ -34,11 +32,13 @@ from ..retrieval.embeddings import ids_path, is_complete, load_rows, npy_path, s
 from ..retrieval.encode import encode_to_file
 from ..retrieval.scoring import EmbeddingScorer
 from ..retrieval.search import search_to_file
-from ..training.train import train
-from ..utils import read_json, setup_logging, write_json
+from ..utils import setup_logging, write_json
+from .base_cache import base_cache_dir, restore_episode_zero, share_episode_zero
+from .collection_setup import OWN_SPLITS, TokenCaches, load_run_collections
 from .config import EpisodeArguments
-from .selection import hold_out_dev, judge_run
-from .workspace import RunFolder, training_kill_callbacks
+from .launch import check_settings, input_options, train_episode
+from .selection import judge_run
+from .workspace import RunFolder
 
 logger = logging.getLogger(__name__)
 
@@ -49,499 +49,278 @@ def _device(args: EpisodeArguments) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _resolved(path) -> str:
-    return str(Path(path).resolve())
-
-
-def _source_paths(loaded) -> list[str]:
-    """The files a loaded collection or corpus was read from (its `source_files` stamps' paths)."""
-    return [stamp[0] for stamp in getattr(loaded, "source_files", ())]
-
-
 class EpisodeRunner:
-    """Runs (or resumes) the episodes of one run folder. `run()` returns the run folder."""
+    """Runs (or resumes) the episodes of one run folder. `run()` returns the run folder.
+
+    Args:
+        args: the run's settings.
+    """
 
     def __init__(self, args: EpisodeArguments):
         self.args = args
         self.folder = RunFolder(args.output_dir)
         self.device = _device(args)
-        # a collection without splits (DPR json, Tevatron jsonl) refuses --eval_split test, which would be its
-        # training queries, with a message saying what to pass
-        check_split(args.collection, args.train_split, flag="--train_split")
-        check_split(args.collection, args.eval_split, flag="--eval_split")
-        self.train_collection = load_collection(args.collection, split=args.train_split, passages=args.passages)
-        # the files read, kept before a dev split is held out (the parts of a collection record none)
-        self._train_files = (_source_paths(self.train_collection), _source_paths(self.train_collection.corpus))
-        self.eval_collections = {}
-        if args.eval_split:
-            main = load_collection(args.collection, split=args.eval_split, passages=args.passages)
-            main.corpus = self.train_collection.corpus  # one corpus in memory, encoded once per episode
-            self.eval_collections["main"] = main
-        # (path, split) each collection was read from, the key of its in-memory query token cache: names
-        # (folder/split) repeat across folders
-        self._sources = {id(self.train_collection): (_resolved(args.collection), args.train_split)}
-        if "main" in self.eval_collections:
-            self._sources[id(self.eval_collections["main"])] = (_resolved(args.collection), args.eval_split)
-        # the dev split the kept episode is chosen on, evaluated after every episode like the test split
-        if args.dev_split:
-            check_split(args.collection, args.dev_split, flag="--dev_split")
-            dev = load_collection(args.collection, split=args.dev_split, passages=args.passages)
-            dev_source = (_resolved(args.collection), args.dev_split)
-        elif args.dev_from_train:
-            self.train_collection, dev = hold_out_dev(self.train_collection, args.dev_from_train, args.seed)
-            dev_source = (_resolved(args.collection), f"{args.train_split}:dev-from-train")
-            self._sources[id(self.train_collection)] = (_resolved(args.collection), f"{args.train_split}:rest")
-        if args.dev_split or args.dev_from_train:
-            dev.corpus = self.train_collection.corpus
-            self.eval_collections["dev"] = dev
-            self._sources[id(dev)] = dev_source
-        for path in args.eval_collections:
-            name = Path(path).name
-            n = 2
-            while name in self.eval_collections:  # two folders of one name are both evaluated
-                name, n = f"{Path(path).name}-{n}", n + 1
-            split = "test" if collection_splits(path) is not None else None  # a file without splits: all of it
-            self.eval_collections[name] = load_collection(path, split=split)
-            self._sources[id(self.eval_collections[name])] = (_resolved(path), "test")
-        self.token_cache_dir = Path(args.token_cache_dir or self.folder.token_cache_dir)
-        self._caches: dict[tuple, object] = {}
-        self._mined_positives: dict[int, dict[str, list[str]]] = {}
-        self._tokenizer = None
+        self.collections = load_run_collections(args)
+        self.caches = TokenCaches(args, Path(args.token_cache_dir or self.folder.token_cache_dir),
+                                  self.collections.sources)
 
-    # ---- shared pieces ----
-    @property
-    def tokenizer(self):
-        if self._tokenizer is None:
-            _, self._tokenizer = load_encoder(self.args.model_name_or_path, "cpu", backend=self.args.backend)
-        return self._tokenizer
+    def embed(self, i: int, collection: Collection, kind: str, name: str, model_state: dict) -> Path:
+        """Encode a collection's corpus or queries with episode i's model (RUN/episode-i/embeddings/<name>).
 
-    def _cache(self, collection, kind: str):
-        key = (id(collection.corpus) if kind == "corpus" else self._sources.get(id(collection), id(collection)), kind)
-        if key not in self._caches:
-            if kind == "corpus":
-                self._caches[key] = corpus_token_cache(collection, self.tokenizer, self.args.p_max_len,
-                                                       self.token_cache_dir)
-            else:
-                self._caches[key] = query_token_cache(collection, self.tokenizer, self.args.q_max_len,
-                                                      self.token_cache_dir)
-        return self._caches[key]
+        Args:
+            i: the episode.
+            collection: a collection of the run.
+            kind: 'corpus' or 'queries'.
+            name: the embeddings' name.
+            model_state: holds episode i's model once loaded, so that it is loaded once per episode.
 
-    def model_dir(self, i: int) -> Path:
-        return Path(self.args.model_name_or_path) if i == 0 else self.folder.model(i)
-
-    def _input_options(self) -> dict:
-        """Current Tevatron's input options, so every episode (the base model too) encodes as it trains."""
-        a = self.args
-        return {"query_prefix": a.query_prefix, "passage_prefix": a.passage_prefix,
-                "append_eos_token": a.append_eos_token}
-
-    # ---- steps ----
-    def _encode(self, i: int, collection, kind: str, name: str, model_state: dict) -> Path:
-        """Encode a collection's corpus or queries with episode i's model (loaded once per episode)."""
-        prefix = self.folder.embeddings(i, name)
+        Returns:
+            The embeddings' prefix.
+        """
+        a, prefix = self.args, self.folder.embeddings(i, name)
 
         def work():
-            if "model" not in model_state:
+            if "model" not in model_state:  # episode 0's is the base model
+                model = Path(a.model_name_or_path) if i == 0 else self.folder.model(i)
                 model_state["model"], model_state["tokenizer"] = load_encoder(
-                    self.model_dir(i), self.device, pooling=self.args.pooling, normalize=self.args.normalize,
-                    backend=self.args.backend, input_options=self._input_options())
+                    model, self.device, pooling=a.pooling, normalize=a.normalize, backend=a.backend,
+                    input_options=input_options(a))
             is_query = kind == "queries"
-            return encode_to_file(self._cache(collection, kind), prefix, is_query=is_query,
-                                  max_len=self.args.q_max_len if is_query else self.args.p_max_len,
-                                  batch_size=self.args.encode_batch_size, dtype=self.args.embedding_dtype,
-                                  amp=self.args.encode_amp, device=self.device, model=model_state["model"],
-                                  tokenizer=model_state["tokenizer"], progress=self.args.progress)
+            return encode_to_file(self.caches.get(collection, kind), prefix, is_query=is_query,
+                                  max_len=a.q_max_len if is_query else a.p_max_len, batch_size=a.encode_batch_size,
+                                  dtype=a.embedding_dtype, amp=a.encode_amp, device=self.device,
+                                  model=model_state["model"], tokenizer=model_state["tokenizer"], progress=a.progress)
 
         self.folder.step(f"episode-{i}/encode-{name}", prefix, work, done=lambda: is_complete(prefix),
                          files=lambda: [npy_path(prefix), ids_path(prefix)])
         return prefix
 
-    def _search(self, i: int, query_prefix: Path, corpus_prefix: Path, name: str, depth: int) -> Path:
-        out = self.folder.ranking(i, name)
-        self.folder.step(f"episode-{i}/search-{name}", out, lambda: search_to_file(
-            query_prefix, corpus_prefix, out, depth, backend=self.args.search_backend, device=self.device,
-            tag=f"episode-{i}", progress=self.args.progress))
-        return out
+    def mine(self, i: int) -> Path:
+        """Mine pool i from episode i-1's rankings (and pool i-1 for momentum, BM25's run for bm25 negatives).
 
-    def _mining_positives(self, i: int) -> dict[str, list[str]]:
-        """The positives pool i+1 gives each training query: the judged ones and, for a QA collection, the answer
-        passages `mine_episode` promotes from episode i's rankings."""
-        if i not in self._mined_positives:  # the scores step and the lookahead step both ask; read the runs once
-            collection, sources = self.train_collection, self.args.sources()
-            self._mined_positives[i] = (
-                {q: collection.positives(q) for q in collection.queries} if not collection.answers else
-                mining_positives(collection, depth=self.args.depth,
-                                 query_run=self.folder.ranking(i, "queries") if "ann" in sources else None,
-                                 bm25_run=self._bm25_run(collection, "train") if "bm25" in sources else None))
-        return self._mined_positives[i]
+        Args:
+            i: the episode (>= 1).
 
-    def _positive_embeddings(self, i: int, corpus_prefix: Path) -> Path:
-        """Lookahead queries: the passage-encoder vectors of the positives pool i+1 will hold (corpus rows; a QA
-        query's promoted answer passage too), gathered shard by shard from memory-mapped files so the corpus is
-        never loaded whole."""
-        prefix = self.folder.embeddings(i, "positives")
-
-        def work():
-            wanted = {d for ps in self._mining_positives(i).values() for d in ps}
-            save_embeddings(prefix, *load_rows(corpus_prefix, wanted))
-
-        self.folder.step(f"episode-{i}/positives", prefix, work, done=lambda: is_complete(prefix),
-                         files=lambda: [npy_path(prefix), ids_path(prefix)])
-        return prefix
-
-    def _bm25_run(self, collection, name: str) -> Path:
-        out = self.folder.bm25_run(name)
-        depth = max(self.args.depth, self.args.eval_depth)
-        self.folder.step(f"bm25/{name}", out, lambda: bm25_run_to_file(
-            collection, self.folder.bm25_index, out, k=depth))
-        return out
-
-    def _evaluate(self, i: int, corpus_prefixes: dict[str, Path], model_state: dict) -> None:
-        if not self.eval_collections:
-            return
-        # Each evaluated split's qrels as TREC qrels beside the runs, RUN/qrels/<collection>-<split>.qrels (written
-        # once, atomically): the file Pyserini's trec_eval reads, e.g. `python -m pyserini.eval.trec_eval -c -m
-        # ndcg_cut.10 RUN/qrels/scifact-test.qrels RUN/episode-1/rankings/test.trec` gives eval.json's nDCG@10.
-        labels: set[str] = set()
-        for name, collection in self.eval_collections.items():
-            if name in ("main", "dev"):
-                label = Path(self.args.collection).name
-                split = self.args.eval_split if name == "main" else (self.args.dev_split or "dev-from-train")
-            else:
-                label, split = name, "test"
-            for suffix in (".jsonl", ".json", ".tsv"):
-                label = label.removesuffix(suffix)
-            base = label = f"{label}-{split}"
-            n = 2
-            while label in labels:  # an extra collection of the main one's name
-                label, n = f"{base}-{n}", n + 1
-            labels.add(label)
-            qrels_path = self.folder.qrels(label)
-            if not qrels_path.exists() and relevant_qrels(collection.qrels or {}):
-                write_trec_qrels(qrels_path, collection.qrels)
-        out = self.folder.eval(i)
-        if out.exists():
-            return
-        results = {}
-        for name, collection in self.eval_collections.items():
-            corpus_prefix = corpus_prefixes.get(name)
-            if corpus_prefix is None:
-                corpus_prefix = corpus_prefixes[name] = self._encode(i, collection, "corpus", f"corpus-{name}",
-                                                                     model_state)
-            q_prefix = self._encode(i, collection, "queries", f"queries-{name}", model_state)
-            ranking = {"main": "test", "dev": "dev"}.get(name, f"test-{name}")
-            run_path = self._search(i, q_prefix, corpus_prefix, ranking, self.args.eval_depth)
-            results[name if name not in ("main", "dev") else collection.name] = evaluate_collection(
-                read_run(run_path), collection)
-        write_json(out, results)
-        main = next(iter(results.values()))
-        logger.info("episode %d: %s", i, {k: round(v, 4) for k, v in main.items() if isinstance(v, float)})
-
-    def _mine_inputs(self, i: int) -> Path:
-        """Episode i's model's rankings of the training queries (and of their positives, for lookahead)."""
-        model_state: dict = {}
-        corpus = self._encode(i, self.train_collection, "corpus", "corpus", model_state)
-        queries = self._encode(i, self.train_collection, "queries", "train-queries", model_state)
-        self._search(i, queries, corpus, "queries", self.args.depth)
-        if i >= 1:
-            self._store_scores(i, queries, corpus)
-        if "lookahead" in self.args.sources() and i < self.args.num_episodes:
-            self._search(i, self._positive_embeddings(i, corpus), corpus, "positives", self.args.depth)
-        self._evaluate(i, {"main": corpus, "dev": corpus}, model_state)
-        return corpus
-
-    def _store_scores(self, i: int, query_prefix: Path, corpus_prefix: Path) -> Path:
-        """S_i(q, d) of pools 1..i and of the analysis probe, from the embeddings just made, so that the
-        forgetting analysis never encodes anything again. Streamed a query at a time: pools and the base
-        ranking are looked up by query, the corpus vectors memory-mapped."""
-        out = self.folder.scores(i)
-
-        def work():
-            base_ranking = self.folder.ranking(0, "queries")
-            # queries of pool i+1 that no earlier pool holds keep their mining positives
-            written = store_episode_scores(out, EmbeddingScorer(query_prefix, corpus_prefix),
-                                           [self.folder.pool(j) for j in range(1, i + 1)], self._mining_positives(i),
-                                           base_ranking if base_ranking.exists() else None,
-                                           self.args.analysis_probe_k)
-            logger.info("episode %d: stored %d scores -> %s", i, written, out)
-
-        self.folder.step(f"episode-{i}/scores", out, work)
-        return out
-
-    def _filter_needs_scores(self) -> bool:
-        a = self.args
-        return a.max_negative_ratio is not None or a.negative_margin is not None or a.train_positives != "all"
-
-    def _mining_scores(self, prev: int):
-        """The mining model's S(q, d) for pool prev+1, or None when no option needs them.
-
-        The positive-aware filter scores every candidate (any source) from episode prev's embeddings of the
-        training queries and the corpus. Pool prev+1 is mined before `_finish_episode(prev)` removes the corpus
-        embeddings, so they are there; only when they are not (episode 0 copied from --base_cache_dir, which
-        holds no embeddings) are they encoded again, and removed after mining unless --keep_embeddings.
-        Momentum replay alone reads the stored RUN/episode-<prev>/scores.npz (S_prev of pools 1..prev and the
-        positives, which covers the momentum candidates: pool prev's negatives).
+        Returns:
+            RUN/episode-i/pool.jsonl; complete when it and its stats are both there (a pool left without stats is
+            mined again).
         """
-        if self._filter_needs_scores():
-            queries = self.folder.embeddings(prev, "train-queries")
-            corpus = self.folder.embeddings(prev, "corpus")
-            if not (is_complete(queries) and is_complete(corpus)):
-                model_state: dict = {}
-                corpus = self._encode(prev, self.train_collection, "corpus", "corpus", model_state)
-                queries = self._encode(prev, self.train_collection, "queries", "train-queries", model_state)
-            return EmbeddingScorer(queries, corpus)
-        if self.args.momentum != "all" and prev >= 1:
-            return self.folder.scores(prev)
-        return None
-
-    def _mine_pool(self, i: int) -> Path:
-        out = self.folder.pool(i)
-        sources = self.args.sources()
-        prev = i - 1
-        a = self.args
+        a, folder, out, prev = self.args, self.folder, self.folder.pool(i), i - 1
+        sources, train = a.sources(), self.collections.train
 
         def work():
             mine_episode(
-                self.train_collection, out,
-                query_run=self.folder.ranking(prev, "queries") if "ann" in sources else None,
-                positive_run=self.folder.ranking(prev, "positives") if "lookahead" in sources else None,
-                previous_pool=self.folder.pool(prev) if "momentum" in sources and prev >= 1 else None,
-                bm25_run=self._bm25_run(self.train_collection, "train") if "bm25" in sources else None,
+                train, out,
+                query_run=folder.ranking(prev, "queries") if "ann" in sources else None,
+                positive_run=folder.ranking(prev, "positives") if "lookahead" in sources else None,
+                previous_pool=folder.pool(prev) if "momentum" in sources and prev >= 1 else None,
+                bm25_run=_bm25(folder, a, train, "train") if "bm25" in sources else None,
                 config=MiningConfig(depth=a.depth, sample=a.sample or None, seed=a.seed + i,
                                     all_positives=a.lookahead_all_positives, max_negative_ratio=a.max_negative_ratio,
                                     negative_margin=a.negative_margin, skip_top=a.skip_top,
                                     filter_positive=a.filter_positive, momentum=a.momentum,
                                     train_positives=a.train_positives),
-                scores=self._mining_scores(prev))
-            if self._filter_needs_scores() and self.folder.is_done(prev):
-                self._drop_corpus_embeddings(prev)  # encoded again just now for the filter's scores
+                scores=self.mining_scores(prev))
+            if _filter_needs_scores(a) and folder.done(prev).exists():
+                _drop_corpus_embeddings(folder, a, prev)  # encoded again just now for the filter's scores
 
-        # complete when the pool and its stats are both there (a pool left without stats is mined again)
-        self.folder.step(f"episode-{i}/mine", out, work, done=lambda: out.exists() and pool_stats_path(out).exists(),
-                         files=lambda: [out, pool_stats_path(out)])
+        folder.step(f"episode-{i}/mine", out, work, done=lambda: out.exists() and pool_stats_path(out).exists(),
+                    files=lambda: [out, pool_stats_path(out)])
         return out
 
-    def _train(self, i: int) -> Path:
+    def mining_scores(self, prev: int) -> EmbeddingScorer | Path | None:
+        """The mining model's S(q, d) for pool prev+1, or None when no option needs them.
+
+        The positive-aware filter scores every candidate (any source) from episode prev's embeddings of the
+        training queries and the corpus. Pool prev+1 is mined before `finish(prev)` removes the corpus
+        embeddings, so they are there; only when they are not (episode 0 copied from --base_cache_dir, which
+        holds no embeddings) are they encoded again, and removed after mining unless --keep_embeddings.
+        Momentum replay alone reads the stored RUN/episode-<prev>/scores.npz (S_prev of pools 1..prev and the
+        positives, which covers the momentum candidates: pool prev's negatives).
+
+        Args:
+            prev: the mining model's episode.
+
+        Returns:
+            A scorer of the embeddings, the stored scores' path, or None.
+        """
+        if _filter_needs_scores(self.args):
+            queries = self.folder.embeddings(prev, "train-queries")
+            corpus = self.folder.embeddings(prev, "corpus")
+            if not (is_complete(queries) and is_complete(corpus)):
+                model_state: dict = {}
+                corpus = self.embed(prev, self.collections.train, "corpus", "corpus", model_state)
+                queries = self.embed(prev, self.collections.train, "queries", "train-queries", model_state)
+            return EmbeddingScorer(queries, corpus)
+        if self.args.momentum != "all" and prev >= 1:
+            return self.folder.scores(prev)
+        return None
+
+    def train(self, i: int) -> Path:
+        """Train episode i's model on pool i (`launch.train_episode`).
+
+        Args:
+            i: the episode (>= 1).
+
+        Returns:
+            RUN/episode-i/model.
+        """
         out = self.folder.model(i)
-        self.folder.step(f"episode-{i}/train", out, lambda: self._train_work(i))
+        self.folder.step(f"episode-{i}/train", out, lambda: train_episode(self.args, self.folder, i,
+                                                                          self.caches.cache_dir, self.device))
         return out
 
-    def _train_settings(self, i: int) -> tuple[dict, dict, dict]:
-        """Model, data and training settings of episode i (Tevatron/HF flag names)."""
-        a = self.args
-        last = i == a.num_episodes
-        start = self.model_dir(i - 1) if a.continue_training else Path(a.model_name_or_path)
-        model_kw = dict(model_name_or_path=str(start), pooling=a.pooling, normalize=a.normalize,
-                        temperature=a.temperature, untie_encoder=a.untie_encoder)
-        data_kw = dict(pool=str(self.folder.pool(i)), collection=a.collection, split=a.train_split,
-                       token_cache_dir=str(self.token_cache_dir), train_n_passages=a.n_passages_by_episode()[i - 1],
-                       q_max_len=a.q_max_len, p_max_len=a.p_max_len, negative_mixing=a.negative_mixing,
-                       source_weights=a.source_weights, mask_batch_positives=a.mask_batch_positives)
-        if a.passages:
-            data_kw["passages"] = a.passages
-        train_kw = dict(output_dir=str(self.folder.model(i)), per_device_train_batch_size=a.per_device_train_batch_size,
-                        learning_rate=a.learning_rate, num_train_epochs=a.num_train_epochs,
-                        warmup_ratio=a.warmup_ratio, early_stop_step=0 if last else a.refresh_steps, seed=a.seed,
-                        data_seed=a.seed, bf16=a.bf16, fp16=a.fp16, logging_steps=a.logging_steps,
-                        save_strategy="no", report_to="none", dataloader_num_workers=0,
-                        # full batches only, in both backends (Tevatron 0.1.0's trainer always drops the last one)
-                        dataloader_drop_last=True,
-                        disable_tqdm=not a.progress, use_cpu=self.device == "cpu")
-        if a.train_nproc > 1:
-            train_kw["negatives_x_device"] = True
-        train_kw["backend"] = a.backend
-        # current Tevatron's options, only when set (Tevatron 0.1.0's dataclasses do not have them)
-        v2_model = dict(attn_implementation=a.attn_implementation, lora=a.lora,
-                        lora_r=a.lora_r if a.lora else None, lora_target_modules=a.lora_target_modules)
-        # Tevatron 0.1.0 always pads to the maximum length and has no such flag
-        v2_data = {**self._input_options(), "pad_to_max_length": a.pad_to_max_length
-                   and resolve_backend(a.backend) == "v2"}
-        v2_train = dict(grad_cache=a.grad_cache, gc_q_chunk_size=a.gc_q_chunk_size if a.grad_cache else None,
-                        gc_p_chunk_size=a.gc_p_chunk_size if a.grad_cache else None)
-        for kw, extra in ((model_kw, v2_model), (data_kw, v2_data), (train_kw, v2_train)):
-            kw.update({k: v for k, v in extra.items() if v})
-        return model_kw, data_kw, train_kw
+    def encode(self, i: int, model_state: dict | None = None) -> Path:
+        """Episode i's model's rankings of the training queries (and of their positives, for lookahead, unless i
+        is the last episode), and for i >= 1 its stored scores (`_store_scores`).
 
-    def _train_work(self, i: int) -> Path:
-        shutil.rmtree(self.folder.episode(i) / "model.partial", ignore_errors=True)  # a killed run's leftovers
-        model_kw, data_kw, train_kw = self._train_settings(i)
-        if self.args.train_nproc > 1:
-            return self._train_torchrun(i, {**model_kw, **data_kw, **train_kw})
-        backend = get_backend(self.args.backend)
-        return train(backend.TeleModelArguments(**model_kw), backend.TeleDataArguments(**data_kw),
-                     backend.TeleTrainingArguments(**train_kw), callbacks=training_kill_callbacks(f"episode-{i}/train"))
+        Args:
+            i: the episode.
+            model_state: holds episode i's model once loaded (shared with `evaluate`).
 
-    def _train_torchrun(self, i: int, settings: dict) -> Path:
-        """Train episode i in `train_nproc` processes (torchrun), negatives shared across devices."""
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               f"--nproc_per_node={self.args.train_nproc}", "-m", "tevatron_tele.driver.train"]
-        for key, value in settings.items():
-            cmd += [f"--{key}", str(value).lower() if isinstance(value, bool) else str(value)]
-        logger.info("episode %d: %s", i, " ".join(cmd))
-        subprocess.run(cmd, check=True)
-        return self.folder.model(i)
+        Returns:
+            The prefix of episode i's corpus embeddings.
+        """
+        a, folder, train = self.args, self.folder, self.collections.train
+        model_state = {} if model_state is None else model_state
+        corpus = self.embed(i, train, "corpus", "corpus", model_state)
+        queries = self.embed(i, train, "queries", "train-queries", model_state)
+        _search(folder, i, queries, corpus, "queries", a.depth, a, self.device)
+        positives = functools.cache(lambda: _mining_positives(folder, a, train, i))  # read the runs once
+        if i >= 1:
+            _store_scores(folder, i, queries, corpus, positives, a.analysis_probe_k)
+        if "lookahead" in a.sources() and i < a.num_episodes:
+            lookahead = _positive_embeddings(folder, i, corpus, positives)
+            _search(folder, i, lookahead, corpus, "positives", a.depth, a, self.device)
+        return corpus
 
-    def _finish_episode(self, i: int) -> None:
-        if self._filter_needs_scores() and i < self.args.num_episodes:
-            # the positive-aware filter scores pool i+1's candidates with this episode's corpus embeddings: mine
-            # it now, before they are removed (the loop then finds it done)
-            self._mine_pool(i + 1)
-        self._drop_corpus_embeddings(i)
+    def evaluate(self, i: int, corpus: Path | None = None, model_state: dict | None = None) -> Path | None:
+        """Rank and measure every evaluated split with episode i's model (RUN/episode-i/eval.json).
+
+        Each evaluated split's qrels are written once as TREC qrels beside the runs, RUN/qrels/<label>.qrels: the
+        file Pyserini's trec_eval reads, e.g. `python -m pyserini.eval.trec_eval -c -m ndcg_cut.10
+        RUN/qrels/scifact-test.qrels RUN/episode-1/rankings/test.trec` gives eval.json's nDCG@10.
+
+        Args:
+            i: the episode.
+            corpus: the prefix of episode i's corpus embeddings (encoded when not given).
+            model_state: holds episode i's model once loaded (shared with `encode`).
+
+        Returns:
+            eval.json, or None without an evaluated split.
+        """
+        a, evals = self.args, self.collections.evals
+        if not evals:
+            return None
+        model_state = {} if model_state is None else model_state
+        for name, label in self.collections.qrels_labels(a).items():
+            path, qrels = self.folder.qrels(label), evals[name].qrels
+            if not path.exists() and relevant_qrels(qrels or {}):
+                write_trec_qrels(path, qrels)
+        out = self.folder.eval(i)
+        if out.exists():
+            return out
+        results = {}
+        for name, collection in evals.items():
+            own = name in OWN_SPLITS  # the training collection's splits share its corpus
+            if own and corpus is None:
+                corpus = self.embed(i, self.collections.train, "corpus", "corpus", model_state)
+            prefix = corpus if own else self.embed(i, collection, "corpus", f"corpus-{name}", model_state)
+            queries = self.embed(i, collection, "queries", f"queries-{name}", model_state)
+            ranking = {"main": "test", "dev": "dev"}.get(name, f"test-{name}")
+            run_path = _search(self.folder, i, queries, prefix, ranking, a.eval_depth, a, self.device)
+            results[collection.name if own else name] = evaluate_collection(read_run(run_path), collection)
+        write_json(out, results)
+        main = next(iter(results.values()))
+        logger.info("episode %d: %s", i, {k: round(v, 4) for k, v in main.items() if isinstance(v, float)})
+        return out
+
+    def finish(self, i: int) -> None:
+        """Encode and evaluate with episode i's model (loaded once), then mark the episode done (RUN/episode-i/DONE).
+
+        The positive-aware filter scores pool i+1's candidates with this episode's corpus embeddings: pool i+1 is
+        mined here, before they are removed (the loop then finds it done).
+
+        Args:
+            i: the episode.
+        """
+        model_state: dict = {}
+        self.evaluate(i, self.encode(i, model_state), model_state)
+        if _filter_needs_scores(self.args) and i < self.args.num_episodes:
+            self.mine(i + 1)
+        _drop_corpus_embeddings(self.folder, self.args, i)
         write_json(self.folder.done(i), {"finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
 
-    def _drop_corpus_embeddings(self, i: int) -> None:
-        """Remove episode i's corpus embeddings (the bulk of a run's disk; rebuilt cheaply), unless kept."""
-        if not self.args.keep_embeddings:
-            for p in self.folder.embeddings(i).glob("corpus*"):
-                p.unlink()
-
-    def _episode_zero(self) -> None:
+    def episode_zero(self) -> None:
         """The base model's rankings and evaluation, shared between runs through --base_cache_dir."""
-        if self.folder.is_done(0):
+        if self.folder.done(0).exists():
             return
-        shared = self._base_cache()
-        if shared is not None and (shared / DONE_FILE).exists():  # a copy of episode 0's folder
-            logger.info("episode 0: copying the base model's rankings from %s", shared)
-            shutil.copytree(shared, self.folder.episode(0), dirs_exist_ok=True,
-                            ignore=shutil.ignore_patterns("embeddings"))
+        shared = base_cache_dir(self.args)
+        if restore_episode_zero(shared, self.folder):
             if "lookahead" in self.args.sources() and not self.folder.ranking(0, "positives").exists():
-                self._mine_inputs(0)
-                self._finish_episode(0)
+                self.finish(0)
             return
-        self._mine_inputs(0)
-        self._finish_episode(0)
-        if shared is not None and not shared.exists():
-            shutil.copytree(self.folder.episode(0), shared, ignore=shutil.ignore_patterns("embeddings"))
+        self.finish(0)
+        share_episode_zero(self.folder, shared)
 
-    def _base_cache(self) -> Path | None:
-        if not self.args.base_cache_dir:
-            return None
-        a = self.args
-        key = [str(Path(a.model_name_or_path).resolve()), str(Path(a.collection).resolve()),
-               a.train_split, a.eval_split, sorted(a.eval_collections), a.q_max_len, a.p_max_len,
-               a.pooling, a.normalize, a.depth, a.eval_depth, a.embedding_dtype]
-        if any(self._input_options().values()):
-            key.append(self._input_options())
-        # more options that change the base model's embeddings or its corpus, only when set (so the keys of
-        # caches made without them stay what they were)
-        extra = {"encode_amp": a.encode_amp, "passages": _resolved(a.passages) if a.passages else None,
-                 "dev_split": a.dev_split, "dev_from_train": a.dev_from_train}
-        if any(extra.values()):
-            key.append({k: v for k, v in extra.items() if v})
-        digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-        return Path(a.base_cache_dir) / digest
-
-    def data_report(self) -> dict:
-        """What was read of each collection, by role: its counts and the qrels lines dropped as naming an unknown
-        query or document (Collection.stats), written into the manifest so that a drop is seen in the run folder.
-
-        Returns:
-            {"train": stats, "eval:<name>": stats, ...}.
-        """
-        report = {"train": dict(self.train_collection.stats or {})}
-        for name, collection in self.eval_collections.items():
-            report[f"eval:{name}"] = dict(collection.stats or {})
-        return report
-
-    def data_files(self) -> dict[str, list[str]]:
-        """The files the collections were read from, by role, for the manifest's fingerprints (`RunFolder.open`).
-
-        Returns:
-            {"collection": the training collection's query and qrels files (every split read), "corpus": its
-            corpus files, "eval_collections/<name>": each further evaluation collection's files}.
-        """
-        splits, corpus = self._train_files
-        out = {"collection": sorted({*splits, *(f for name in ("main", "dev") if name in self.eval_collections
-                                               for f in _source_paths(self.eval_collections[name]))}),
-               "corpus": corpus}
-        for name, collection in self.eval_collections.items():
-            if name not in ("main", "dev"):
-                out[f"eval_collections/{name}"] = [*_source_paths(collection), *_source_paths(collection.corpus)]
-        return out
-
-    def check_settings(self) -> None:
-        """Every check a later step would make of the settings and the model, made before the run folder is
-        written: a refused flag then leaves no manifest, and the corrected command works in the same folder.
-
-        The training arguments of episode 1 are built as training builds them (mixing, source weights, passages
-        per query, pooling, precision), the mining counts checked, and the model folder's config read.
-
-        Raises:
-            ValueError: a setting a step would refuse.
-            FileNotFoundError: the model is neither a folder nor a model in the Hugging Face cache.
-        """
-        a = self.args
-        check_mining_counts(a.depth, a.sample)
-        try:
-            AutoConfig.from_pretrained(a.model_name_or_path)
-        except OSError as e:
-            if e.errno is not None:
-                raise
-            raise FileNotFoundError(errno.ENOENT, "no model here (neither a model folder nor a model in the Hugging "
-                                                  "Face cache)", a.model_name_or_path) from None
-        backend = get_backend(a.backend)
-        model_kw, data_kw, train_kw = self._train_settings(1)
-        backend.TeleModelArguments(**model_kw)
-        backend.TeleDataArguments(**data_kw)
-        backend.TeleTrainingArguments(**train_kw)
-
-    def run(self) -> Path:
-        setup_logging()
-        self.check_settings()
-        self.folder.open(self.args, data=self.data_report(), collections=self.data_files())
-        logger.info("run %s: %d episodes, negatives %s (%s), device %s", self.folder.root, self.args.num_episodes,
-                    self.args.negatives, ",".join(sorted(self.args.sources())), self.device)
-        self._episode_zero()
-        for i in range(1, self.args.num_episodes + 1):
-            if self.folder.is_done(i):
-                logger.info("episode %d is complete; skipping", i)
-                continue
-            logger.info("episode %d: mining", i)
-            self._mine_pool(i)
-            logger.info("episode %d: training", i)
-            self._train(i)
-            logger.info("episode %d: encoding and evaluating", i)
-            self._mine_inputs(i)
-            self._finish_episode(i)
-        self.judge()
-        if self.args.analyze:
-            self.analyze()
-        return self.folder.root
-
-    def _bm25_baseline(self) -> Path | None:
-        """BM25's run of the test queries (computed once, RUN/bm25/test.trec), unless --baselines none, or auto
-        without Pyserini."""
-        if self.args.baselines == "none" or "main" not in self.eval_collections:
-            return None
-        if self.args.baselines == "auto":
-            try:
-                ensure_pyserini()
-            except PyseriniUnavailableError as e:
-                logger.info("no BM25 baseline (--baselines auto): %s", e)
-                return None
-        return self._bm25_run(self.eval_collections["main"], "test")
-
-    def judge(self) -> dict | None:
+    def select(self) -> dict | None:
         """Choose the episode to keep on the dev split and compare it with the start and BM25 (RUN/best.json,
-        RUN/best -> episode-k); None without an evaluated test split."""
-        if "main" not in self.eval_collections:
-            return None
-        dev = self.eval_collections.get("dev")
-        return judge_run(self.folder, self.eval_collections["main"].qrels, self.args.selection_metric,
-                         dev.name if dev is not None else None, self._bm25_baseline(), seed=self.args.seed,
-                         dev_qrels=dev.qrels if dev is not None else None, rule=self.args.selection_rule)
+        RUN/best -> episode-k; `selection.judge_run`).
 
-    def analyze(self) -> Path | None:
-        """The forgetting and convergence report of this run (RUN/report/)."""
+        Returns:
+            The verdict, or None without an evaluated test split.
+        """
+        a, evals = self.args, self.collections.evals
+        if "main" not in evals:
+            return None
+        dev = evals.get("dev")
+        return judge_run(self.folder, evals["main"].qrels, a.selection_metric, dev.name if dev is not None else None,
+                         _bm25_baseline(self.folder, a, evals["main"]), seed=a.seed,
+                         dev_qrels=dev.qrels if dev is not None else None, rule=a.selection_rule)
+
+    def analyze(self) -> Path:
+        """The forgetting and convergence report of this run (RUN/report/), unless it is there.
+
+        Returns:
+            The report's folder.
+        """
         out = self.folder.report_dir
         if (out / "analysis.json").exists():
             return out
         started = time.perf_counter()
         analyze_and_report([self.folder.root], out, max_queries=self.args.analysis_max_queries,
-                           probe_k=self.args.analysis_probe_k, cache_dir=self.token_cache_dir, device=self.device,
+                           probe_k=self.args.analysis_probe_k, cache_dir=self.caches.cache_dir, device=self.device,
                            progress=self.args.progress)
         self.folder.record("analyze", time.perf_counter() - started)
         return out
+
+    def run(self) -> Path:
+        """Check the settings, open the run folder, then run every unfinished episode, select and analyze.
+
+        Returns:
+            The run folder.
+        """
+        a = self.args
+        setup_logging()
+        check_settings(a, self.folder, self.caches.cache_dir, self.device)
+        self.folder.open(a, data=self.collections.report(), collections=self.collections.files())
+        logger.info("run %s: %d episodes, negatives %s (%s), device %s", self.folder.root, a.num_episodes,
+                    a.negatives, ",".join(sorted(a.sources())), self.device)
+        self.episode_zero()
+        for i in range(1, a.num_episodes + 1):
+            if self.folder.done(i).exists():
+                logger.info("episode %d is complete; skipping", i)
+                continue
+            logger.info("episode %d: mining", i)
+            self.mine(i)
+            logger.info("episode %d: training", i)
+            self.train(i)
+            logger.info("episode %d: encoding and evaluating", i)
+            self.finish(i)
+        self.select()
+        if a.analyze:
+            self.analyze()
+        return self.folder.root
 
 
 def run_episodes(args: EpisodeArguments) -> Path:
@@ -556,7 +335,90 @@ def run_episodes(args: EpisodeArguments) -> Path:
     return EpisodeRunner(args).run()
 
 
-def episode_metrics(run_dir: str | Path) -> dict[int, dict]:
-    """eval.json of every finished episode of a run folder, keyed by episode."""
-    layout = RunLayout(run_dir)
-    return {i: read_json(layout.eval(i)) for i in layout.episodes() if layout.eval(i).exists()}
+# ---- the pieces of the steps ----
+
+def _search(folder: RunFolder, i: int, queries: Path, corpus: Path, name: str, depth: int, args: EpisodeArguments,
+            device: str) -> Path:
+    """Episode i's ranking of the corpus for the queries (RUN/episode-i/rankings/<name>.trec)."""
+    out = folder.ranking(i, name)
+    folder.step(f"episode-{i}/search-{name}", out, lambda: search_to_file(
+        queries, corpus, out, depth, backend=args.search_backend, device=device, tag=f"episode-{i}",
+        progress=args.progress))
+    return out
+
+
+def _bm25(folder: RunFolder, args: EpisodeArguments, collection: Collection, name: str) -> Path:
+    """BM25's run of a collection's queries (RUN/bm25/<name>.trec), made once per run."""
+    out = folder.bm25_run(name)
+    folder.step(f"bm25/{name}", out, lambda: bm25_run_to_file(
+        collection, folder.bm25_index, out, k=max(args.depth, args.eval_depth)))
+    return out
+
+
+def _bm25_baseline(folder: RunFolder, args: EpisodeArguments, collection: Collection) -> Path | None:
+    """BM25's run of the test queries (RUN/bm25/test.trec), unless --baselines none, or auto without Pyserini."""
+    if args.baselines == "none":
+        return None
+    if args.baselines == "auto":
+        try:
+            ensure_pyserini()
+        except PyseriniUnavailableError as e:
+            logger.info("no BM25 baseline (--baselines auto): %s", e)
+            return None
+    return _bm25(folder, args, collection, "test")
+
+
+def _mining_positives(folder: RunFolder, args: EpisodeArguments, collection: Collection, i: int
+                      ) -> dict[str, list[str]]:
+    """The positives pool i+1 gives each training query: the judged ones and, for a QA collection, the answer
+    passages `mine_episode` promotes from episode i's rankings."""
+    if not collection.answers:
+        return {q: collection.positives(q) for q in collection.queries}
+    sources = args.sources()
+    return mining_positives(collection, depth=args.depth,
+                            query_run=folder.ranking(i, "queries") if "ann" in sources else None,
+                            bm25_run=_bm25(folder, args, collection, "train") if "bm25" in sources else None)
+
+
+def _positive_embeddings(folder: RunFolder, i: int, corpus: Path, positives: Callable[[], dict]) -> Path:
+    """Lookahead queries: the passage-encoder vectors of the positives pool i+1 will hold (corpus rows; a QA
+    query's promoted answer passage too), gathered shard by shard from memory-mapped files so the corpus is
+    never loaded whole. `positives()` gives `_mining_positives`, called only when the step runs."""
+    prefix = folder.embeddings(i, "positives")
+
+    def work():
+        save_embeddings(prefix, *load_rows(corpus, {d for ps in positives().values() for d in ps}))
+
+    folder.step(f"episode-{i}/positives", prefix, work, done=lambda: is_complete(prefix),
+                files=lambda: [npy_path(prefix), ids_path(prefix)])
+    return prefix
+
+
+def _store_scores(folder: RunFolder, i: int, queries: Path, corpus: Path, positives: Callable[[], dict],
+                  probe_k: int) -> Path:
+    """S_i(q, d) of pools 1..i and of the analysis probe, from the embeddings just made, so that the
+    forgetting analysis never encodes anything again. Streamed a query at a time: pools and the base
+    ranking are looked up by query, the corpus vectors memory-mapped."""
+    out = folder.scores(i)
+
+    def work():
+        base_ranking = folder.ranking(0, "queries")
+        # queries of pool i+1 that no earlier pool holds keep their mining positives
+        written = store_episode_scores(out, EmbeddingScorer(queries, corpus), [folder.pool(j) for j in range(1, i + 1)],
+                                       positives(), base_ranking if base_ranking.exists() else None, probe_k)
+        logger.info("episode %d: stored %d scores -> %s", i, written, out)
+
+    folder.step(f"episode-{i}/scores", out, work)
+    return out
+
+
+def _filter_needs_scores(args: EpisodeArguments) -> bool:
+    return args.max_negative_ratio is not None or args.negative_margin is not None or args.train_positives != "all"
+
+
+def _drop_corpus_embeddings(folder: RunFolder, args: EpisodeArguments, i: int) -> None:
+    """Remove episode i's corpus embeddings (the bulk of a run's disk; rebuilt cheaply), unless kept."""
+    if not args.keep_embeddings:
+        for p in folder.embeddings(i).glob("corpus*"):
+            p.unlink()
+

@@ -1,15 +1,12 @@
 """The episode a run keeps, chosen on a dev split, and the verdict against the start model and BM25.
 
-`hold_out_dev` makes a dev split from training queries (never trained on) for collections without one;
 `judge_run` reads the finished episodes' dev figures and test rankings, writes `RUN/best.json`, points
 `RUN/best` at the selected episode and writes the model card into its model folder (`runner.model_card`).
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
-import random
 from pathlib import Path
 
 from ..data.trec import read_run
@@ -26,35 +23,6 @@ from .model_card import write_model_card
 from .workspace import RunFolder
 
 logger = logging.getLogger(__name__)
-
-
-def hold_out_dev(collection, n: int, seed: int):
-    """Split `n` judged training queries off as a dev collection.
-
-    Args:
-        collection: the training collection.
-        n: dev queries (chosen with `seed` among queries with a positive).
-        seed: sampling seed.
-
-    Returns:
-        (training collection without them, dev collection of them, named '<collection>/dev-from-train').
-    """
-    judged = sorted(q for q in collection.queries if collection.positives(q))
-    if not 0 < n < len(judged):
-        raise ValueError(f"--dev_from_train {n}: the training split has {len(judged)} judged queries; hold out "
-                         f"between 1 and {len(judged) - 1}")
-    dev_ids = set(random.Random(seed).sample(judged, n))
-
-    def part(keep) -> dict:
-        return {"queries": {q: t for q, t in collection.queries.items() if keep(q)},
-                "qrels": {q: r for q, r in collection.qrels.items() if keep(q)},
-                "answers": ({q: a for q, a in collection.answers.items() if keep(q)}
-                            if collection.answers else collection.answers)}
-
-    train = dataclasses.replace(collection, **part(lambda q: q not in dev_ids))
-    dev = dataclasses.replace(collection, name=f"{collection.name.split('/')[0]}/dev-from-train",
-                              **part(lambda q: q in dev_ids))
-    return train, dev
 
 
 def episode_values(folder: RunFolder, episode: int, ranking: str, qrels, metric: str) -> dict[str, float]:

@@ -19,6 +19,7 @@ import shutil
 import signal
 import time
 from collections.abc import Callable, Mapping, Sequence
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from filelock import FileLock, Timeout
@@ -53,8 +54,11 @@ class RunFolderBusyError(ValueError):
 
 
 def library_versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
+    """The versions of Python and of the libraries a run's results depend on, for the manifest.
 
+    Returns:
+        {"python": version, package: version, ...} of the packages installed.
+    """
     out = {"python": platform.python_version()}
     for name in ("tevatron-tele", "tevatron", "torch", "transformers", "datasets", "faiss-cpu", "numpy",
                  "ir-measures", "pyserini"):
@@ -181,7 +185,8 @@ class RunFolder(RunLayout):
         for path in sorted(self.root.rglob(".tmp-*")):
             top = path.relative_to(self.root).parts[0]
             episode = episode_number(top)
-            if top == self.token_cache_dir.name or (episode is not None and self.is_done(episode)) or not path.exists():
+            finished = episode is not None and self.done(episode).exists()
+            if top == self.token_cache_dir.name or finished or not path.exists():
                 continue
             if path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path)
@@ -274,21 +279,6 @@ def kill_point(step: str) -> None:
     """Testing aid: `TELE_KILL_AT=<step>` makes the process kill itself (SIGKILL) when that step starts."""
     if os.environ.get("TELE_KILL_AT") == step:
         os.kill(os.getpid(), signal.SIGKILL)
-
-
-def training_kill_callbacks(step: str) -> list:
-    """Testing aid: `TELE_KILL_AT=<step>@<n>` kills the process after optimizer step n of that training."""
-    name, _, at = os.environ.get("TELE_KILL_AT", "").partition("@")
-    if name != step or not at:
-        return []
-    from transformers import TrainerCallback
-
-    class _Kill(TrainerCallback):
-        def on_step_end(self, args, state, control, **kwargs):
-            if state.global_step >= int(at):
-                os.kill(os.getpid(), signal.SIGKILL)
-
-    return [_Kill()]
 
 
 def _now() -> str:
