@@ -208,7 +208,7 @@ def record_wall_time(path: Path, name: str, seconds: float, status: str) -> None
 def is_finished(run_dir: Path, exp: Experiment, profile: dict) -> bool:
     last = last_episode(exp, profile)
     layout = RunLayout(run_dir)
-    done = layout.is_done(last)
+    done = layout.done(last).exists()
     if last:
         done = done and (layout.report_dir / "analysis.json").exists()
     if profile.get("transfer") == "final":

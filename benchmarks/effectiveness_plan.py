@@ -202,7 +202,7 @@ def share_first_episode(exp: Experiment, args, runs_dir: Path) -> list[dict]:
     for episode, source, what in exp.share:
         src_root = RunLayout(runs_dir / source)
         src_ep, dst_ep = src_root.episode(episode), dst_root.episode(episode)
-        if not src_root.is_done(episode) or dst_ep.exists():
+        if not src_root.done(episode).exists() or dst_ep.exists():
             continue
         why = can_share(read_json(src_root.manifest_path)["config"], args.result_config(), what)
         if why:

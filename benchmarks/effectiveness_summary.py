@@ -56,7 +56,7 @@ def read_run_folder(run_dir: Path) -> dict:
         transfer = layout.episode(i) / "transfer.json"  # written by effectiveness.py, beside eval.json
         if transfer.exists():
             out["eval"].setdefault(i, {}).update(read_json(transfer))
-        if layout.is_done(i):
+        if layout.done(i).exists():
             out["finished_episodes"].append(i)
         log = layout.model(i) / "train_log.json"
         if log.exists():
@@ -235,7 +235,7 @@ def finished_runs(paths: dict) -> list[Path]:
         if not layout.manifest_path.exists() or run_dir.name == "zero-shot":
             continue
         n = read_json(layout.manifest_path)["config"]["num_episodes"]
-        if layout.is_done(n):
+        if layout.done(n).exists():
             out.append(run_dir)
     return out
 

@@ -61,7 +61,7 @@ def finished_run(tmp_path_factory, synthetic_dir, tiny_model_dir) -> Path:
 def test_three_episodes_leave_every_output(finished_run):
     folder = RunFolder(finished_run)
     for i in range(4):
-        assert folder.is_done(i), f"episode {i} has no DONE marker"
+        assert folder.done(i).exists(), f"episode {i} has no DONE marker"
         assert folder.eval(i).exists() and folder.ranking(i, "test").exists()
         assert folder.ranking(i, "queries").exists()
     for i in (1, 2, 3):
@@ -158,7 +158,7 @@ def test_killed_run_resumes_to_the_same_result(finished_run, synthetic_dir, tiny
         proc = _run_cli(args, TELE_KILL_AT=kill_at)
         assert proc.returncode == -9, f"expected SIGKILL at {kill_at}, got {proc.returncode}: {proc.stderr[-2000:]}"
     folder = RunFolder(out)
-    assert folder.is_done(1) and not folder.is_done(3)
+    assert folder.done(1).exists() and not folder.done(3).exists()
     proc = _run_cli(args)
     assert proc.returncode == 0, proc.stderr[-3000:]
     reference = RunFolder(finished_run)
@@ -175,7 +175,7 @@ def test_episode_trained_by_two_processes(synthetic_dir, tiny_model_dir, tmp_pat
     run_episodes(_args(synthetic_dir, tiny_model_dir, out, num_episodes=1, train_nproc=2,
                        episode_train_n_passages="4", analyze=False))
     folder = RunFolder(out)
-    assert folder.is_done(1)
+    assert folder.done(1).exists()
     log = json.loads((folder.model(1) / "train_log.json").read_text())
     # 120 training queries, 2 processes x 8 queries per step -> 7 full steps in one epoch
     assert log["global_step"] == 7
@@ -349,7 +349,7 @@ def test_full_disk_and_truncated_temporaries_recover(synthetic_dir, tiny_model_d
     to_json, lines = pools.PoolEntry.to_json, []
 
     def filling(entry):
-        if folder.is_done(1):
+        if folder.done(1).exists():
             if len(lines) == 5:
                 raise full_disk()
             lines.append(entry.query_id)
@@ -360,7 +360,7 @@ def test_full_disk_and_truncated_temporaries_recover(synthetic_dir, tiny_model_d
         with pytest.raises(OSError) as failed:
             run_episodes(args)
     assert failed.value.errno == errno.ENOSPC and lines
-    assert folder.is_done(1) and not folder.pool(2).exists() and not _temporaries(folder.root)
+    assert folder.done(1).exists() and not folder.pool(2).exists() and not _temporaries(folder.root)
     done = _files(folder, (0, 1))
 
     # 2. the disk fills half-way through episode 2's corpus embeddings (after its training)
@@ -379,7 +379,7 @@ def test_full_disk_and_truncated_temporaries_recover(synthetic_dir, tiny_model_d
         m.setattr(np, "save", half_save)
         with pytest.raises(OSError, match="No space left"):
             run_episodes(args)
-    assert (folder.model(2) / "train_log.json").exists() and not folder.is_done(2)
+    assert (folder.model(2) / "train_log.json").exists() and not folder.done(2).exists()
     assert not (folder.episode(2) / "embeddings" / "corpus.npy").exists() and not _temporaries(folder.root)
 
     # 3. a crash (kill -9, power loss) mid-write leaves truncated files under the temporary names atomic writes use
@@ -391,7 +391,7 @@ def test_full_disk_and_truncated_temporaries_recover(synthetic_dir, tiny_model_d
         path.write_bytes(data)
 
     run_episodes(args)
-    assert folder.is_done(2) and not _temporaries(folder.root)
+    assert folder.done(2).exists() and not _temporaries(folder.root)
     assert _files(folder, (0, 1)) == done, "an episode already done was rewritten"
     for i in (1, 2):
         assert folder.pool(i).read_bytes() == reference.pool(i).read_bytes(), i

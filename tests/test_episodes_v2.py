@@ -27,7 +27,7 @@ def finished_v2_run(tmp_path_factory, synthetic_dir, tiny_model_dir):
 def test_three_episodes_on_current_tevatron(finished_v2_run):
     folder = RunFolder(finished_v2_run)
     for i in range(4):
-        assert folder.is_done(i) and folder.eval(i).exists()
+        assert folder.done(i).exists() and folder.eval(i).exists()
     for i in (1, 2, 3):
         config = json.loads((folder.model(i) / "tele_config.json").read_text())
         assert config["backend"] == "v2" and config["pooling"] == "mean"
@@ -58,7 +58,7 @@ def test_decoder_with_last_token_pooling_through_the_runner(synthetic_dir, tmp_p
                           append_eos_token=True, analyze=False))
     assert proc.returncode == 0, proc.stderr[-3000:]
     folder = RunFolder(out)
-    assert folder.is_done(1) and folder.ranking(1, "test").exists()
+    assert folder.done(1).exists() and folder.ranking(1, "test").exists()
     assert json.loads((folder.model(1) / "tele_config.json").read_text())["pooling"] == "last"
     assert read_pool(folder.pool(1))
     # the base model (episode 0) was encoded with the EOS appended too, as episode 1 trains and encodes

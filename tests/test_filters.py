@@ -414,7 +414,7 @@ def test_runner_with_filter_and_replay(synthetic_dir, tiny_model_dir, tmp_path, 
     run_args = _args(synthetic_dir, tiny_model_dir, out, **settings)
     episodes.run_episodes(run_args)
     folder = RunFolder(out)
-    assert folder.is_done(2)
+    assert folder.done(2).exists()
     assert sorted(n for _, n in encoded).count("corpus") == 3, encoded  # episodes 0, 1, 2: once each
     for i in (0, 1, 2):
         assert not list((folder.episode(i) / "embeddings").glob("corpus*")), "corpus embeddings should be removed"

@@ -41,10 +41,10 @@ def test_paths_are_the_documented_layout(tmp_path):
                    "ranking": "episode-3/rankings/queries.trec", "pool": "episode-1/pool.jsonl",
                    "scores": "episode-1/scores.npz", "eval": "episode-0/eval.json", "done": "episode-4/DONE",
                    "lock": ".run.lock"}
-    assert not layout.is_done(4)
+    assert not layout.done(4).exists()
     layout.done(4).parent.mkdir()
     layout.done(4).write_text("{}")
-    assert layout.is_done(4)
+    assert layout.done(4).exists()
 
 
 def test_runner_and_analysis_share_the_layout(tmp_path):
@@ -59,7 +59,9 @@ def test_runner_and_analysis_share_the_layout(tmp_path):
 
 def _episode_args(collection, model, out, **overrides):
     settings = dict(output_dir=str(out), model_name_or_path=str(model), collection=str(collection), num_episodes=1,
-                    q_max_len=12, p_max_len=32, depth=10, sample=0, progress=False, device="cpu", analyze=False)
+                    q_max_len=12, p_max_len=32, depth=10, sample=0, progress=False, device="cpu", analyze=False,
+                    # the paper's mining: the default filter would leave the tiny random model almost no pool
+                    max_negative_ratio=None, train_positives="all")
     settings.update(overrides)
     return EpisodeArguments(**settings)
 

@@ -49,7 +49,7 @@ def episode(tmp_path_factory, synthetic_dir, tiny_model_dir) -> RunFolder:
     proc = _run_cli(_args(synthetic_dir, tiny_model_dir, out, backend="v2", num_episodes=1, analyze=False))
     assert proc.returncode == 0, proc.stderr[-3000:]
     folder = RunFolder(out)
-    assert folder.is_done(1) and folder.pool(1).exists()
+    assert folder.done(1).exists() and folder.pool(1).exists()
     return folder
 
 

@@ -90,10 +90,8 @@ class RunLayout:
         return self.episode(i) / "eval.json"
 
     def done(self, i: int) -> Path:
+        """Episode i's DONE marker: the episode is finished when it exists (`done(i).exists()`)."""
         return self.episode(i) / DONE_FILE
-
-    def is_done(self, i: int) -> bool:
-        return self.done(i).exists()
 
     def bm25_run(self, name: str) -> Path:
         return self.bm25_dir / f"{name}.trec"
