@@ -156,7 +156,9 @@ def summarize(args: argparse.Namespace) -> dict:
         one_shot = Path(args.one_shot) / f"seed-{seed}" / "result.json" if args.one_shot else None
         if one_shot is not None and one_shot.exists():
             entry["vs_one_shot"] = compare(values, read_json(one_shot)["per_query"], int(seed))
-        rows.setdefault(name, {"settings": ROWS.get(name), "seeds": {}})["seeds"][seed] = entry
+        # the settings the run recorded (a row's, with --num_train_epochs where it replaced the row's epochs)
+        settings = {k: manifest.get(k) for k in ROWS.get(name, {})}
+        rows.setdefault(name, {"settings": settings, "seeds": {}})["seeds"][seed] = entry
     summary = {"metric": METRIC, "rows": rows, "one_shot": _one_shot_rows(args.one_shot),
                "machine": machine_info(args.device)}
     write_json(out / "summary.json", summary)
