@@ -12,8 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-import torch
-
 from ..arguments import FieldGroup, TeleArgumentParser
 from ..backends import load_encoder
 from ..data.collections import Collection, load_collection, load_corpus
@@ -21,7 +19,7 @@ from ..data.names import Amp, EmbeddingDtype, Pooling
 from ..data.outputs import StepOutput
 from ..data.token_cache import corpus_token_cache, query_token_cache
 from ..retrieval.embeddings import ids_path, npy_path, read_ids, shard_prefix
-from ..retrieval.encode import distributed_shard, encode_to_file
+from ..retrieval.encode import distributed_shard, encode_to_file, resolve_device
 from ..utils import setup_logging
 
 logger = logging.getLogger(__name__)
@@ -96,9 +94,7 @@ def run(args: EncodeArguments) -> Path:
     Returns:
         The written shard's prefix (`<prefix>.npy` / `.ids`).
     """
-    device = args.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device(args.device)
     if device.startswith("cuda") and "LOCAL_RANK" in os.environ and device == "cuda":
         device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
     shard_index, num_shards = distributed_shard(args.shard_index, args.num_shards)

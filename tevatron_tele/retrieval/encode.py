@@ -123,6 +123,20 @@ def _empty(model, dtype: str) -> np.ndarray:
     return np.empty((0, dim), dtype=DTYPES[dtype])
 
 
+def resolve_device(device: str) -> str:
+    """The device an option names, with 'auto' made concrete.
+
+    Args:
+        device: cpu, cuda, cuda:N or auto.
+
+    Returns:
+        `device`, or for 'auto' cuda when a GPU is visible and cpu otherwise.
+    """
+    if device != "auto":
+        return device
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def distributed_shard(shard_index: int = 0, num_shards: int = 1) -> tuple[int, int]:
     """Refine a shard by torchrun's RANK / WORLD_SIZE: each process takes one sub-shard.
 

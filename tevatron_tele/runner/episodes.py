@@ -17,8 +17,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import torch
-
 from ..backends import load_encoder
 from ..data.collections import Collection
 from ..data.pools import pool_stats_path
@@ -29,7 +27,7 @@ from ..evaluation.report import analyze_and_report
 from ..mining.tele import MiningConfig, mine_episode, mining_positives
 from ..retrieval.bm25 import PyseriniUnavailableError, bm25_run_to_file, ensure_pyserini
 from ..retrieval.embeddings import ids_path, is_complete, load_rows, npy_path, save_embeddings
-from ..retrieval.encode import encode_to_file
+from ..retrieval.encode import encode_to_file, resolve_device
 from ..retrieval.scoring import EmbeddingScorer
 from ..retrieval.search import search_to_file
 from ..utils import setup_logging, write_json
@@ -43,12 +41,6 @@ from .workspace import RunFolder
 logger = logging.getLogger(__name__)
 
 
-def _device(args: EpisodeArguments) -> str:
-    if args.device != "auto":
-        return args.device
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 class EpisodeRunner:
     """Runs (or resumes) the episodes of one run folder. `run()` returns the run folder.
 
@@ -59,7 +51,7 @@ class EpisodeRunner:
     def __init__(self, args: EpisodeArguments):
         self.args = args
         self.folder = RunFolder(args.output_dir)
-        self.device = _device(args)
+        self.device = resolve_device(args.device)
         self.collections = load_run_collections(args)
         self.caches = TokenCaches(args, Path(args.token_cache_dir or self.folder.token_cache_dir),
                                   self.collections.sources)
