@@ -76,6 +76,10 @@ ROWS: dict[str, dict] = {
     "tele3-readme-best95-bestpos": {"num_episodes": 3, "refresh_steps": 40, "num_train_epochs": 2,
                                     "negatives": "tele", "depth": 200, "sample": 30, **BEST95,
                                     "train_positives": "best"},
+    # its ANCE twin (no lookahead, no momentum): what Tele adds on the same schedule and mining
+    "ance3-readme-best95-bestpos": {"num_episodes": 3, "refresh_steps": 40, "num_train_epochs": 2,
+                                    "negatives": "ann", "depth": 200, "sample": 30, **BEST95,
+                                    "train_positives": "best"},
 }
 
 
