@@ -149,6 +149,11 @@ class Collection:
         """The passages judged relevant (grade > 0) to the query."""
         return [d for d, grade in self.qrels.get(qid, {}).items() if grade > 0]
 
+    def source_paths(self) -> list[str]:
+        """The files the queries and the corpus were read from, sorted (what a step that reads them records as
+        its inputs); empty for a collection made in memory."""
+        return sorted({stamp[0] for stamp in (*self.source_files, *self.corpus.source_files)})
+
 
 def file_stamp(path: PathLike) -> tuple[str, int, int, int, int]:
     """The stamp of a file, taken before a loader reads it: a token cache keyed on the file checks that the file

@@ -79,9 +79,8 @@ def step_output(args: EncodeArguments, collection, out_prefix: Path) -> StepOutp
     settings = {"encode": args.encode, "split": None if args.encode == "corpus" else args.split,
                 "max_len": args.q_max_len if is_query else args.p_max_len, "dtype": args.dtype, "amp": args.amp,
                 "pooling": args.pooling, "normalize": args.normalize, "shard": [args.shard_index, args.num_shards]}
-    sources = [s[0] for s in (*collection.source_files, *collection.corpus.source_files)]
     return StepOutput("encode", [npy_path(out_prefix), ids_path(out_prefix)], settings=settings, shown=out_prefix,
-                      inputs={"model": args.model_dir, "collection": sorted(set(sources)) or None})
+                      inputs={"model": args.model_dir, "collection": collection.source_paths() or None})
 
 
 def run(args: EncodeArguments) -> Path:

@@ -58,8 +58,7 @@ def _judgements(args: EvaluateArguments, collection) -> dict:
     """The input holding the judgements: the collection's files read, or the --qrels file."""
     if collection is None:
         return {"qrels": args.qrels}
-    sources = sorted({s[0] for s in (*collection.source_files, *collection.corpus.source_files)})
-    return {"collection": sources or args.collection}
+    return {"collection": collection.source_paths() or args.collection}
 
 
 def _outputs(args: EvaluateArguments, collection, output: Path | None) -> tuple[StepOutput | None, StepOutput | None]:

@@ -23,7 +23,7 @@ from ..data.outputs import StepOutput
 from ..data.pools import pool_stats_path
 from ..data.trec import check_run_documents
 from ..mining.tele import MiningConfig, mine_episode
-from ..retrieval.embeddings import ids_path, npy_path, shard_prefixes
+from ..retrieval.embeddings import embedding_files
 from ..retrieval.scoring import EmbeddingScorer
 from ..utils import read_json, setup_logging
 
@@ -69,11 +69,7 @@ def step_output(args: MineArguments, collection: Collection) -> StepOutput:
     Returns:
         The StepOutput of `pool.jsonl` + `pool.stats.json`.
     """
-    def embedding_files(prefix: str | None) -> list[Path] | None:
-        return None if prefix is None else [f for p in shard_prefixes(prefix) for f in (npy_path(p), ids_path(p))]
-
-    sources = sorted({s[0] for s in (*collection.source_files, *collection.corpus.source_files)})
-    inputs = {"collection": sources or args.collection, "query_run": args.query_run,
+    inputs = {"collection": collection.source_paths() or args.collection, "query_run": args.query_run,
               "positive_run": args.positive_run, "previous_pool": args.previous_pool, "bm25_run": args.bm25_run,
               "query_embeddings": embedding_files(args.query_embeddings),
               "corpus_embeddings": embedding_files(args.corpus_embeddings), "scores": args.scores}

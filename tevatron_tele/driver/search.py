@@ -19,7 +19,7 @@ from ..data.collections import load_collection
 from ..data.names import SearchBackend
 from ..data.outputs import StepOutput
 from ..retrieval.bm25 import bm25_run_to_file
-from ..retrieval.embeddings import ids_path, npy_path, shard_prefixes
+from ..retrieval.embeddings import embedding_files
 from ..retrieval.pyserini_index import export_pyserini_index
 from ..retrieval.search import search_to_file
 from ..utils import setup_logging
@@ -51,11 +51,6 @@ class SearchArguments(FieldGroup):
                                                              "settings or inputs (never anything else)"})
 
 
-def _embedding_files(prefix: str) -> list[Path]:
-    """The .npy and .ids files of an embeddings prefix (or its shards)."""
-    return [f for p in shard_prefixes(prefix) for f in (npy_path(p), ids_path(p))]
-
-
 def _run_counts(path: str) -> dict:
     """Queries and lines of a written TREC run (what the record says the run holds)."""
     queries, lines = set(), 0
@@ -71,7 +66,7 @@ def _search_dense(args: SearchArguments) -> str:
     if not args.query_embeddings or not args.corpus_embeddings:
         raise ValueError("--method dense needs --query_embeddings and --corpus_embeddings")
     output = StepOutput("search", [Path(args.output)], settings=_settings(args), inputs={
-        "queries": _embedding_files(args.query_embeddings), "corpus": _embedding_files(args.corpus_embeddings)})
+        "queries": embedding_files(args.query_embeddings), "corpus": embedding_files(args.corpus_embeddings)})
     if not output.reusable(overwrite=args.overwrite):
         faiss.omp_set_num_threads(max(1, args.threads))
         output.begin()
@@ -103,9 +98,8 @@ def run(args: SearchArguments) -> str:
         if not args.collection or not args.index_dir:
             raise ValueError("--method bm25 needs --collection and --index_dir")
         collection = load_collection(args.collection, args.split, passages=args.passages)
-        sources = sorted({s[0] for s in (*collection.source_files, *collection.corpus.source_files)})
         output = StepOutput("search", [Path(args.output)], settings=_settings(args),
-                            inputs={"collection": sources or args.collection})
+                            inputs={"collection": collection.source_paths() or args.collection})
         if not output.reusable(overwrite=args.overwrite):
             output.begin()
             bm25_run_to_file(collection, args.index_dir, args.output, k=args.depth, threads=args.threads,

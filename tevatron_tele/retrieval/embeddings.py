@@ -148,6 +148,20 @@ def shard_prefixes(prefix: PathLike) -> list[Path]:
     return [shards[i] for i in range(total)]
 
 
+def embedding_files(prefix: PathLike | None) -> list[Path] | None:
+    """The files that hold a prefix's embeddings (what a step reading them records as its inputs).
+
+    Args:
+        prefix: an embeddings prefix, sharded or not (None: none given).
+
+    Returns:
+        The `.npy` and `.ids` file of each of its `shard_prefixes`, or None when `prefix` is None.
+    """
+    if prefix is None:
+        return None
+    return [f for p in shard_prefixes(prefix) for f in (npy_path(p), ids_path(p))]
+
+
 def expand_prefixes(prefixes: Sequence[PathLike] | PathLike) -> list[Path]:
     """The shards of one prefix or of several.
 
