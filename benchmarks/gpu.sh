@@ -91,16 +91,17 @@ IMPORTS=$?
 cat "$OUT/env.txt"
 
 # ---- GPU_PART=defaults: the defaults study's deciding rows (benchmarks/defaults_study.py) instead of (a)-(c) ----
-# NFCorpus dev, seeds 13 14 15: the one-shot recipe through sentence-transformers, one episode of filtered ANN
-# negatives, and three episodes of Tele with the same filter; the summary after each part, so a cut-off run keeps
-# what finished.
+# NFCorpus dev, seeds 13 14 15: the one-shot recipe through sentence-transformers, one episode of ANN negatives on
+# the runner's defaults (filter against the best positive, trained on it), and the README recipe on those defaults
+# with Tele and with ANN negatives only (what Tele adds); the summary after each part, so a cut-off run keeps what
+# finished.
 if [ "${GPU_PART:-effectiveness}" = defaults ]; then
   if [ "$IMPORTS" != 0 ]; then say "imports failed (see env.txt)"; exit 1; fi
   if [ "$DRY" = 1 ]; then DEVICE=cpu; SEEDS=(13); else DEVICE=cuda; SEEDS=(13 14 15); fi
   NF=$WORK/data/nfcorpus; D=$WORK/defaults
   summary() { "$PY" benchmarks/defaults_study.py summary --out "$D/nfcorpus" --one_shot "$D/one_shot" \
     --device "$DEVICE" > /dev/null && cp "$D/nfcorpus/summary.json" "$D/nfcorpus/summary.md" "$OUT/"; }
-  for part in one_shot ance-top30-best95 tele3-top200-best95; do
+  for part in one_shot ance-top30-best95-bestpos tele3-readme-best95-bestpos ance3-readme-best95-bestpos; do
     LEFT=$(( BUDGET - $(elapsed) ))
     [ "$LEFT" -gt 30 ] || { say "no time left for $part"; break; }
     say "$part with ${LEFT}s left"
