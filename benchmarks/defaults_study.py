@@ -12,7 +12,8 @@ passages, 64 / 128 tokens) and is evaluated on `--eval_split` after each episode
 `ROWS`. Runs resume (the runner's own resumption); the base model's encodings are shared (--base_cache_dir).
 `summary` reads the run folders back: the figure of each row's kept episode (best.json; the last episode
 without a dev split), its paired bootstrap against the start and against the one-shot recipe of the same seed,
-and its cost (training steps, encodings, the runner's step timings), into OUT/summary.json and OUT/summary.md.
+and its cost (training steps, encodings, the runner's step timings), and the rows of `PAIRS` against each other
+(same seed), into OUT/summary.json and OUT/summary.md.
 """
 from __future__ import annotations
 
@@ -61,6 +62,8 @@ ROWS: dict[str, dict] = {
                                "mask_batch_positives": True},
     # a sample of the top 200 (the paper's depth) instead of the top 30
     "ance-top200-best95": {**SHORT, "negatives": "ann", "depth": 200, "sample": 30, **BEST95},
+    "ance-top200-best95-bestpos": {**SHORT, "negatives": "ann", "depth": 200, "sample": 30, **BEST95,
+                                   "train_positives": "best"},
     "ance-top200": {**SHORT, "negatives": "ann", "depth": 200, "sample": 30},
     # lookahead under the same filter, one episode
     "tele1-top200-best95": {**SHORT, "negatives": "tele", "depth": 200, "sample": 30, **BEST95},
@@ -85,6 +88,15 @@ ROWS: dict[str, dict] = {
     "bm25-best95-bestpos": {"num_episodes": 1, "num_train_epochs": 2.25, "negatives": "bm25", "depth": 200,
                             "sample": 30, **BEST95, "train_positives": "best"},
 }
+
+
+# Rows compared head to head (same seed, paired bootstrap over the evaluated queries): what one setting adds.
+PAIRS = [("ance-top30-best95", "ance-top30"), ("ance-top30-best95-bestpos", "ance-top30-best95"),
+         ("tele1-top200-best95-bestpos", "ance-top30-best95-bestpos"),
+         ("tele1-top200-best95-bestpos", "ance-top200-best95-bestpos"),
+         ("tele3-readme-best95-bestpos", "ance3-readme-best95-bestpos"),
+         ("tele3-readme-best95-bestpos", "bm25-best95-bestpos"),
+         ("tele3-readme-best95-bestpos", "tele1-top200-best95-bestpos")]
 
 
 def _flags(settings: dict) -> list[str]:
@@ -141,10 +153,12 @@ def _kept_episode(folder: RunFolder) -> int:
 
 
 def summarize(args: argparse.Namespace) -> dict:
-    """Every finished row and seed against the start and the one-shot recipe (per-query, paired bootstrap)."""
+    """Every finished row and seed against the start and the one-shot recipe, and the `PAIRS` head to head
+    (per-query, paired bootstrap)."""
     out = Path(args.out)
     rows: dict[str, dict] = {}
     qrels_cache: dict[str, dict] = {}
+    per_query: dict[tuple[str, str], dict[str, float]] = {}
     for run_dir in sorted((out / "runs").glob("*-s*")):
         if not RunLayout(run_dir).best_json.exists():
             continue
@@ -167,7 +181,11 @@ def summarize(args: argparse.Namespace) -> dict:
         # the settings the run recorded (a row's, with --num_train_epochs where it replaced the row's epochs)
         settings = {k: manifest.get(k) for k in ROWS.get(name, {})}
         rows.setdefault(name, {"settings": settings, "seeds": {}})["seeds"][seed] = entry
-    summary = {"metric": METRIC, "rows": rows, "one_shot": _one_shot_rows(args.one_shot),
+        per_query[(name, seed)] = values
+    pairs = [{"row": a, "against": b, "seed": int(seed), "difference": compare(per_query[(a, seed)],
+                                                                               per_query[(b, seed)], int(seed))}
+             for a, b in PAIRS for (name, seed) in sorted(per_query) if name == a and (b, seed) in per_query]
+    summary = {"metric": METRIC, "rows": rows, "pairs": pairs, "one_shot": _one_shot_rows(args.one_shot),
                "machine": machine_info(args.device)}
     write_json(out / "summary.json", summary)
     (out / "summary.md").write_text(_table(summary), encoding="utf-8")
@@ -208,6 +226,10 @@ def _table(summary: dict) -> str:
             steps = "+".join(str(s) for s in c["steps"])
             lines.append(f"| {name} | {seed} | {e['kept_episode']} | {e[METRIC]:.4f} | {_interval(e['vs_start'])} | "
                          f"{_interval(e.get('vs_one_shot'))} | {steps} | {c['encodings']} | {c['seconds']:.0f} |")
+    if summary.get("pairs"):
+        lines += ["", f"| row | against | seed | {METRIC} difference |", "|---|---|---|---|"]
+        lines += [f"| {p['row']} | {p['against']} | {p['seed']} | {_interval(p['difference'])} |"
+                  for p in summary["pairs"]]
     return "\n".join(lines) + "\n"
 
 
