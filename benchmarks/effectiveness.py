@@ -45,6 +45,7 @@ REPO = HERE.parent
 from machine import machine_info  # noqa: E402
 
 from tevatron_tele.data.run_folder import RunLayout  # noqa: E402
+from tevatron_tele.retrieval.encode import resolve_device  # noqa: E402
 from tevatron_tele.utils import read_json, setup_logging, write_json  # noqa: E402
 
 # The siblings' names, in a few lines.
@@ -169,11 +170,7 @@ def transfer_eval(run_dir: Path, episode: int, profile: dict, paths: dict) -> Pa
     if out.exists():
         return out
     started = time.perf_counter()
-    device = profile.get("device", "auto")
-    if device == "auto":
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device(profile.get("device", "auto"))
     model_dir = paths["model"] if episode == 0 else folder.model(episode)
     model, tokenizer = load_encoder(model_dir, device, pooling=profile["pooling"], normalize=profile["normalize"])
     collection = load_collection(paths["transfer"], split="test")

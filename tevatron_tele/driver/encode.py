@@ -94,7 +94,7 @@ def run(args: EncodeArguments) -> Path:
         The written shard's prefix (`<prefix>.npy` / `.ids`).
     """
     device = resolve_device(args.device)
-    if device.startswith("cuda") and "LOCAL_RANK" in os.environ and device == "cuda":
+    if device == "cuda" and "LOCAL_RANK" in os.environ:
         device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
     shard_index, num_shards = distributed_shard(args.shard_index, args.num_shards)
     cache_dir = Path(args.cache_dir) if args.cache_dir else Path(args.output).parent / "token_cache"
