@@ -1,8 +1,8 @@
 """tevatron-tele: ANCE-Tele teleportation negatives for the Tevatron dense-retrieval toolkit.
 
-The names below load on first use, so `import tevatron_tele` stays cheap. The training names
-(`TeleTrainDataset`, `TeleDenseModel`, `TeleTrainer`, the argument dataclasses, `make_collator`) come
-from the backend of the Tevatron installed here: tevatron 0.1.0 or current Tevatron (`tevatron.retriever`).
+The names below load on first use, so `import tevatron_tele` stays cheap. The training names (`TeleTrainDataset`,
+`TeleDenseModel`, `TeleTrainer`, the argument dataclasses, `make_collator`) come from the backend of the Tevatron
+installed here: tevatron 0.1.0 or current Tevatron (`tevatron.retriever`).
 """
 from __future__ import annotations
 

@@ -1,13 +1,12 @@
-"""The options the drivers share, each declared once in a field group that the drivers' arguments compose:
-model (`TeleModelFields`), mining (`MiningFields`, `FilterFields`), training (`LengthFields`, `MixingFields`,
-`TrainerFields`; with the rest of `driver.train`'s, `TeleDataFields` and `TeleTrainingFields`).
+"""The options the drivers share, each declared once in a field group that the drivers' arguments compose: model
+(`TeleModelFields`), mining (`MiningFields`, `FilterFields`), training (`LengthFields`, `MixingFields`, `TrainerFields`;
+with the rest of `driver.train`'s, `TeleDataFields` and `TeleTrainingFields`).
 
-Each backend declares `TeleModelArguments(TeleModelFields, <Tevatron>.ModelArguments)` and the like, so one set
-of flags with one help text serves both Tevatrons (HfArgumentParser reads the union). Where the two Tevatrons name
-a setting differently (`train_n_passages` / `train_group_size`, `q_max_len` / `query_max_len`, `p_max_len` /
-`passage_max_len`), both names are accepted and hold the same value after parsing; code here reads the first.
-A choice is a `Literal` (`data.names`): --help lists its values, and another value is refused in one line where the
-flags are parsed (`TeleArgumentParser`) and where arguments are made in code or from a file (`FieldGroup`).
+Each backend declares `TeleModelArguments(TeleModelFields, <Tevatron>.ModelArguments)` and the like, so one set of flags
+with one help text serves both Tevatrons (HfArgumentParser reads the union). Where the two Tevatrons name a setting
+differently (`LENGTH_ALIASES`), both names are accepted and hold the same value after parsing; code here reads the
+first. A choice is a `Literal` (`data.names`): --help lists its values, and another value is refused in one line where
+the flags are parsed (`TeleArgumentParser`) and where arguments are made in code or from a file (`FieldGroup`).
 """
 from __future__ import annotations
 
@@ -122,8 +121,8 @@ def _number_or_none(kind: type) -> Any:
 
 class TeleArgumentParser(HfArgumentParser):
     """HfArgumentParser that refuses a value outside a `Literal` option's choices as `FieldGroup` does: a ValueError,
-    which the drivers' error path (`cli.run_cli`) reports in one line, rather than argparse's usage message; and
-    where a number option may be None but defaults to a number (`--max_negative_ratio`), 'none' turns it off."""
+    which the drivers' error path (`cli.run_cli`) reports in one line, rather than argparse's usage message; and where a
+    number option may be None but defaults to a number (`--max_negative_ratio`), 'none' turns it off."""
 
     def _add_dataclass_arguments(self, dtype):
         super()._add_dataclass_arguments(dtype)
@@ -185,8 +184,8 @@ class MiningFields(FieldGroup):
 
 @dataclass
 class FilterFields(FieldGroup):
-    """The positive-aware filter, momentum replay and the positives kept (see `mining.filters`); the rules that
-    compare scores need the mining model's S(q, d)."""
+    """The positive-aware filter, momentum replay and the positives kept (see `mining.filters`); the rules that compare
+    scores need the mining model's S(q, d)."""
 
     max_negative_ratio: float | None = field(
         default=None,

@@ -1,14 +1,12 @@
 """The one error path of the `python -m tevatron_tele.driver.*` commands.
 
-A known input error (a bad file, flag or setting: the package's CollectionError, PoolError,
-RunFileError, ConfigError, ConfigMismatchError, any ValueError, a named input that is missing or a
-directory, the file system's refusal: read-only, full, no permission) prints one line naming the user's path
-(never a step's temporary name) to stderr, `error: FILE:LINE: field 'F': what is wrong`, and exits with
-status 2, the status of a usage error (HfArgumentParser's own usage errors keep theirs). `--debug`
-on the command line, or `TELE_DEBUG=1`, shows the full traceback instead. Anything else (a bug, an
-out-of-memory) keeps its traceback. `--verbose` (or `TELE_VERBOSE=1`) keeps the libraries' own progress bars
-(transformers' "Loading weights" at every model load, ...), which are off by default (see
-`tevatron_tele.utils.quiet_library_progress`).
+A known input error (a bad file, flag or setting: the package's CollectionError, PoolError, RunFileError, ConfigError,
+ConfigMismatchError, any ValueError, a named input that is missing or a directory, the file system's refusal: read-only,
+full, no permission) prints one line naming the user's path (never a step's temporary name) to stderr,
+`error: FILE:LINE: field 'F': what is wrong`, and exits with status 2, the status of a usage error (HfArgumentParser's
+own usage errors keep theirs). `--debug` or `TELE_DEBUG=1` shows the full traceback instead; anything else (a bug, an
+out-of-memory) always keeps it. `--verbose` (or `TELE_VERBOSE=1`) keeps the libraries' own progress bars (transformers'
+"Loading weights" at every model load, ...), off by default (`utils.quiet_library_progress`).
 
     if __name__ == "__main__":
         run_cli(main)
@@ -101,8 +99,8 @@ def strip_debug_flag(argv: list[str], *, keep_with_value: bool = False) -> list[
 
     Args:
         argv: the command-line arguments.
-        keep_with_value: keep a `--debug VALUE` (a driver whose parser has its own `--debug`, such as the
-            Trainer's `--debug underflow_overflow`); only a bare `--debug` is removed.
+        keep_with_value: keep a `--debug VALUE` (a driver whose parser has its own `--debug`, such as the Trainer's
+            `--debug underflow_overflow`); only a bare `--debug` is removed.
 
     Returns:
         The arguments left for the driver.
@@ -119,9 +117,8 @@ def strip_debug_flag(argv: list[str], *, keep_with_value: bool = False) -> list[
 def run_cli(main: Callable[[], Any], *, debug_flag_has_value: bool = False) -> None:
     """Run a driver's `main()` with the one error path: a known input error becomes one line and exit status 2.
 
-    `--debug` is taken out of sys.argv before `main` parses it; with it (or TELE_DEBUG=1) errors keep their
-    traceback. So is `--verbose`, which sets TELE_VERBOSE=1 for the driver (and its subprocesses): the libraries'
-    own progress bars stay on.
+    `--debug` and `--verbose` are taken out of sys.argv before `main` parses it; `--verbose` sets TELE_VERBOSE=1 for the
+    driver and its subprocesses.
 
     Args:
         main: the driver's entry point, called without arguments (it reads sys.argv).

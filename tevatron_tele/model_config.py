@@ -1,8 +1,8 @@
 """What a saved model folder says about itself (`tele_config.json`), and the in-batch positive mask.
 
-Both backends write the same `tele_config.json` beside the weights, so that encoding, the runner and the
-analysis read a model's pooling, normalisation and input format without knowing which Tevatron trained it.
-A plain Hugging Face or Tevatron model has none: it is read as CLS pooling and dot product.
+Both backends write the same `tele_config.json` beside the weights, so that encoding, the runner and the analysis read a
+model's pooling, normalisation and input format without knowing which Tevatron trained it. A plain Hugging Face or
+Tevatron model has none: it is read as CLS pooling and dot product.
 """
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
-"""A saved model folder described for other tools: `tele_config.json` for this package, and the files that make
-the same folder a sentence-transformers model (the layout every release from 2.x to 6.x reads), written by both
-backends through `write_model_configs`:
+"""A saved model folder described for other tools by `write_model_configs` (both backends): `tele_config.json` for this
+package, and the files that make it a sentence-transformers model (a layout that releases 2.x to 6.x all read):
 
     modules.json                        Transformer (the folder itself) -> Pooling -> Normalize (with --normalize)
     sentence_bert_config.json           max_seq_length (the passage length the model was trained with)
@@ -9,8 +8,8 @@ backends through `write_model_configs`:
     config_sentence_transformers.json   the prefixes as prompts "query" / "document", and the similarity
 
 so `SentenceTransformer(folder).encode_query(...)` / `.encode_document(...)` give this package's embeddings. What
-sentence-transformers cannot express (untied encoders, a linear pooler, a LoRA adapter, an appended EOS token) is
-refused with a warning, and the folder then has no `modules.json`. sentence-transformers is never imported here.
+sentence-transformers cannot express (`sentence_transformers_obstacle`) is refused with a warning, and the folder then
+has no `modules.json`. sentence-transformers is never imported here.
 """
 from __future__ import annotations
 
@@ -63,16 +62,15 @@ def _write_json(path: Path, obj: dict | list) -> None:
 
 def write_sentence_transformers_config(path: str | os.PathLike, config: dict, *, embedding_dimension: int,
                                        max_seq_length: int | None = None) -> bool:
-    """Make the model folder `path` loadable by `SentenceTransformer(path)` with the model's own pooling,
-    normalisation and prefixes.
+    """Make `path` loadable by `SentenceTransformer(path)` with the model's own pooling, normalisation and prefixes.
 
     Args:
         path: a saved model folder (weights and tokenizer already there).
         config: the model's tele config (see `sentence_transformers_obstacle`; prefixes from `query_prefix`,
             `passage_prefix`).
         embedding_dimension: the encoder's hidden size.
-        max_seq_length: longest input in tokens (the passage length it was trained with); None leaves
-            sentence-transformers' default (the tokenizer's limit).
+        max_seq_length: longest input in tokens (the trained passage length); None keeps sentence-transformers' default
+            (the tokenizer's limit).
 
     Returns:
         True when written; False (with a warning in the log, nothing written) when refused.

@@ -17,16 +17,16 @@ PathLike = str | os.PathLike
 
 
 class OutputExistsError(FileExistsError):
-    """An output path names something the step did not write (a folder, or a file where a folder goes); it is
-    left as it is. Its message names the user's path: `PATH: what stands there and what to do`."""
+    """An output path names something the step did not write (a folder, or a file where a folder goes); it is left as it
+    is. Its message names the user's path: `PATH: what stands there and what to do`."""
 
     def __init__(self, path: PathLike, problem: str) -> None:
         super().__init__(errno.EEXIST, problem, str(path))
 
 
 def _check_final(final: Path, replaces: Callable[[Path], bool] | None) -> None:
-    """Refuse a folder at `final` unless the step says it is its own earlier output (or, for a folder output,
-    it is empty): nothing the step did not write is ever removed."""
+    """Refuse a folder at `final` unless `replaces` says it is the step's own earlier output (or, for a folder output,
+    it is empty)."""
     if not final.is_dir() or final.is_symlink():
         return
     if replaces is None:
@@ -39,19 +39,16 @@ def _check_final(final: Path, replaces: Callable[[Path], bool] | None) -> None:
 
 @contextlib.contextmanager
 def atomic_path(final: PathLike, *, replaces: Callable[[Path], bool] | None = None) -> Iterator[Path]:
-    """Yield a temporary path beside `final`; rename it to `final` only if the block succeeds.
+    """Yield a temporary path (file or folder) beside `final`; rename it to `final` only if the block succeeds.
 
-    Works for files and directories alike. A killed process leaves at most a `.tmp-*` sibling,
-    never a half-written `final`, so a rerun can trust that anything at `final` is complete.
-    Nothing the step did not write is removed: an existing folder at `final` is refused before the block runs
-    (OutputExistsError), unless `replaces(final)` says it is the step's own earlier output (or it is empty and
-    `replaces` is given, i.e. the output is a folder); a folder is never renamed over an existing file.
+    A killed process leaves at most a `.tmp-*` sibling, never a half-written `final`, so a rerun can trust anything at
+    `final`. Nothing the step did not write is removed: an existing folder at `final` is refused (OutputExistsError)
+    before the block runs unless `replaces` allows it, and a folder is never renamed over an existing file.
 
     Args:
         final: the output's path.
-        replaces: for a folder output, whether an existing folder at `final` is this step's own earlier output,
-            which may then be replaced (e.g. it holds the step's marker file). None: a file output, and any
-            folder at `final` is refused.
+        replaces: for a folder output, whether an existing folder at `final` is the step's own earlier output (e.g. it
+            holds its marker file), to be replaced; an empty one is replaced too. None: a file output.
 
     Returns:
         A context manager yielding the temporary path to write.
@@ -133,14 +130,13 @@ def _utf8_problem(byte: int, file_offset: int, line_offset: int) -> str:
 
 
 def iter_lines(path: PathLike, error: ErrorFactory = input_error) -> Iterator[tuple[int, str]]:
-    """(line number, text without its line ending) for each line of a UTF-8 text file.
-
-    A byte-order mark at the start is dropped and CRLF endings are accepted. Undecodable bytes raise
-    `error(path, line, "<utf-8>", problem)` with the byte offset in the file.
+    """(line number, text without its line ending) for each line of a UTF-8 text file; a leading byte-order mark is
+    dropped, CRLF endings are accepted.
 
     Args:
         path: the file.
-        error: builds the exception of the calling reader from (path, line, field, problem).
+        error: builds the calling reader's exception from (path, line, field, problem): undecodable bytes raise
+            `error(path, line, "<utf-8>", problem)` naming the byte offset in the file.
 
     Returns:
         An iterator over (1-based line number, line text).
@@ -180,11 +176,10 @@ def read_text(path: PathLike, error: ErrorFactory = input_error) -> str:
 
 
 def iter_jsonl(path: PathLike, error: ErrorFactory = input_error) -> Iterator[tuple[int, dict]]:
-    """(line number, object) for each non-blank line of a JSON-lines file.
+    """(line number, object) for each non-blank line of a JSON-lines file (a byte-order mark and CRLF endings accepted).
 
-    A malformed line, or one that is not a JSON object, raises `error(path, line, "<json>", problem)`, so
-    each reader reports file, line and field with its own exception type; so do undecodable bytes (field
-    `<utf-8>`, with the byte offset). A byte-order mark and CRLF line endings are accepted.
+    A malformed line, or one that is not a JSON object, raises `error(path, line, "<json>", problem)`, so each reader
+    reports file, line and field with its own exception type; so do undecodable bytes (field `<utf-8>`).
 
     Args:
         path: the file.
@@ -224,8 +219,8 @@ def read_json(path: PathLike, error: ErrorFactory = input_error) -> Any:
 
 
 def read_json_or_none(path: PathLike) -> Any:
-    """A JSON file's value, or None when it is missing, unreadable or malformed (a cache's own files, where
-    any of these means "not there yet").
+    """A JSON file's value, or None when it is missing, unreadable or malformed (a cache's own files, where any of these
+    means "not there yet").
 
     Args:
         path: the file.
@@ -255,13 +250,11 @@ def verbose_from_env() -> bool:
 
 
 def quiet_library_progress(verbose: bool | None = None) -> bool:
-    """Turn off the progress bars libraries draw for their own work (transformers' "Loading weights" at every
-    model load, "Writing model shards", datasets' table building), unless verbose; our steps' own bars (encode,
-    search, training) are not affected. Subprocesses inherit the setting.
+    """Turn off the progress bars libraries draw for their own work (transformers' "Loading weights", "Writing model
+    shards", datasets' table building) unless verbose; our steps' own bars are kept. Subprocesses inherit the setting.
 
     Args:
-        verbose: keep the libraries' bars as they are; None reads TELE_VERBOSE (which `--verbose` of a driver
-            sets, see `tevatron_tele.cli`).
+        verbose: keep the libraries' bars; None reads TELE_VERBOSE (set by a driver's `--verbose`, see `cli`).
 
     Returns:
         True when the bars were turned off.
@@ -279,8 +272,8 @@ def quiet_library_progress(verbose: bool | None = None) -> bool:
 
 
 def setup_logging(level: int = logging.INFO) -> None:
-    """Tevatron-style log lines (a no-op when the root logger is already configured), and the libraries' own
-    progress bars off unless TELE_VERBOSE / `--verbose` (`quiet_library_progress`).
+    """Tevatron-style log lines (a no-op when the root logger is already configured), and the libraries' own progress
+    bars off unless TELE_VERBOSE / `--verbose` (`quiet_library_progress`).
 
     Args:
         level: the root logger's level.

@@ -4,9 +4,8 @@
 - `v2`: current Tevatron (`tevatron.retriever`, installed from its repository).
 Both install as the `tevatron` package, so one environment has at most one of them; `auto` picks it.
 
-Each backend module provides the same names: `NAME`, `TeleModelArguments`, `TeleDataArguments`,
-`TeleTrainingArguments`, `TeleTrainDataset`, `make_dataset`, `make_collator`, `build_model`, `make_trainer`,
-`save_model` and `load_encoder`.
+Each backend module provides the same names: `NAME`, `TeleModelArguments`, `TeleDataArguments`, `TeleTrainingArguments`,
+`TeleTrainDataset`, `make_dataset`, `make_collator`, `build_model`, `make_trainer`, `save_model` and `load_encoder`.
 """
 from __future__ import annotations
 
@@ -89,20 +88,18 @@ def load_encoder(path: str | os.PathLike, device: str = "cpu", *, pooling: str |
                  input_options: dict | None = None) -> tuple[Any, Any]:
     """Load a saved model for encoding, and its tokenizer.
 
-    The model is called as Tevatron's are: `model(query=batch).q_reps`, `model(passage=batch).p_reps`; it
-    carries `input_format` (prefix ids, end-of-sequence id) for building its inputs from token ids.
-
     Args:
         path: a model folder saved by either backend, or a plain Hugging Face model folder.
         device: where to put the model.
-        pooling: overrides the saved pooling (e.g. 'mean' for a sentence-transformers checkpoint).
-        normalize: overrides the saved normalisation.
+        pooling, normalize: override the saved ones (e.g. pooling 'mean' for a sentence-transformers checkpoint).
         backend: which Tevatron loads it (default: the installed one).
-        input_options: overrides of the saved input format: `query_prefix`, `passage_prefix`,
-            `append_eos_token` (current Tevatron only), e.g. to encode a base model as it will be trained.
+        input_options: overrides of the saved input format: `query_prefix`, `passage_prefix`, `append_eos_token`
+            (current Tevatron only), e.g. to encode a base model as it will be trained.
 
     Returns:
-        (model in eval mode, tokenizer).
+        (model in eval mode, tokenizer). The model is called as Tevatron's are (`model(query=batch).q_reps`,
+        `model(passage=batch).p_reps`) and carries `input_format` (prefix ids, end-of-sequence id) for building its
+        inputs from token ids.
     """
     options = {k: v for k, v in (input_options or {}).items() if v}
     return get_backend(backend).load_encoder(path, device, pooling=pooling, normalize=normalize, **options)

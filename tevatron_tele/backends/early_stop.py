@@ -9,11 +9,9 @@ logger = logging.getLogger(__name__)
 
 
 class EarlyStopCallback(TrainerCallback):
-    """Stop after `stop_step` optimizer steps; the LR schedule stays the one built for the full run.
-
-    This is ANCE-Tele's quick refresh. Setting `max_steps` instead would shrink the schedule (the warm-up
-    and the decay would be computed for the short run), which is not the same training.
-    """
+    """Stop after `stop_step` optimizer steps (ANCE-Tele's quick refresh), keeping the LR schedule built for the full
+    run: setting `max_steps` instead would compute the warm-up and the decay for the short run, which is not the same
+    training."""
 
     def __init__(self, stop_step: int):
         self.stop_step = int(stop_step)

@@ -1,12 +1,9 @@
 """Load retrieval collections (BEIR, MS MARCO TSV, DPR QA, Tevatron jsonl) into one form, with validation.
 
-Every problem in the input is reported as "<file>:<line>: field '<name>': <problem>", so a bad
-line can be found and fixed without reading this code. Structural problems (malformed JSON,
-missing fields, duplicate ids) always raise; qrels pointing at ids that do not exist are dropped
-with a warning, or raise when strict=True.
-
-A loaded corpus is not held in Python objects: its passages are streamed into a memory-mapped store on disk
-(`corpus_store`), which a later load of the same unchanged files opens instead of parsing them again.
+Every input problem is reported as "<file>:<line>: field '<name>': <problem>", so a bad line can be fixed without
+reading this code. Structural problems (malformed JSON, missing fields, duplicate ids) always raise; qrels naming
+unknown ids are dropped with a warning, or raise when strict=True. A loaded corpus is streamed into a memory-mapped
+store on disk (`corpus_store`), which a later load of the same unchanged files opens instead of parsing again.
 """
 from __future__ import annotations
 
@@ -47,19 +44,17 @@ def _passage_text(title: str, text: str, sep: str) -> str:
 class Corpus:
     """Passages: ids, titles ("" when untitled) and texts, in corpus order.
 
-    Made in memory from lists (`Corpus(ids, titles, texts)`), or by a loader over a store on disk
-    (`from_store`), whose columns are read-only list-like views (indexable, sliceable, iterable, equal to
-    lists) and whose id look-up is an `IdIndex` instead of a dict of every id.
+    Made in memory from lists, or by a loader over a store on disk (`from_store`), whose columns are read-only
+    list-like views (indexable, sliceable, iterable, equal to lists) and whose id look-up is an `IdIndex`, not a dict.
     """
 
     ids: Sequence[str]
     titles: Sequence[str]
     texts: Sequence[str]
     _index: dict[str, int] | IdIndex | None = field(default=None, init=False, repr=False, compare=False)
-    # The files a loader read the corpus from (a `file_stamp` each) and how it read them, which a token cache is
-    # keyed on instead of hashing every text; empty for a corpus made in memory. Not an __init__ argument, so
-    # dataclasses.replace does not carry it over to a derived corpus. Code that edits a loaded corpus in place
-    # must set it back to ().
+    # The files a loader read the corpus from (a `file_stamp` each) and how: a token cache is keyed on them instead
+    # of hashing every text; empty when made in memory. Not an __init__ argument, so dataclasses.replace drops it
+    # for a derived corpus; code that edits a loaded corpus in place must set it back to ().
     source_files: tuple = field(default=(), init=False, repr=False, compare=False)
     source_reader: str = field(default="", init=False, repr=False, compare=False)
 
@@ -69,8 +64,7 @@ class Corpus:
 
         Args:
             store: the store.
-            sources: the `file_stamp`s of the files it was read from.
-            reader: how they were read.
+            sources, reader: the `file_stamp`s of the files it was read from, and how they were read.
 
         Returns:
             The corpus.
@@ -100,8 +94,7 @@ class Corpus:
         return True
 
     def unknown_ids(self, docids: Sequence[str]) -> list[str]:
-        """The ids of `docids` that are not in the corpus, in order: one vectorised look-up for a store-backed
-        corpus, where `in` per id would cost a hash and a search each.
+        """The ids of `docids` not in the corpus, in order; one vectorised look-up for a store-backed corpus.
 
         Args:
             docids: the ids to check.
@@ -122,8 +115,7 @@ class Corpus:
         """`passage_text` of rows start..stop-1, read a slice at a time (fast on a store-backed corpus).
 
         Args:
-            start: the first row.
-            stop: one past the last row.
+            start, stop: the first row and one past the last.
             sep: the tokenizer's separator.
 
         Returns:
@@ -141,8 +133,8 @@ class Collection:
     qrels: dict[str, dict[str, int]]
     answers: dict[str, list[str]] | None = None
     stats: dict[str, Any] = field(default_factory=dict)
-    # The files a loader read the queries from (a `file_stamp` each; the corpus has its own), as for
-    # Corpus.source_files: empty when made in memory or derived with dataclasses.replace (a held-out part).
+    # The files the queries were read from (a `file_stamp` each; the corpus has its own), as Corpus.source_files:
+    # empty when made in memory or derived with dataclasses.replace (a held-out part).
     source_files: tuple = field(default=(), init=False, repr=False, compare=False)
 
     def positives(self, qid: str) -> list[str]:
@@ -150,14 +142,12 @@ class Collection:
         return [d for d, grade in self.qrels.get(qid, {}).items() if grade > 0]
 
     def source_paths(self) -> list[str]:
-        """The files the queries and the corpus were read from, sorted (what a step that reads them records as
-        its inputs); empty for a collection made in memory."""
+        """The files queries and corpus were read from, sorted (a step's recorded inputs); empty if made in memory."""
         return sorted({stamp[0] for stamp in (*self.source_files, *self.corpus.source_files)})
 
 
 def file_stamp(path: PathLike) -> tuple[str, int, int, int, int]:
-    """The stamp of a file, taken before a loader reads it: a token cache keyed on the file checks that the file
-    still has it (data.token_cache.source_hash).
+    """A file's stamp, taken before a loader reads it; a token cache checks the file still has it (source_hash).
 
     Args:
         path: the file.
@@ -199,8 +189,7 @@ def _str_field(path: Path, line: int | str, obj: dict, name: str, *, required: b
 
 
 def _id(path: Path, line: int | str, name: str, value: str) -> str:
-    """Refuse an id holding whitespace: TREC run and qrels files split their columns on it, so such an id would be
-    read back as other ids (or fail much later, naming an internal file)."""
+    """Refuse an id holding whitespace: TREC run and qrels files split columns on it, so it reads back as other ids."""
     if any(c.isspace() for c in value):
         raise _error(path, line, name, f"id {value!r} holds whitespace, which TREC run and qrels files cannot "
                                        "carry; rename it (e.g. with '_')")
@@ -220,18 +209,8 @@ def _unicode(path: Path, line: int | str, name: str, value: str) -> str:
 
 def _stored_corpus(path: Path, stamp: tuple, reader: str, fill: Callable[[CorpusWriter], None],
                    id_field: Callable[[int], str]) -> Corpus:
-    """The corpus `fill` parses from `path` into a store, or the store of an earlier load of the unchanged file.
-
-    Args:
-        path: the file, as the user named it (for messages).
-        stamp: its `file_stamp`, taken before it is read.
-        reader: how it is read (part of the store's key).
-        fill: parses the file into the writer, raising on bad input.
-        id_field: the name of the id field at a line, for the duplicate-id message.
-
-    Returns:
-        The store-backed corpus.
-    """
+    """The corpus `fill` parses from `path` into a store (keyed on `stamp` and `reader`), or an earlier load's store;
+    `id_field(line)` names the id field at a line, for the duplicate-id message."""
     def duplicate(docid: str, line: int, first_line: int) -> CollectionError:
         return _error(path, line, id_field(line), f"duplicate document id {docid!r} (first at {path}:{first_line})")
 
@@ -259,12 +238,12 @@ _QRELS_HEADER_WORDS = {"query-id", "query_id", "qid", "query", "topic", "corpus-
 
 
 def read_qrels(path: PathLike) -> dict[str, dict[str, int]]:
-    """Relevance judgements from BEIR (`query-id corpus-id score`, header line), TREC / MS MARCO
-    (`qid 0 docid grade` or `qid docid grade`) or headerless 2-column `qid docid` (grade 1) files. After a BEIR
-    header, rows are split on tabs (BEIR's format), so an id holding a space is refused, not read as other columns.
+    """Relevance judgements from BEIR (`query-id corpus-id score`, header line), TREC / MS MARCO (`qid 0 docid grade`
+    or `qid docid grade`) or headerless 2-column `qid docid` (grade 1) files.
 
-    Errors name the format's own columns (BEIR: query-id, corpus-id, score; TREC: qid, docid, grade).
-    Grades must be integers; negative grades (TREC's "junk") are kept and count as not relevant.
+    After a BEIR header, rows are split on tabs, so an id holding a space is refused, not read as other columns.
+    Errors name the format's own columns (BEIR: query-id, corpus-id, score; TREC: qid, docid, grade). Grades must be
+    integers; negative grades (TREC's "junk") are kept and count as not relevant.
 
     Args:
         path: the qrels file.
@@ -480,8 +459,7 @@ def _dpr_ctx_id(path: Path, where: str, ctx: Any) -> str:
 
 def _read_dpr(path: Path, writer: CorpusWriter | None, queries: dict[str, str], answers: dict[str, list[str]],
               qrels: dict[str, dict[str, int]]) -> None:
-    """Fill `queries`, `answers` and `qrels` from a DPR json file, and `writer` (if given) with every context it
-    mentions, once each (the corpus when there is no passages file)."""
+    """Fill `queries`, `answers`, `qrels` from a DPR json file, and `writer` (if given) with each context once."""
     text = read_text(path, _error)
     if not text.strip():
         raise _error(path, None, "<json>", "empty: no questions in the file")
@@ -620,17 +598,14 @@ SINGLE_FILE_SPLIT = "train"
 
 
 def collection_splits(path: PathLike, fmt: str = "auto") -> list[str] | None:
-    """The splits a collection offers, or None for a single-file collection that has none.
-
-    BEIR folders have `qrels/<split>.tsv`, MS MARCO folders `queries.<split>.tsv`, Tevatron folders
-    `<split>.jsonl`; a DPR json or Tevatron jsonl file is one set of queries without splits.
+    """The splits a collection offers (BEIR `qrels/<split>.tsv`, MS MARCO `queries.<split>.tsv`, `<split>.jsonl`).
 
     Args:
         path: the collection (folder or file).
         fmt: its format, or "auto" to detect it.
 
     Returns:
-        The split names (sorted), or None when the collection has no splits.
+        The split names (sorted), or None for a single-file collection (DPR json, Tevatron jsonl), which has none.
     """
     path = Path(path)
     if not path.exists():
@@ -648,15 +623,13 @@ def collection_splits(path: PathLike, fmt: str = "auto") -> list[str] | None:
 def check_split(path: PathLike, split: str | None, *, flag: str = "--split", fmt: str = "auto") -> None:
     """Refuse a split that a collection without splits cannot give.
 
-    A DPR json or Tevatron jsonl file has no splits: its queries are read for split None, "" or
-    "train" (SINGLE_FILE_SPLIT, the default); any other split (e.g. the runner's default
-    `--eval_split test`) would silently read those same queries, so it is refused.
+    A DPR json or Tevatron jsonl file's queries are read for split None, "" or "train" (SINGLE_FILE_SPLIT); any other
+    split (e.g. the runner's default `--eval_split test`) would silently read those same queries, so it is refused.
 
     Args:
-        path: the collection.
+        path, fmt: the collection and its format (or "auto").
         split: the split asked for.
         flag: the option that named it, for the message (e.g. "--eval_split").
-        fmt: the collection's format, or "auto".
 
     Raises:
         CollectionError: `PATH: field 'split': ...`, saying what to pass instead.
@@ -676,14 +649,13 @@ def check_split(path: PathLike, split: str | None, *, flag: str = "--split", fmt
 
 def load_collection(path: PathLike, split: str | None = "train", *, fmt: str = "auto",
                     passages: PathLike | None = None, strict: bool = False) -> Collection:
-    """Load one split of a collection. `passages` is the DPR passages TSV (DPR format only).
+    """Load one split of a collection.
 
     Args:
-        path: a BEIR or MS MARCO folder, a DPR json file, a Tevatron jsonl file or folder.
-        split: the split to read; a single-file collection (DPR json, Tevatron jsonl) has none and
-            accepts only None, "" or "train" (see `check_split`).
+        path: a BEIR or MS MARCO folder, a DPR json file, a Tevatron jsonl file or folder of them.
+        split: the split; a single-file collection (DPR json, Tevatron jsonl) accepts only None, "" or "train".
         fmt: the format, or "auto" to detect it.
-        passages: a DPR collection's passages TSV.
+        passages: a DPR collection's passages TSV (DPR format only).
         strict: raise on qrels naming unknown queries or documents, instead of dropping and counting them.
 
     Returns:

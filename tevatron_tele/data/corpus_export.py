@@ -1,7 +1,7 @@
 """A corpus as current Tevatron's id-format training reads it: JSON lines of `{"docid", "text"}`.
 
-Current Tevatron ignores titles in that format, so each passage's text is `title <sep> text` (just the
-text when untitled), the template of this package's corpus token cache, with the model's separator token.
+Tevatron ignores titles in that format, so each text is `title <sep> text` (just the text when untitled), the
+template of this package's corpus token cache, with the model's separator token.
 """
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ def write_corpus_jsonl(corpus: Corpus, path: PathLike, sep: str, *, progress: bo
 
     Args:
         corpus: the passages (`load_corpus` or `Collection.corpus`).
-        path: the .jsonl file to write.
-        sep: the separator put between title and text (the tokenizer's `sep_token`, '' for none).
+        path: the .jsonl file.
+        sep: put between title and text (the tokenizer's `sep_token`, '' for none).
         progress: show a progress bar.
 
     Returns:

@@ -5,14 +5,11 @@ A store is a folder `<cache root>/corpus/<key>` holding
     its source file, for error messages), written a batch at a time as a loader parses;
   - `id_hashes.npy`, `id_rows.npy`: the `IdIndex` over the id column;
   - `meta.json`: written last; the key's parts, the row count, and when the build started.
-The cache root is `$TEVATRON_TELE_CACHE`, else `~/.cache/tevatron_tele`. The key hashes STORE_VERSION, the
-reader's name and the `file_stamp` (path, size, mtime_ns, ctime_ns, inode) of each source file, so opening a
-loaded corpus again costs a `stat` per file and a few memory maps, O(1) in its size; a changed file has another
-stamp, so another key, and is parsed again. The store of the file's former stamp is left where it is (a reader
-may still have it mapped); clearing the cache root reclaims that space.
-
-A build runs under a file lock, into `<key>.partial` (removed if the build fails; a killed build's leftover is
-removed by the next build), which is renamed to `<key>` when complete: readers only ever see complete stores.
+The key hashes STORE_VERSION, the reader's name and each source file's `file_stamp` (path, size, mtime_ns, ctime_ns,
+inode), so reopening costs a `stat` per file and a few memory maps, O(1) in corpus size; a changed file gets another
+key and is parsed again. The former store is left (a reader may still map it); clearing the cache root reclaims it.
+A build runs under a file lock into `<key>.partial` (removed if it fails, or by the next build if it was killed),
+renamed to `<key>` when complete: readers only ever see complete stores.
 """
 from __future__ import annotations
 
@@ -60,7 +57,7 @@ def store_folder(sources: Sequence[Sequence], reader: str) -> Path:
 
     Args:
         sources: the `collections.file_stamp` of each file the corpus is read from.
-        reader: the name of the way it is read (e.g. "beir", "tsv").
+        reader: how it is read (e.g. "beir", "tsv").
 
     Returns:
         `<cache root>/corpus/<key>`.
@@ -72,8 +69,8 @@ def store_folder(sources: Sequence[Sequence], reader: str) -> Path:
 class ArrowStrings(Sequence[str]):
     """A read-only, list-like view of a string column of an Arrow table; nothing is copied until read.
 
-    Indexing by int gives a str, by slice a list; iteration converts `_READ_ROWS` rows at a time, since
-    converting one element at a time costs about a microsecond each. Equal to a list with the same strings.
+    An int index gives a str, a slice a list; iteration converts `_READ_ROWS` rows at a time (one at a time costs
+    about a microsecond each). Equal to a list with the same strings.
 
     Args:
         column: the column.
@@ -104,10 +101,10 @@ class ArrowStrings(Sequence[str]):
             yield from batch
 
     def batches(self, size: int | None = None) -> Iterator[list[str]]:
-        """The strings in order, `size` (default `_READ_ROWS`) at a time.
+        """The strings in order, as lists.
 
         Args:
-            size: strings per list.
+            size: strings per list (default `_READ_ROWS`).
 
         Returns:
             An iterator over lists of strings.
@@ -158,9 +155,7 @@ class CorpusWriter:
         """Append one passage.
 
         Args:
-            docid: its id.
-            title: its title ("" when untitled).
-            text: its text.
+            docid, title, text: the passage (title "" when untitled).
             line: where it is in the source file (1-based line, or item number), for error messages.
         """
         ids, titles, texts, lines = self._columns
@@ -212,8 +207,7 @@ class CorpusStore:
     """An opened store: its columns as read-only views and its id index, all memory-mapped.
 
     Args:
-        folder: the store's folder (its id index is opened from there).
-        table: its Arrow table.
+        folder, table: the store's folder (the id index is opened from there) and its Arrow table.
     """
 
     def __init__(self, folder: Path, table: pa.Table) -> None:
@@ -247,9 +241,8 @@ class CorpusStore:
 
 
 def _reusable(folder: Path, sources: Sequence[Sequence], built_after: int | None = None) -> CorpusStore | None:
-    """The store at `folder` if it is complete, of this version, and built well after its sources last changed,
-    or (a store another process built while this one waited for the lock) begun after `built_after`: it read the
-    files no earlier than this process would."""
+    """The store at `folder` if complete, of this version, and built well after its sources last changed, or begun
+    after `built_after` (built by another process while this one waited for the lock, so no staler than ours)."""
     meta = read_json_or_none(folder / META_FILE)
     if not (isinstance(meta, dict) and meta.get("version") == STORE_VERSION):
         return None
@@ -308,10 +301,8 @@ def open_or_build(sources: Sequence[Sequence], reader: str, fill: Callable[[Corp
     Safe under concurrent callers: one builds while the others wait for its lock, then open what it built.
 
     Args:
-        sources: the `collections.file_stamp` of each source file, taken before the files are read.
-        reader: the name of the way the files are parsed (another parse of the same files is another store).
-        fill: parses the files, calling `writer.add` for each passage in order; raises on bad input, and then
-            no store is left behind.
+        sources, reader: as in `store_folder`; stamps taken before the files are read.
+        fill: calls `writer.add` for each passage in order; raises on bad input, and then no store is left.
         duplicate: the exception for a repeated id, from (the id, its line, the line of its first occurrence).
 
     Returns:

@@ -1,7 +1,7 @@
 """Model inputs from cached token ids: the tokenizer's special tokens put around ids, no text processing.
 
-Tokenizers of transformers 5 no longer take lists of ids (`encode_plus` is gone, and fast tokenizers
-refuse ids in `__call__`), so the template is found once per tokenizer and applied by hand.
+Tokenizers of transformers 5 no longer take lists of ids (`encode_plus` is gone, and fast tokenizers refuse ids in
+`__call__`), so the template is found once per tokenizer and applied by hand.
 """
 from __future__ import annotations
 
@@ -12,11 +12,8 @@ _SPECIAL_LAYOUT_ATTR = "_tele_special_layout"
 
 
 def _special_layout(tokenizer) -> tuple[list[int], list[int]]:
-    """Return the (prefix, suffix) special-token ids the tokenizer puts around a single sequence.
-
-    Found once by tokenizing a probe text with and without special tokens, so it works for any
-    single-sequence template (BERT's [CLS] x [SEP], RoBERTa's <s> x </s>, T5's x </s>, ...).
-    """
+    """The (prefix, suffix) special-token ids the tokenizer puts around one sequence, found (once) by tokenizing a
+    probe with and without them, so any template works (BERT's [CLS] x [SEP], RoBERTa's <s> x </s>, T5's x </s>)."""
     cached = getattr(tokenizer, "__dict__", {}).get(_SPECIAL_LAYOUT_ATTR)
     if cached is not None:
         return cached
@@ -41,17 +38,14 @@ def build_example(tokenizer, token_ids: Sequence[int], max_len: int, *, text_pre
     """Build one model input from token ids that carry no special tokens.
 
     Same result as transformers 4's `encode_plus(token_ids, truncation='only_first', max_length=max_len,
-    padding=False, return_attention_mask=False, return_token_type_ids=False)`: the ids are cut so the
-    sequence with its special tokens fits `max_len`. The collator pads and adds the attention mask.
+    padding=False, return_attention_mask=False, return_token_type_ids=False)`. The collator pads and adds the mask.
 
     Args:
         tokenizer: the model's tokenizer (only its special-token template is used).
-        token_ids: the text's ids without special tokens, e.g. a token-cache row.
+        token_ids: the text's ids without special tokens, e.g. a token-cache row; cut to fit `max_len`.
         max_len: length of the whole input, special tokens included.
-        text_prefix: ids put before the text inside the special tokens (an instruction such as
-            "query: ", tokenized once); they count towards `max_len`.
-        eos_token_id: appended after everything, within `max_len` (current Tevatron's
-            `--append_eos_token`, for last-token pooling of decoder models).
+        text_prefix: ids put before the text inside the special tokens (e.g. "query: "); they count in `max_len`.
+        eos_token_id: appended last, within `max_len` (Tevatron's `--append_eos_token`, for last-token pooling).
 
     Returns:
         `{"input_ids": [...]}`.
@@ -71,8 +65,8 @@ def build_example(tokenizer, token_ids: Sequence[int], max_len: int, *, text_pre
 
 @dataclass(frozen=True)
 class InputFormat:
-    """How a model's inputs are built from token ids beyond the tokenizer's template: current Tevatron's
-    `--query_prefix` / `--passage_prefix` (tokenized once) and `--append_eos_token`."""
+    """Input building beyond the tokenizer's template: Tevatron's `--query_prefix` / `--passage_prefix` (tokenized
+    once) and `--append_eos_token`."""
 
     query_prefix: tuple[int, ...] = ()
     passage_prefix: tuple[int, ...] = ()

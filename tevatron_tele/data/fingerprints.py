@@ -1,11 +1,10 @@
 """Fingerprints of files: a content hash taken once, and trusted again while the file's stat still matches.
 
-A fingerprint is `{"size", "mtime_ns", "signature", "hashed_at_ns", "hash"}`; its `signature` is (size, mtime,
-ctime, inode). A stored hash is used again without reading the file only while the signature is unchanged and
-the file's last change (ctime) is at least `SETTLE_NS` older than the hashing: a change within the same
-timestamp tick as the hashing could not be told apart. ctime is set by the kernel on every change and cannot be
-set back, so a rewrite of the same size with its mtime restored is still seen. The token cache
-(`token_cache.source_hash`) and the step contract (`data.outputs`) both keep their hashes this way.
+A fingerprint is `{"size", "mtime_ns", "signature", "hashed_at_ns", "hash"}`. A stored hash is reused without
+reading the file only while the signature is unchanged and the file's last change (ctime) is at least `SETTLE_NS`
+older than the hashing: a change within the hashing's timestamp tick could not be told apart. The kernel sets ctime
+on every change and it cannot be set back, so a same-size rewrite with its mtime restored is still seen. The token
+cache (`token_cache.source_hash`) and the step contract (`data.outputs`) keep their hashes this way.
 """
 from __future__ import annotations
 
@@ -33,7 +32,7 @@ def file_content_hash(path: PathLike) -> str:
 
 
 def file_signature(st: os.stat_result) -> list[int]:
-    """What changes whenever a file does.
+    """What changes whenever a file does (its `signature`).
 
     Args:
         st: the file's stat result.

@@ -1,12 +1,9 @@
 """Document id -> row look-up for corpora too large for a Python dict of every id.
 
-The index holds a 64-bit hash of each id, sorted (uint64), and the row each sorted hash came from: 12 bytes per id
-instead of a dict entry and a string object (about 100 bytes). Both arrays are `.npy` files, memory-mapped on open.
-A hash only says where to look: every answer is checked against the real id column, so two ids with one hash
-(a collision) are told apart by scanning the run of equal hashes.
-
-The hash is XXH64 (seed 0) of the id's UTF-8 bytes: a fixed function, the same on every run, platform and
-version, unlike Python's `hash()`, which is salted per process.
+The index holds each id's 64-bit hash, sorted (uint64), and the row each sorted hash came from: 12 bytes per id
+instead of a dict entry and a string (about 100 bytes); both are `.npy` files, memory-mapped on open. Every answer
+is checked against the real id column, so colliding ids are told apart by scanning the run of equal hashes. The hash
+is XXH64 (seed 0) of the id's UTF-8 bytes: stable across runs, platforms and versions, unlike the salted `hash()`.
 """
 from __future__ import annotations
 
@@ -68,8 +65,8 @@ class IdIndex:
         """Index the ids given in chunks (only their hashes are kept: 8 bytes per id in memory).
 
         Args:
-            chunks: the ids in row order, a chunk at a time (their concatenation is `ids`).
-            ids: the id column the index answers for, used to check hits and find duplicates.
+            chunks: the ids in row order, a chunk at a time (concatenated, they are `ids`).
+            ids: the id column the index answers for (checks hits, finds duplicates).
             folder: if given, the arrays are saved there and the returned index memory-maps them.
 
         Returns:
@@ -96,7 +93,7 @@ class IdIndex:
 
         Args:
             folder: the folder holding `id_hashes.npy` and `id_rows.npy`.
-            ids: the id column the index was built from.
+            ids: the id column it was built from.
 
         Returns:
             The index.
@@ -117,10 +114,7 @@ class IdIndex:
             docid: the id.
 
         Returns:
-            Its row in the id column.
-
-        Raises:
-            KeyError: the id is not in the column.
+            Its row in the id column (KeyError when absent).
         """
         if isinstance(docid, str):
             # a np.uint64 (a Python int makes numpy convert the whole array) and the method: ~1 µs a search
@@ -151,9 +145,6 @@ class IdIndex:
 
         Returns:
             An int64 array, one row per id.
-
-        Raises:
-            KeyError: an id is absent and `missing` is None.
         """
         n = len(self._hashes)
         if n == 0 or len(docids) == 0:

@@ -1,9 +1,9 @@
-"""Where each key's lines lie in a keyed text file (a TREC run, a pool), so that one key's lines can be read
-without holding the file: the streaming readers of runs and pools look a query up in a file of millions.
+"""Where each key's lines lie in a keyed text file (a TREC run, a pool), so the streaming readers of runs and pools
+can read one query's lines from a file of millions without holding it.
 
-One pass over the file's bytes records, for every maximal block of consecutive lines with the same key, its
-byte offset, byte length and first line number. A key whose lines are not consecutive has several blocks.
-Memory is one dictionary entry per key plus three integers per block, whatever the lines hold.
+One pass over the bytes records, for every maximal block of consecutive lines with the same key, its byte offset,
+byte length and first line number; a key whose lines are not consecutive has several blocks. Memory is one dict
+entry per key plus three integers per block, whatever the lines hold.
 """
 from __future__ import annotations
 
@@ -24,10 +24,10 @@ class LineIndex:
 
     Args:
         path: the file.
-        key_of: the key of a line from its bytes (line ending included) and 1-based line number; None skips
-            the line (blank lines). It raises the reader's own error for a line it cannot key.
-        unique: every key is on one line only; a repeat raises `error(path, line, unique, ...)` naming both
-            lines, where `unique` is the field to name (e.g. "query_id").
+        key_of: a line's key from its bytes (ending included) and 1-based line number; None skips the line (blank
+            lines); raises the reader's own error for a line it cannot key.
+        unique: the field to name (e.g. "query_id") when every key must be on one line only; a repeat raises
+            `error(path, line, unique, ...)` naming both lines.
         error: the reader's exception factory (path, line, field, problem).
     """
 
@@ -97,8 +97,8 @@ class LineIndex:
 
 
 class IndexedLines(Mapping[str, V]):
-    """A read-only mapping over a keyed line file: keys, membership and size come from its `LineIndex`
-    (`self._index`, set by the subclass); the subclass parses a key's lines in `__getitem__`."""
+    """A read-only mapping over a keyed line file: keys, membership and size come from `self._index` (a
+    `LineIndex` the subclass sets); the subclass parses a key's lines in `__getitem__`."""
 
     _index: LineIndex
 

@@ -1,7 +1,7 @@
 """The names the options choose from, each defined once below every layer that uses them; the one check of a choice.
 
-Each is a `Literal`: a flag of that type lists the names in its help and refuses any other value where it is
-parsed (`tevatron_tele.arguments`); the tuples are for code that goes through them.
+Each is a `Literal`: a flag of that type lists the names in its help and refuses other values when parsed
+(`tevatron_tele.arguments`); the tuples are for code that goes through them.
 """
 from __future__ import annotations
 

@@ -1,15 +1,12 @@
 """The contract of every step's output (DESIGN.md): what it was made from, what it holds, and when it may be
-reused, replaced or neither.
-
-An output (one file, or files sharing a prefix such as `<prefix>.npy` + `<prefix>.ids`) has a record beside it,
-`<output>.step.json`:
+reused, replaced or neither. An output (one file, or files sharing a prefix such as `<prefix>.npy` + `<prefix>.ids`)
+has a record beside it, `<output>.step.json`:
 
     {"step": "search", "contract": 1, "state": "writing" | "complete", "settings": {...},
      "inputs": {role: {file name: fingerprint}}, "outputs": {file name: fingerprint}, "counts": {...}}
 
-Fingerprints (`data.fingerprints`) hold size, mtime and a content hash taken once. Inputs are compared by
-content, so the same data at another path is the same input. A step asks `StepOutput.reusable` before its first
-write:
+Fingerprints (`data.fingerprints`) hold size, mtime and a content hash taken once. Inputs are compared by content,
+so the same data at another path is the same input. A step asks `StepOutput.reusable` before its first write:
 
     output = StepOutput("search", [run_path], settings={"depth": 200}, inputs={"queries": [q_npy, q_ids]})
     if not output.reusable(overwrite=args.overwrite):  # True: reuse; raises when it may neither reuse nor replace
@@ -18,12 +15,10 @@ write:
         output.commit(counts={"queries": n})
 
 - nothing at the output's names: it is written;
-- files there but no record of this step: not the step's own, refused even with `overwrite` (OutputExistsError),
-  and never removed;
+- files there but no record of this step: not its own, refused even with `overwrite` (OutputExistsError), kept;
 - its own record, unfinished ("writing": a process stopped between its renames): written again;
 - its own record, complete: reused when its settings and inputs match and each output file still has its recorded
-  fingerprint; otherwise refused in one line listing what differs (OutputMismatchError), or replaced with
-  `overwrite`.
+  fingerprint; otherwise refused in one line listing what differs (OutputMismatchError), or replaced with overwrite.
 """
 from __future__ import annotations
 
@@ -66,8 +61,8 @@ def input_files(paths: InputPaths) -> dict[str, Path]:
     """The files an input names, keyed by a name that does not depend on where the input lies.
 
     Args:
-        paths: a file, a folder (every file under it but hidden ones and step records), or several files (named
-            relative to their common folder); None for none.
+        paths: a file, a folder (every file under it but hidden ones and step records), several files (named
+            relative to their common folder), or None.
 
     Returns:
         {name: file}, sorted by name.
@@ -92,12 +87,11 @@ def _hidden(relative: Path) -> bool:
 
 
 def fingerprint_inputs(inputs: Mapping[str, InputPaths], previous: Mapping | None = None) -> dict[str, dict]:
-    """Fingerprints of every input file, by role and name; a hash stored in `previous` (a record's `inputs`) is
-    used again while it holds, so a file is read once.
+    """Fingerprints of every input file, by role and name.
 
     Args:
         inputs: {role: paths (see `input_files`)}; a role given None is left out.
-        previous: the `inputs` of an earlier record, or None.
+        previous: the `inputs` of an earlier record, or None; its hashes are reused while they hold.
 
     Returns:
         {role: {name: fingerprint}}.
@@ -215,8 +209,7 @@ class StepOutput:
         return diffs
 
     def begin(self) -> None:
-        """Record, before the first write, that the step is writing this output (so a stopped process's files
-        are known as its own)."""
+        """Record, before the first write, that this output is being written (so a stopped run's files are its own)."""
         fps = self._input_fps if self._input_fps is not None else fingerprint_inputs(
             self.inputs, (self._stored or {}).get("inputs"))
         self._input_fps = fps
@@ -247,7 +240,7 @@ def fingerprint_outputs(files: Sequence[PathLike], root: PathLike) -> dict[str, 
 
     Args:
         files: the output's files.
-        root: the folder their names are relative to (the record's folder, or the run folder).
+        root: what the names are relative to (the record's folder, or the run folder).
 
     Returns:
         {relative name: fingerprint}.
@@ -257,16 +250,14 @@ def fingerprint_outputs(files: Sequence[PathLike], root: PathLike) -> dict[str, 
 
 
 def output_changes(stored: Mapping[str, Mapping], root: PathLike) -> dict[str, str]:
-    """Which recorded output files no longer hold their fingerprint, and how (the hash is read again only when the
-    file's stat changed, see `fingerprints.hash_holds`).
+    """Which recorded output files no longer hold their fingerprint, and how (rehashed only if the stat changed).
 
     Args:
         stored: {relative name: fingerprint} as `fingerprint_outputs` recorded them.
         root: the folder the names are relative to.
 
     Returns:
-        {name: 'missing' | 'N -> M bytes' | 'other content, same size'} of the files that changed; empty when
-        every file still holds.
+        {name: 'missing' | 'N -> M bytes' | 'other content, same size'} of the changed files; empty if none.
     """
     changes = {}
     for name, fp in stored.items():
@@ -284,8 +275,7 @@ def input_differences(stored: Mapping, now: Mapping) -> list[str]:
     """`input ROLE: ...` for each role whose files differ in content (paths do not count).
 
     Args:
-        stored: {role: {name: fingerprint}} recorded earlier (`fingerprint_inputs`).
-        now: the same, taken now.
+        stored, now: {role: {name: fingerprint}} (`fingerprint_inputs`) recorded earlier, and taken now.
 
     Returns:
         One phrase per role that differs, naming its changed files.

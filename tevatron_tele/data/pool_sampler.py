@@ -1,9 +1,8 @@
-"""What every TeleTrainDataset shares, whichever Tevatron it subclasses: pool entries turned into groups of
-integer passage keys, and the choice of one example's positive and negatives.
+"""What every TeleTrainDataset shares, whichever Tevatron it subclasses: pool entries turned into groups of integer
+passage keys, and the choice of one example's positive and negatives.
 
-A key is a row of the corpus token cache (or, for reference tokenized pools, of a table of the distinct
-passages found in the file). A backend's dataset mixes `PoolSampler` into that Tevatron's `TrainDataset`
-and turns the chosen keys into the inputs its collator expects.
+A key is a row of the corpus token cache (for reference tokenized pools, of a table of the file's distinct passages).
+A backend's dataset mixes `PoolSampler` into its Tevatron's `TrainDataset` and makes its collator's inputs from keys.
 """
 from __future__ import annotations
 
@@ -36,9 +35,8 @@ class TrainGroup:
 class PoolSampler:
     """Pool groups and the per-example choice of (positive, negatives); a mixin for TrainDataset subclasses.
 
-    `data_args` supplies train_n_passages, negative_mixing, source_weight_map, mask_batch_positives and
-    the *_no_shuffle switches. The epoch and seed come from `trainer` when set (as in Tevatron), else
-    from `self.epoch` / `self.seed`.
+    `data_args` supplies train_n_passages, negative_mixing, source_weight_map, mask_batch_positives and the
+    *_no_shuffle switches. The epoch and seed come from `trainer` when set (as in Tevatron), else `self.epoch/seed`.
     """
 
     trainer: Any = None
@@ -50,11 +48,10 @@ class PoolSampler:
 
         Args:
             data_args: the backend's TeleDataArguments.
-            entries: `PoolEntry` objects (ids, with `corpus_cache` / `query_cache`) or reference ANCE-Tele dicts
-                of token ids (`{"query", "positives", "negatives"}`); read once, so an iterator streams them.
+            entries: `PoolEntry` objects (ids) or reference ANCE-Tele dicts of token ids (`{"query", "positives",
+                "negatives"}`); read once, so an iterator streams them.
             tokenizer: tokenizes a pool's `query_text` when a query is not in `query_cache`.
-            query_cache: TokenCache of the queries (optional).
-            corpus_cache: TokenCache of the corpus (required for id pools).
+            query_cache, corpus_cache: TokenCaches of the queries (optional) and corpus (required for id pools).
             seed: the seed used when no trainer is attached.
 
         Returns:
@@ -88,8 +85,8 @@ class PoolSampler:
         names = ordered_sources(entry.sources)
         listed = [d for name in names for d in entry.sources[name]]
         if not entry.negative_document_ids or entry.negative_document_ids == listed:
-            # the negatives are the sources one after the other (a mined pool, not de-duplicated), or given
-            # by them alone: one array, each source a view of its part
+            # the negatives are the sources concatenated (a mined pool, not de-duplicated) or given by them
+            # alone: one array, each source a view of its part
             negatives = self._keys(qid, listed)
             sources, start = {}, 0
             for name in names:

@@ -34,7 +34,7 @@ def ordered_sources(names: Iterable[str]) -> list[str]:
         names: source names, e.g. the keys of a pool line's `sources`.
 
     Returns:
-        The distinct names, known sources first.
+        The distinct names in that order.
     """
     names = set(names)
     return [s for s in SOURCES if s in names] + sorted(names - set(SOURCES))
@@ -111,8 +111,8 @@ def summarize_pool(entries: Iterable[PoolEntry]) -> dict[str, Any]:
         entries: the pool's entries.
 
     Returns:
-        queries, positives, negatives (and per query), queries without negatives, negatives per source and
-        the ids shared by each pair of sources.
+        queries, positives, negatives (and per query), queries without negatives, negatives per source and the ids
+        shared by each pair of sources.
     """
     summary = PoolSummary()
     for e in entries:
@@ -124,15 +124,14 @@ def write_pool(path: PathLike, entries: Iterable[PoolEntry],
                stats: dict | Callable[[], dict] | None = None) -> None:
     """Write the pool atomically, and its stats file beside it (the given stats over a computed summary).
 
-    Entries are written as they come (an iterator is never held whole), and `stats` may be a function called
-    once they are all written (for stats gathered while they were made). The pool is renamed into place only
-    after its stats are written, so a pool on disk always has its stats: a process killed before leaves no
-    pool, and the step that writes it runs again.
+    Entries are streamed. The pool is renamed into place only after its stats are written, so a pool on disk always
+    has its stats: a process killed before leaves no pool, and the step that writes it runs again.
 
     Args:
         path: the pool.jsonl to write.
         entries: the entries, in the order to write them.
-        stats: fields of pool.stats.json beside the summary (they win over its keys), or a function giving them.
+        stats: fields of pool.stats.json beside the summary (they win over its keys), or a function giving them,
+            called once all entries are written (for stats gathered while they were made).
     """
     summary = PoolSummary()
     with atomic_path(path) as tmp:
@@ -220,12 +219,9 @@ def iter_pool(path: PathLike, *, known_doc_ids: Container[str] | Iterable[str] |
               ) -> Iterator[PoolEntry]:
     """Read and validate a pool one entry at a time (what `read_pool` returns, without a list of them all).
 
-    With `known_doc_ids`, a corpus checks the ids of 4,096 entries in one look-up, and those entries are
-    yielded only once checked, so a consumer never sees an entry the check would refuse.
-
     Args:
-        path: the pool.jsonl.
-        known_doc_ids: as in `read_pool`.
+        path, known_doc_ids: as in `read_pool`; a corpus checks the ids of 4,096 entries in one look-up, and entries
+            are yielded only once checked, so a consumer never sees one the check would refuse.
 
     Returns:
         An iterator over the entries, in file order.
@@ -272,8 +268,8 @@ def read_pool(path: PathLike, *, known_doc_ids: Container[str] | Iterable[str] |
 
     Args:
         path: the pool.jsonl.
-        known_doc_ids: the ids that exist: a container with a fast `in` (a set, a dict, a `Corpus`, which looks
-            ids up in its index without a set of them all), or any iterable of ids (made into a set).
+        known_doc_ids: the ids that exist: a container with a fast `in` (a set, a dict, a `Corpus`, which uses its
+            index, not a set of every id), or any iterable of ids (made into a set).
 
     Returns:
         The entries, in file order.
@@ -309,9 +305,9 @@ def _pool_line_key(path: PathLike, raw: bytes, line_no: int) -> str | None:
 class IndexedPool(IndexedLines[PoolEntry]):
     """A pool file as a read-only mapping of query id -> `PoolEntry`, read and validated when looked up.
 
-    Opening it scans the file once for where each query's line is (`LineIndex`; a query id twice is refused
-    there); `pool[qid]` parses and checks that line as `read_pool` does. Memory is a few integers per query,
-    so a step that needs an earlier pool query by query (momentum, the stored scores) does not hold it.
+    Opening scans the file once for each query's line (`LineIndex`; a repeated query id is refused); `pool[qid]`
+    parses and checks that line as `read_pool` does. At a few integers per query, a step that needs an earlier pool
+    query by query (momentum, the stored scores) does not hold it.
 
     Args:
         path: the pool.jsonl.
@@ -397,7 +393,7 @@ def detect_pool_format(path: str | Path) -> str:
     """The format of a training file.
 
     Args:
-        path: a file, or a folder of such files as the reference code writes them.
+        path: a file, or a folder of such files (as the reference code writes them).
 
     Returns:
         'ids' for pool.jsonl (query_id, ...), 'reference' for tokenized {query, positives, negatives}.

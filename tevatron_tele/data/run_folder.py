@@ -15,8 +15,8 @@ RUN/best.json, RUN/best -> episode-<k>  the verdict and the kept episode
 RUN/report/                        the forgetting and convergence report (analysis.json, report.md, plots)
 RUN/token_cache/                   the token caches (unless --token_cache_dir)
 
-This is the data layer's view of the folder (paths and the listing of episodes); the runner's `RunFolder` adds
-the manifest, the lock and the step bookkeeping, and the evaluation's `RunWorkspace` the pools read for analysis.
+This is the data layer's view (paths, episode listing); the runner's `RunFolder` adds the manifest, the lock and the
+step bookkeeping, and the evaluation's `RunWorkspace` the pools read for analysis.
 """
 from __future__ import annotations
 
@@ -34,13 +34,13 @@ _EPISODE_RE = re.compile(r"episode-(\d+)")
 
 
 def episode_number(name: str) -> int | None:
-    """The episode an `episode-<i>` folder name stands for, or None for any other name.
+    """The episode an `episode-<i>` folder name stands for.
 
     Args:
         name: a folder name (not a path).
 
     Returns:
-        i, or None.
+        i, or None for any other name.
     """
     match = _EPISODE_RE.fullmatch(name)
     return int(match.group(1)) if match else None
@@ -100,10 +100,10 @@ class RunLayout:
         return self.qrels_dir / f"{label}.qrels"
 
     def episodes(self) -> list[int]:
-        """Every episode with a folder (`episode-<i>`), ascending; none when the run folder does not exist.
+        """Every episode with a folder (`episode-<i>`).
 
         Returns:
-            The episode numbers.
+            The episode numbers, ascending; none when the run folder does not exist.
         """
         if not self.root.is_dir():
             return []

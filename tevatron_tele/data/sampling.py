@@ -1,7 +1,6 @@
 """The rules that choose a training step's negatives from a pool: Tevatron's concat window and per-source quotas.
 
-Both depend only on (seed, epoch, item), so a run repeats exactly and a resumed run draws what an
-uninterrupted one would.
+Both depend only on (seed, epoch, item): a run repeats exactly, and a resumed run draws what an uninterrupted one would.
 """
 from __future__ import annotations
 
@@ -40,8 +39,8 @@ def select_concat(negatives: Sequence[int], n: int, hashed_seed: int, epoch: int
                   ) -> list[int]:
     """Tevatron 0.1.0's negative choice: shuffled by the example seed, a window moving with the epoch.
 
-    Duplicates are kept, so a negative listed by several sources is seen more often. When the list
-    is shorter than n it is sampled with replacement, seeded (Tevatron uses the global RNG there).
+    Duplicates are kept, so a negative listed by several sources is seen more often. A list shorter than n is
+    sampled with replacement, seeded (Tevatron uses the global RNG there).
     """
     if n == 0:
         return []
@@ -60,9 +59,9 @@ def select_weighted(sources: dict[str, Sequence[int]], weights: dict[str, float]
                     epoch: int) -> list[int]:
     """Per-source quotas from `weights` over the sources present, de-duplicated across sources.
 
-    A source with fewer distinct negatives than its quota gives what it has; the rest comes from the
-    other sources (round robin). Only when all sources together hold fewer than n distinct negatives
-    are the missing ones drawn again, with replacement.
+    A source with fewer distinct negatives than its quota gives what it has; the rest comes from the other sources
+    (round robin). Only when all together hold fewer than n distinct negatives are the missing ones drawn again,
+    with replacement.
     """
     if n == 0:
         return []

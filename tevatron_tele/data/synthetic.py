@@ -2,16 +2,14 @@
 
 Layout per topic (all words are made-up two-syllable tokens, so a word-level vocab covers them):
   - a few queries, each asking for one *key term* plus some topic and facet words;
-  - for each query a cluster: its positive passage (contains the key term) and near-duplicates
-    of that passage whose key term is swapped for a decoy word (the hardest negatives);
+  - for each query a cluster: its positive passage (contains the key term) and near-duplicates of that passage whose
+    key term is swapped for a decoy word (the hardest negatives);
   - distractors that reuse the topic's words and a query's facet words but no key term;
-plus random passages made of filler and words of other topics.
-In-batch and random negatives (mostly other topics) only teach topic words; ranking the positive
-above its near-duplicates needs the key term, which hard (mined) negatives teach. A lexical ranker
-with IDF weighting finds the positives easily (the key term is rare), so BM25 is a strong baseline.
-With `synonyms` (the demo's collection) queries mostly name their key term by a synonym no passage
-holds, so BM25 ties a positive with its near-duplicates (nDCG@10 0.749 on the demo's test queries, 1.000 without);
-the synonyms recur within a topic, so a model trained on the training queries can learn them.
+plus random passages made of filler and words of other topics. In-batch and random negatives (mostly other topics)
+only teach topic words; ranking the positive above its near-duplicates needs the key term, which hard (mined)
+negatives teach. BM25 finds the positives easily (the key term is rare), so it is a strong baseline. With `synonyms`
+(the demo's collection) BM25 ties a positive with its near-duplicates (nDCG@10 0.749 on the demo's test queries,
+1.000 without).
 """
 from __future__ import annotations
 
@@ -63,10 +61,8 @@ def _pad_with(rng: random.Random, words: list[str], pool: list[str], lo: int, hi
 
 
 class _Synonyms:
-    """The query side of a collection with synonyms: each topic has a few key concepts that its queries ask for
-    and its near-duplicates swap, and each concept has a second word that only queries use. Its draws come from
-    its own generator, so the collection's other draws (filler, facets, passage order) stay those of the
-    collection without synonyms."""
+    """The query side of a collection with synonyms (see `generate`). It draws from its own generator, so the
+    collection's other draws (filler, facets, passage order) stay those of the collection without synonyms."""
 
     def __init__(self, spare: list[str], n_topics: int, seed: int):
         self.rng = random.Random(f"synonyms-{seed}")
@@ -151,14 +147,12 @@ def generate(n_topics: int = 40, seed: int = 0, shared_positives: bool = False, 
     Args:
         n_topics: topics (each 4 queries, 3 for training and 1 for test, and 21 passages).
         seed: the seed of every draw.
-        shared_positives: every query of a topic also has the other queries' positives of that topic as judged
-            positives (grade 1): many positives per query, each judged for several queries, like collections
+        shared_positives: each query also gets its topic's other queries' positives (grade 1), like collections
             with deep judgements of related passages.
-        synonyms: queries say things in other words than their passages, as real queries do. Each topic has two
-            key concepts: a query asks for one, its positive holds it, and its near-duplicates hold the other
-            instead. Each concept has a synonym that only queries use, and a query names its key term by it with
-            probability 0.8. A lexical ranker then cannot tell most positives from their near-duplicates; a
-            dense model can learn the synonyms from the topic's training queries.
+        synonyms: each topic has two key concepts: a query asks for one, its positive holds it, its near-duplicates
+            the other. Each concept has a synonym only queries use, naming the key term with probability 0.8, so a
+            lexical ranker cannot tell most positives from near-duplicates; a dense model can learn the synonyms
+            from the topic's training queries.
 
     Returns:
         {"corpus": [{"_id", "title", "text"}], "queries": [{"_id", "text"}], "qrels": {"train": [...],
@@ -207,15 +201,12 @@ def make_synthetic_collection(out_dir: PathLike, *, n_topics: int = 40, seed: in
                               shared_positives: bool = False, synonyms: bool = False) -> Path:
     """Write the collection as a BEIR folder (corpus.jsonl, queries.jsonl, qrels/{train,test}.tsv).
 
-    Deterministic in its arguments. A folder already complete with the same parameters is reused as is; any
-    other existing folder is replaced atomically.
+    Deterministic in its arguments. A complete folder with the same parameters is reused; one made here with other
+    parameters is replaced atomically (other folders are refused, see `utils.atomic_path`).
 
     Args:
         out_dir: the folder to write.
-        n_topics: topics (see `generate`).
-        seed: the seed of every draw.
-        shared_positives: see `generate`.
-        synonyms: queries use synonyms of their passages' words (see `generate`); the demo's collection.
+        n_topics, seed, shared_positives, synonyms: as in `generate` (synonyms: the demo's collection).
 
     Returns:
         `out_dir`.
@@ -291,17 +282,14 @@ def build_tiny_model(
 ) -> Path:
     """Save a randomly initialised BERT and a word-level BertTokenizer, loadable by AutoModel/AutoTokenizer.
 
-    Deterministic in its arguments.
-
     Args:
         out_dir: the model folder to write.
         vocab_source: a BEIR folder whose words make the vocabulary (default: the generator's words).
-        hidden_size: model width.
-        num_layers: encoder (or decoder) layers.
-        seed: weight initialisation seed.
+        hidden_size, num_layers: model width and encoder (or decoder) layers.
+        seed: weight initialisation seed (the output is deterministic in the arguments).
         max_words: vocabulary cap (most frequent words first).
-        decoder: a LLaMA-style decoder and a word-level fast tokenizer instead (`<pad>`, `<unk>`, `<s>`, `</s>`;
-            no BOS added, right padding), for last-token pooling tests without downloads.
+        decoder: a LLaMA-style decoder and a word-level fast tokenizer instead (`<pad>`, `<unk>`, `<s>`, `</s>`; no
+            BOS added, right padding), for last-token pooling tests without downloads.
 
     Returns:
         `out_dir`.

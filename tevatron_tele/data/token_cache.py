@@ -1,25 +1,20 @@
 """Tokenize a corpus or query set once and reuse it: flat token ids + offsets, memory-mapped.
 
-A cache folder holds `tokens.npy` (all token ids, no special tokens, each text truncated to
-max_len; uint16 when the vocabulary fits, which halves the cache, else int32), `offsets.npy`
-(int64, n+1 entries: text i is tokens[offsets[i]:offsets[i+1]]),
-`ids.txt` (one id per line) and `key.json`. The key covers the tokenizer (its full serialised
-pipeline, or its vocab), max_len, a template string saying how texts were formed, the number of
-texts, and what the texts are:
+A cache folder holds `tokens.npy` (all token ids, no special tokens, each text truncated to max_len; uint16 when the
+vocabulary fits, which halves the cache, else int32), `offsets.npy` (int64, n+1 entries: text i is
+tokens[offsets[i]:offsets[i+1]]), `ids.txt` (one id per line) and `key.json`. The key covers the tokenizer (its
+serialised pipeline, or its vocab), max_len, a template string saying how texts were formed, the number of texts,
+and what the texts are:
 
-- texts a loader read from files (`Collection.source_files`, `Corpus.source_files`): the content
-  hash of each file, the reader, and a probe (hash of the ids and texts at up to 64 evenly spaced
-  positions). Reopening then costs O(1) in the corpus size: a `stat` per file and a look-up of its
-  content hash, which is computed once and stored in `<cache_dir>/.sources/` (see `source_hash`
-  for when a stored hash is trusted);
-- texts made in memory (`build_token_cache`, held-out query sets, a file changed since it was
-  loaded): a hash of every id and text, computed on each open.
+- texts a loader read from files (`Collection.source_files`, `Corpus.source_files`): each file's content hash, the
+  reader, and a probe (ids and texts at up to 64 evenly spaced positions). Reopening costs O(1) in corpus size: a
+  `stat` per file and a look-up of its hash, computed once and stored in `<cache_dir>/.sources/` (`source_hash`);
+- texts made in memory (`build_token_cache`, held-out query sets, a file changed since loaded): a hash of every id
+  and text, computed on each open.
 
-A different key means a rebuild. Builders take a file lock and write incrementally into
-`.build-<name>` beside the cache: every `_CHUNK` texts the written bytes are flushed and a
-progress marker committed, so a build that is killed continues from its last complete chunk
-(what was written after it is cut off) and gives the same bytes as an uninterrupted one. The
-finished folder is renamed into place, so concurrent builders and readers only see complete caches.
+A different key means a rebuild. Builders take a file lock and write into `.build-<name>` beside the cache,
+committing a progress marker every `_CHUNK` texts, so a killed build resumes from its last complete chunk with the
+bytes an uninterrupted one gives. The finished folder is renamed into place, so readers only see complete caches.
 """
 from __future__ import annotations
 
@@ -53,8 +48,8 @@ _BATCH = 4096  # texts per tokenizer call
 _CHUNK = 65_536  # texts per committed chunk: what a killed build can lose
 _NPY_HEADER = 128  # fixed header size so the token count can be filled in after streaming
 _PROBE = 64  # positions whose ids and texts enter a file-backed key
-# A stored content hash is trusted only when the file's last change (ctime) is at least this much older than
-# the moment the hash was taken (see data.fingerprints); a module global here so that tests can shorten it.
+# A stored hash is trusted only when the file's last change (ctime) is at least this much older than its hashing
+# (see data.fingerprints); a module global so that tests can shorten it.
 _SETTLE_NS = SETTLE_NS
 _IDS_CHUNK = 100_000
 
@@ -152,8 +147,8 @@ def _tokenizer_fingerprint(tokenizer: Any) -> str:
 def tokenizer_fingerprint(tokenizer: Any) -> str:
     """Hash of what decides token ids: the serialised fast pipeline if there is one, else class + vocab.
 
-    Serialising a pipeline takes about 0.1 s, so the hash is kept per tokenizer object, together with its
-    length (`len(tokenizer)`): adding tokens to the object makes it be computed again.
+    Serialising takes about 0.1 s, so the hash is memoised per tokenizer object with `len(tokenizer)`; adding tokens
+    makes it be computed again.
 
     Args:
         tokenizer: a transformers tokenizer.
@@ -180,8 +175,7 @@ def content_fingerprint(ids: Sequence[str], texts: Sequence[str]) -> str:
     """Hash of every id and text (the key of texts that do not come from files).
 
     Args:
-        ids: the ids.
-        texts: their texts.
+        ids, texts: the ids and their texts.
 
     Returns:
         32 hex digits.
@@ -205,21 +199,17 @@ def _write_json_atomic(path: Path, obj: Any) -> None:
 def source_hash(stamp: Sequence, store: PathLike) -> str | None:
     """Content hash of a file a loader read, without reading it again where that can be avoided.
 
-    `stamp` is the loader's `collections.file_stamp` (path, size, mtime_ns, ctime_ns, inode, taken before it
-    read the file). The rule:
-
     - if the file's size, mtime, ctime or inode now differ from the stamp, it changed since it was loaded: None
       (the caller hashes the texts instead);
     - else, if `store` holds a hash taken when the file had these same four values, and the file's ctime is at
       least `_SETTLE_NS` (2 s) older than that hashing, that hash is used (nothing is read);
     - else the file is hashed (blake2b) and the hash stored with the four values and the time.
 
-    ctime is set by the kernel on every change to the file and cannot be set back (`os.utime` sets it to now),
-    so a rewrite of the same size with its mtime restored is still seen; the 2 s margin covers filesystems
-    whose timestamps are coarser than the time between a hashing and a rewrite.
+    The kernel sets ctime on every change and it cannot be set back (`os.utime` sets it to now), so a same-size
+    rewrite with its mtime restored is still seen; the 2 s margin covers filesystems with coarse timestamps.
 
     Args:
-        stamp: the file's stamp.
+        stamp: the loader's `collections.file_stamp` (path, size, mtime_ns, ctime_ns, inode), taken before reading.
         store: the folder of stored hashes.
 
     Returns:
@@ -458,13 +448,11 @@ def build_token_cache(path: PathLike, ids: Sequence[str], texts: Sequence[str], 
                       key_extra: str = "") -> TokenCache:
     """Open the cache at `path` if its key matches, else (re)build it there. Safe under concurrent callers.
 
-    The key hashes every id and text (these texts come from memory); `corpus_token_cache` and
-    `query_token_cache` key a collection read from files on the files instead.
+    The key hashes every id and text; `corpus_token_cache` and `query_token_cache` key files' texts on the files.
 
     Args:
         path: the cache folder.
-        ids: the texts' ids (unique, no line breaks).
-        texts: the texts.
+        ids, texts: the texts' ids (unique, no line breaks) and the texts.
         tokenizer: the tokenizer.
         max_len: token length (each text truncated to it).
         key_extra: a string saying how the texts were formed (part of the key).
@@ -490,8 +478,8 @@ def _cached(cache_dir: PathLike, name: str, ids: Sequence[str], text_at: Callabl
             texts_at: Callable[[int, int], list[str]] | None = None) -> TokenCache:
     """The cache of `ids` and their texts under `cache_dir`, keyed on the source files where they are known.
 
-    `text_at(i)` is the text of row i (the key's probe reads it at a few rows); `texts_at(a, b)`, if given, the
-    texts of rows a..b-1 in one call, which the build and a content hash read instead, batch by batch.
+    `text_at(i)` is row i's text (the probe reads a few); `texts_at(a, b)`, if given, rows a..b-1 in one call, which
+    the build and a content hash read instead, batch by batch.
     """
     cache_dir = Path(cache_dir)
     n = len(ids)
@@ -514,10 +502,8 @@ def _cached(cache_dir: PathLike, name: str, ids: Sequence[str], text_at: Callabl
 
 def corpus_token_cache(collection_or_corpus: Collection | Corpus, tokenizer: Any, max_len: int,
                        cache_dir: PathLike) -> TokenCache:
-    """Token cache of the passages, each `title <sep> text` (just text when untitled).
-
-    The texts are read a slice of rows at a time (`Corpus.passage_texts`), so a store-backed corpus is never
-    converted to Python objects as a whole.
+    """Token cache of the passages, each `title <sep> text` (just text when untitled), read a slice at a time so a
+    store-backed corpus is never converted to Python objects as a whole.
 
     Args:
         collection_or_corpus: a collection (its corpus is tokenized) or a corpus.
@@ -543,9 +529,7 @@ def query_token_cache(collection: Collection, tokenizer: Any, max_len: int, cach
 
     Args:
         collection: the collection split whose queries are tokenized.
-        tokenizer: the model's tokenizer.
-        max_len: token length.
-        cache_dir: where caches live.
+        tokenizer, max_len, cache_dir: as in `corpus_token_cache`.
 
     Returns:
         The memory-mapped token cache, one row per query.

@@ -71,10 +71,9 @@ def _in_rank_order(rows: list[tuple[str, float, int]]) -> list[tuple[str, float]
 def read_run(path: PathLike) -> Run:
     """Read a TREC run file (6 columns; a 3-column `qid docid rank` MS MARCO file also works).
 
-    Refused, with file, line and column named (RunFileError): a wrong number of columns, a rank that is
-    not an integer, a score that is not a finite number (NaN, inf), a document listed twice for one
-    query, an empty file, invalid UTF-8. A BOM and CRLF line endings are accepted. Ids are not checked
-    against any collection: documents a collection lacks are simply not relevant.
+    Refused, naming file, line and column (RunFileError): a wrong column count, a non-integer rank, a non-finite
+    score (NaN, inf), a document listed twice for one query, an empty file, invalid UTF-8. A BOM and CRLF are
+    accepted. Ids are not checked against any collection: documents a collection lacks are simply not relevant.
 
     Args:
         path: the run file.
@@ -98,10 +97,10 @@ def read_run(path: PathLike) -> Run:
 class IndexedRun(IndexedLines[list[tuple[str, float]]]):
     """A TREC run file as a read-only mapping that reads one query's lines when it is looked up.
 
-    What `read_run` returns, without holding the file: opening it scans the bytes once for where each query's
-    lines are (`LineIndex`); `run[qid]` parses and checks those lines as `read_run` does (same errors, the
-    same rank order). Lines of queries never looked up are not checked beyond their query id. Memory is a
-    few integers per query, so mining millions of ranked passages streams instead of loading them all.
+    What `read_run` returns, without holding the file: opening scans the bytes once for each query's lines
+    (`LineIndex`); `run[qid]` parses and checks them as `read_run` does (same errors and rank order). Lines of
+    queries never looked up are not checked beyond their query id. At a few integers per query, mining millions of
+    ranked passages streams instead of loading them all.
 
     Args:
         path: the run file.
@@ -141,8 +140,8 @@ class IndexedRun(IndexedLines[list[tuple[str, float]]]):
 
 
 def check_run_documents(path: PathLike, known: Callable[[str], bool], *, keyed_by_document: bool = False) -> None:
-    """Refuse a run naming a document `known` does not know (RunFileError `FILE:LINE: field 'docid': ...`): a step
-    that takes documents from a ranking (mining) would otherwise hand them to one that cannot use them.
+    """Refuse a run naming a document `known` does not know (RunFileError `FILE:LINE: field 'docid': ...`), which a
+    step taking documents from a ranking (mining) would hand on to one that cannot use them.
 
     Args:
         path: the run file (already readable by `read_run`).
@@ -171,8 +170,7 @@ def open_run(run: PathLike | Mapping[str, Sequence[tuple[str, float]]]) -> Mappi
 
 
 def _refuse_duplicate(path: PathLike, qid: str) -> None:
-    """Raise for the first document listed twice for `qid` (found by reading the file again, so that reading
-    a valid run keeps no line numbers)."""
+    """Raise for the first document listed twice for `qid`, re-reading the file so a valid read keeps no lines."""
     first: dict[str, int] = {}
     for line_no, line in iter_lines(path, _run_error):
         parts = line.split()
@@ -202,9 +200,7 @@ def run_from_lists(qids: Iterable[str], docids: Iterable[Sequence[str]], scores:
     """A Run from parallel lists (a search's output).
 
     Args:
-        qids: the query ids.
-        docids: each query's docids, best first.
-        scores: their scores.
+        qids, docids, scores: the query ids, each query's docids (best first) and their scores.
 
     Returns:
         {query id: [(docid, score), ...]}.

@@ -3,8 +3,8 @@ composition and retrieval quality per episode, as report.md, analysis.json and P
 
     python -m tevatron_tele.driver.analyze runs/ance runs/tele --out reports/scifact
 
-The probe (the base model's top-k negatives of the training queries, from the first run's episode-0
-ranking) is saved as OUT/probe.json; pass it with --probe to analyse later runs on the same probe.
+The probe (the base model's top-k negatives of the training queries, from the first run's episode-0 ranking) is saved as
+OUT/probe.json; pass it with --probe to analyse later runs on the same probe.
 """
 from __future__ import annotations
 

@@ -1,10 +1,9 @@
 """ANCE against ANCE-Tele, three episodes each, in one command.
 
-With no arguments it runs on the embedded synthetic collection with a tiny random BERT (no
-downloads, a few minutes on two CPU cores), prints retrieval quality and forgetting by episode,
-and writes the report (markdown, JSON, PNG plots) under --output_dir/report. Every run shares --seed
-(a paired comparison); the defaults suit the tiny model (with a pretrained --model, use e.g.
---learning_rate 2e-5). `--collection DIR --model DIR` runs the same comparison on real data.
+With no arguments it runs on the embedded synthetic collection with a tiny random BERT (no downloads, a few minutes on
+two CPU cores), prints retrieval quality and forgetting by episode, and writes the report (markdown, JSON, PNG plots)
+under --output_dir/report. Every run shares --seed (a paired comparison); the defaults suit the tiny model (a pretrained
+--model wants e.g. --learning_rate 2e-5). `--collection DIR --model DIR` runs it on real data.
 """
 from __future__ import annotations
 

@@ -53,8 +53,8 @@ class EncodeArguments(FieldGroup):
 
 
 def _corpus_collection(collection: str, passages: str | None = None) -> Collection:
-    """A Collection holding only the corpus of `collection` (or of a DPR collection's `passages` TSV), named
-    as `load_collection` names it, so the corpus token cache is the one the other steps use."""
+    """A Collection of only the corpus of `collection` (or of a DPR `passages` TSV), named as `load_collection` names
+    it, so the corpus token cache is the one the other steps use."""
     path = Path(collection)
     if passages:
         corpus = load_corpus(passages, fmt="dpr" if str(passages).endswith(".tsv") else "auto")
@@ -64,8 +64,7 @@ def _corpus_collection(collection: str, passages: str | None = None) -> Collecti
 
 
 def step_output(args: EncodeArguments, collection, out_prefix: Path) -> StepOutput:
-    """The contract of this shard's output: the settings that change its vectors, the model folder and the
-    collection files read (by content).
+    """This shard's contract: the settings that change its vectors, the model folder and the collection files read.
 
     Args:
         args: the driver's arguments.

@@ -4,8 +4,8 @@
         --model_name_or_path MODEL --collection ../shared/data/scifact --negatives tele \\
         --num_episodes 3 --refresh_steps 40 --num_train_epochs 1
 
-Settings may also come from a YAML or JSON file (`--config file.yaml`); flags given after it win.
-Rerunning the same command resumes a killed run; a different config in an existing folder is refused.
+Settings may also come from a YAML or JSON file (`--config file.yaml`); flags given after it win. Rerunning the same
+command resumes a killed run; a different config in an existing folder is refused.
 """
 from __future__ import annotations
 

@@ -5,9 +5,9 @@ Pyserini's trec_eval), and top-k answer accuracy for QA collections.
     python -m tevatron_tele.driver.evaluate --run run.trec --collection data/scifact --split test --trec_eval
     python -m tevatron_tele.driver.evaluate --collection data/scifact --split test --write_qrels scifact-test.qrels
 
-`--write_qrels FILE` exports the qrels as TREC qrels (`qid 0 docid grade`; the queries with a relevant
-judgement), the file `python -m pyserini.eval.trec_eval -c -m ndcg_cut.10 FILE RUN` reads (it cannot
-read a BEIR qrels tsv); without --run it only exports.
+`--write_qrels FILE` exports the qrels as TREC qrels (`qid 0 docid grade`; the queries with a relevant judgement), the
+file `python -m pyserini.eval.trec_eval -c -m ndcg_cut.10 FILE RUN` reads (it cannot read a BEIR qrels tsv); without
+--run it only exports.
 """
 from __future__ import annotations
 

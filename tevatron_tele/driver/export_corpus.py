@@ -5,8 +5,8 @@
     python -m tevatron.retriever.driver.train --dataset_name json --dataset_path RUN/episode-1/pool.jsonl \\
         --corpus_name json --corpus_path corpus.jsonl ...
 
-Titles go into `text` as `title <sep> text` with the tokenizer's separator token, the template of the
-token cache, so Tevatron's text path and this package's token cache see the same passages.
+Titles go into `text` as `title <sep> text` with the tokenizer's separator token, the template of the token cache, so
+Tevatron's text path and this package's token cache see the same passages.
 """
 from __future__ import annotations
 

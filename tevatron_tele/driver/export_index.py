@@ -6,8 +6,8 @@
     python -m pyserini.search.faiss --index INDEX --topics queries.tsv --encoder RUN/best/model \\
         --encoder-class auto --pooling mean --l2-norm --output run.trec --hits 100
 
-The output must be a new path (or an empty folder), or this step's own earlier output: kept when made from the
-same embedding files, replaced with --overwrite when they changed. Anything else there is refused and left as it is.
+The output must be a new path (or an empty folder), or this step's own earlier output: kept when made from the same
+embedding files, replaced with --overwrite when they changed. Anything else there is refused and left as it is.
 """
 from __future__ import annotations
 

@@ -4,12 +4,11 @@
         --query_run RUN/episode-1/rankings/queries.trec --positive_run RUN/episode-1/rankings/positives.trec \
         --previous_pool RUN/episode-1/pool.jsonl [--bm25_run bm25.trec] --depth 200 --sample 30 --seed 0
 
-Positive-aware filter (every source; see tevatron_tele/mining/filters.py): --max_negative_ratio 0.95,
---negative_margin 0.05, --skip_top 10; forgotten-negative replay: --momentum forgotten-first|forgotten-only.
-The ratio / margin rules and replay need the mining model's S(q, d): --query_embeddings
-RUN/episode-1/embeddings/train-queries --corpus_embeddings RUN/episode-1/embeddings/corpus (the episode's
-embedding prefixes), or --scores RUN/episode-1/scores.npz (a stored table; it covers only pools and
-positives, so it serves replay but not the filter of fresh rankings).
+Positive-aware filter (every source; see tevatron_tele/mining/filters.py): --max_negative_ratio 0.95, --negative_margin
+0.05, --skip_top 10; forgotten-negative replay: --momentum forgotten-first|forgotten-only. The ratio / margin rules and
+replay need the mining model's S(q, d): --query_embeddings RUN/episode-1/embeddings/train-queries --corpus_embeddings
+RUN/episode-1/embeddings/corpus (the episode's embedding prefixes), or --scores RUN/episode-1/scores.npz (a stored
+table; it covers only pools and positives, so it serves replay but not the filter of fresh rankings).
 """
 from __future__ import annotations
 
@@ -59,8 +58,7 @@ _SETTINGS = ("split", "depth", "sample", "seed", "all_positives", "dedupe", "max
 
 
 def step_output(args: MineArguments, collection: Collection) -> StepOutput:
-    """The contract of the pool and its stats: the mining settings, the collection files, the rankings, the
-    previous pool and the scores' files.
+    """The pool's and its stats' contract: mining settings, collection files, rankings, previous pool, scores' files.
 
     Args:
         args: the driver's arguments.
@@ -78,8 +76,7 @@ def step_output(args: MineArguments, collection: Collection) -> StepOutput:
 
 
 def check_inputs(args: MineArguments, collection: Collection) -> None:
-    """Refuse, before anything is written, rankings naming a document the corpus lacks (FILE:LINE), which
-    training would refuse later.
+    """Refuse up front rankings naming a document the corpus lacks (FILE:LINE), which training would refuse later.
 
     Args:
         args: the driver's arguments.

@@ -4,9 +4,9 @@
         --pool pool.jsonl --collection data/scifact --negative_mixing concat --early_stop_step 40
     torchrun --nproc_per_node 2 -m tevatron_tele.driver.train ... --negatives_x_device
 
-The flags are those of the installed Tevatron (`--backend v1|v2` to insist on one): with current
-Tevatron e.g. --train_group_size, --query_max_len, --passage_max_len, --query_prefix, --lora,
---grad_cache, --attn_implementation. A single argument ending in .json is read as a file of the same flags.
+The flags are those of the installed Tevatron (`--backend v1|v2` to insist on one): with current Tevatron e.g.
+--train_group_size, --query_max_len, --passage_max_len, --query_prefix, --lora, --grad_cache, --attn_implementation. A
+single argument ending in .json is read as a file of the same flags.
 """
 from __future__ import annotations
 

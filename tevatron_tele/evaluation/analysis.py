@@ -1,10 +1,8 @@
-"""Forgetting analysis of an episode workspace: score what each episode's model makes of the pools and
-a probe, then apply the measures of `forgetting.py`.
+"""Forgetting analysis of a run folder: score each episode's model on the pools and a probe, then apply `forgetting.py`.
 
-Read from the run folder (written by the episode runner; paths of `data.run_folder.RunLayout`): the manifest's
-config (model_name_or_path, collection, q_max_len, p_max_len, and passages for a DPR json collection), and of
-each episode its model (episode 0: the base model of the config), pool (i >= 1), stored scores, ranking of the
-training queries (`queries`) and eval.json.
+Read from the run folder (paths of `data.run_folder.RunLayout`): the manifest's config (model_name_or_path, collection,
+q_max_len, p_max_len, and passages for a DPR json collection), and of each episode its model (episode 0: the config's
+base model), pool (i >= 1), stored scores, ranking of the training queries (`queries`) and eval.json.
 """
 from __future__ import annotations
 
@@ -40,8 +38,7 @@ Probe = dict[str, list[str]]
 
 
 class RunWorkspace:
-    """What analysis needs from one run folder: its paths (`layout`, a `data.run_folder.RunLayout`; `path`, `name`),
-    the manifest's config, the episodes and the pools.
+    """What analysis needs from a run folder: its paths (`layout`, `path`, `name`), manifest config, episodes and pools.
 
     Args:
         path: the run folder.
@@ -266,15 +263,12 @@ def score_episodes(ws: RunWorkspace, pairs: Mapping[str, Sequence[str]], cache_d
         pairs: {query id: docids}, positives included.
         cache_dir: folder of the token caches of the pairs' texts.
         episodes: the episodes (default: every trained one).
-        device: where models run.
-        batch_size: items per forward pass.
-        progress: show progress bars.
+        device, batch_size, progress: where models run, items per forward pass, whether to show progress bars.
         needed: {episode: the pairs read from its table} (default: all `pairs`).
 
     Returns:
         {episode: {query id: {docid: score}}}.
     """
-
     cache_dir = Path(cache_dir)
     docids = sorted({d for ds in pairs.values() for d in ds})
     tables: dict[int, dict] = {}
@@ -342,20 +336,19 @@ def iter_pairs_needed(pools: Sequence[Mapping[str, PoolEntry]], more_positives: 
                       ) -> Iterator[tuple[str, list[str]]]:
     """What `pairs_needed_by_episode(...)[i]` holds for pools 1..i and the probe, one query at a time.
 
-    Each query's positives are those of its first pool (else `more_positives`, e.g. pool i+1's mining
-    positives), its probe the top `probe_k` of `probe_ranking` (the base model's) without them, as
-    `build_probe`. Pools are read as mappings (`data.pools.IndexedPool`), the ranking too
-    (`data.trec.IndexedRun`), so the runner stores an episode's scores without holding either.
+    A query's positives are those of its first pool, else `more_positives`; its probe is the top `probe_k` of
+    `probe_ranking` without them, as in `build_probe`. Pools and ranking are read as mappings (`IndexedPool`,
+    `IndexedRun`), so the runner stores an episode's scores without holding either in memory.
 
     Args:
         pools: pools 1..i, each {query id: entry}.
-        more_positives: positives of queries that are in no pool.
+        more_positives: positives of queries in no pool (e.g. pool i+1's mining positives).
         probe_ranking: the base model's ranking of the training queries, or None (no probe).
         probe_k: probe negatives per query.
 
     Returns:
-        (query id, its positives then the sorted union of its pool and probe negatives), in the order of the
-        queries' first appearance (pools, then `more_positives`).
+        (query id, its positives then the sorted union of its pool and probe negatives), in the order of the queries'
+        first appearance (pools, then `more_positives`).
     """
     for qid in dict.fromkeys(itertools.chain(*pools, more_positives)):
         entries = [pool[qid] for pool in pools if qid in pool]
@@ -374,16 +367,14 @@ def store_episode_scores(path: PathLike, scorer: EmbeddingScorer, pool_paths: Se
                          probe_k: int) -> int:
     """Write episode i's `scores.npz`: S_i(q, d) of every pair the analysis reads from it (`iter_pairs_needed`).
 
-    Streamed a query at a time: the pools and the base ranking are looked up by query (`IndexedPool`,
-    `IndexedRun`) and the rows written as they are scored, so memory follows the file being written.
+    Streamed a query at a time (rows are written as they are scored), so memory follows the file being written.
 
     Args:
         path: the .npz to write.
         scorer: episode i's scores, over the embeddings it made.
         pool_paths: pools 1..i.
-        more_positives: positives of queries in no pool (pool i+1's mining positives).
+        more_positives, probe_k: as for `iter_pairs_needed`.
         base_ranking: the base model's ranking of the training queries (the probe), or None.
-        probe_k: probe negatives per query.
 
     Returns:
         The number of pairs written.
@@ -411,14 +402,11 @@ def analyze_run(
     Args:
         run_dir: the run folder, or its opened workspace.
         probe: {query id: negatives}, shared by all runs compared (default: this run's own, `probe_from_run`).
-        probe_k: depth of the default probe.
-        overlap_k: depth of the ANN overlap.
+        probe_k, overlap_k: depths of the default probe and of the ANN overlap.
         max_queries: the size of the deterministic sample of training queries analysed (None: all).
         queries: that sample, when given (shared by several runs, see `analyze_runs`).
         cache_dir: folder of the token caches (default: a temporary one).
-        device: where models run.
-        batch_size: items per forward pass.
-        progress: show progress bars.
+        device, batch_size, progress: as for `score_episodes`.
 
     Returns:
         {"run": its path, `summarize_run`'s measures, "queries": the number analysed}.
@@ -468,20 +456,17 @@ def summarize_run(
     """Every measure of one run from in-memory inputs, all keyed by episode.
 
     Args:
-        name: the run's name.
-        episodes: its episodes.
+        name, episodes: the run's name and episodes.
         tables: score tables of the trained episodes (i >= 1).
         positives: each query's positives.
-        pool_negatives: {episode: {query id: negatives}}.
-        pool_sources: {episode: {query id: {source: negatives}}}.
+        pool_negatives, pool_sources: {episode: {query id: negatives}}, {episode: {query id: {source: negatives}}}.
         probe: {query id: probe negatives}, or None.
-        rankings: {episode: its ranking of the training queries}.
-        evals: {episode: its eval.json}.
+        rankings, evals: {episode: its ranking of the training queries}, {episode: its eval.json}.
         overlap_k: depth of the ANN overlap.
 
     Returns:
-        {"name", "episodes", "scored_episodes", "probe", "forgetting", "ann_overlap", "ann_overlap_k",
-        "pool_overlap", "sources", "convergence"}.
+        {"name", "episodes", "scored_episodes", "probe", "forgetting", "ann_overlap", "ann_overlap_k", "pool_overlap",
+        "sources", "convergence"}.
     """
     trained = [i for i in sorted(tables) if i >= 1]
     own = forgetting_by_episode({i: pool_negatives[i] for i in trained if i in pool_negatives}, tables, positives)
@@ -511,8 +496,8 @@ def summarize_run(
 
 def shared_query_sample(workspaces: Sequence[RunWorkspace], max_queries: int | None
                         ) -> tuple[dict[str, list[str]], list[str]]:
-    """One query sample for several runs, drawn from every run's training queries: a run whose filter emptied
-    some queries' pools (they are then missing from its pools) must not shift the sample of the others.
+    """One query sample for several runs, drawn from every run's training queries: a run whose filter emptied some
+    queries' pools (they are then missing from its pools) must not shift the sample of the others.
 
     Args:
         workspaces: the runs.
@@ -536,8 +521,7 @@ def analyze_runs(run_dirs: Sequence[PathLike], *, probe: Mapping[str, Sequence[s
 
     Args:
         run_dirs: run folders.
-        probe: {query id: [document id, ...]} to measure forgetting on (default: the first run's base-model top
-            `probe_k` negatives).
+        probe: {query id: [document id, ...]} to measure forgetting on (default: `probe_from_run` of the first run).
         probe_k: depth of the default probe.
         max_queries: training queries analysed (a deterministic sample; None for all).
         probe_source: where a given probe came from, for the report (default: the first run).

@@ -1,21 +1,18 @@
 """Forgetting across episodes, as pure functions of score tables (METHOD.md, "How forgetting is measured").
 
-Inputs
-- a score table per episode j: `table[qid][docid] = S_j(q, d)`, which must hold every pair asked about
-  and the query's positives;
-- `positives[qid]`: the query's judged positives. S_j(q, d+) is the MAX over the positives' scores: a
-  negative hurts retrieval only when it outranks the best positive, so "below the positive" means
-  below the best one and "above the positive" means above all of them;
-- pairs per episode (`qid -> docids`): the episode's training pool for own-pool rates, or the same
-  fixed probe for every episode.
+Inputs: a score table per episode j, `table[qid][docid] = S_j(q, d)`, holding every pair asked about and the query's
+positives; `positives[qid]`, the query's judged positives; pairs per episode (`qid -> docids`): the episode's training
+pool for own-pool rates, or the same fixed probe for every episode. S_j(q, d+) is the MAX over the positives' scores: a
+negative hurts retrieval only when it outranks the best positive, so "below the positive" means below the best one and
+"above the positive" means above all of them.
 
-Definitions (comparisons are strict, and a tie is neither learned nor forgotten; two scores within
-TIE_TOL * max(1, |S(q, d+)|) count as tied, so the float noise of batching or fp16 cannot decide a case)
+Definitions (comparisons are strict, and a tie is neither learned nor forgotten; two scores within TIE_TOL * max(1,
+|S(q, d+)|) count as tied, so the float noise of batching or fp16 cannot decide a case)
 - learned_i  = {(q, d) in pairs_i : S_i(q, d) < S_i(q, d+)};
 - forgotten at j, of a set L of earlier learned pairs = {(q, d) in L : S_j(q, d) > S_j(q, d+)};
-- forgetting rate at j = |forgotten_j(L_j)| / |L_j| with L_j = union of learned_i over episodes i < j:
-  a pair learned in several earlier episodes counts once, and a pair never learned never counts,
-  however it scores later. The per-(i, j) breakdown is in the `matrix` of `forgetting_by_episode`.
+- forgetting rate at j = |forgotten_j(L_j)| / |L_j| with L_j = union of learned_i over episodes i < j: a pair learned in
+  several earlier episodes counts once, and a pair never learned never counts, however it scores later. The per-(i, j)
+  breakdown is in the `matrix` of `forgetting_by_episode`.
 """
 from __future__ import annotations
 
@@ -33,8 +30,7 @@ def positive_score(table: ScoreTable, positives: Positives, qid: str) -> float:
     """S(q, d+): the best score among q's positives.
 
     Args:
-        table: one episode's score table.
-        positives: each query's positives.
+        table, positives: one episode's score table; each query's positives.
         qid: the query.
 
     Returns:
@@ -88,8 +84,7 @@ def above_positive(pairs: Iterable[Pair], table: ScoreTable, positives: Positive
 
     Args:
         pairs: (query id, docid) pairs.
-        table: one episode's score table.
-        positives: each query's positives.
+        table, positives: one episode's score table; each query's positives.
 
     Returns:
         Those pairs.
@@ -102,8 +97,7 @@ def learned_pairs(pairs: Pairs, table: ScoreTable, positives: Positives) -> set[
 
     Args:
         pairs: {query id: docids}.
-        table: the episode's score table.
-        positives: each query's positives.
+        table, positives: the episode's score table; each query's positives.
 
     Returns:
         Those (query id, docid) pairs.
@@ -126,9 +120,9 @@ def forgetting_by_episode(
         positives: each query's positives.
 
     Returns:
-        JSON-ready lists: "learned" [{"episode": i, "pairs": |pairs_i|, "learned": |learned_i|}], "rates"
-        [{"episode": j, "learned_before": |L_j|, "forgotten": n, "rate": n / |L_j|}] and "matrix"
-        [{"learned_in": i, "episode": j, "learned": |learned_i|, "forgotten": n, "rate"}].
+        JSON-ready lists: "learned" [{"episode": i, "pairs": |pairs_i|, "learned": |learned_i|}], "rates" [{"episode":
+        j, "learned_before": |L_j|, "forgotten": n, "rate": n / |L_j|}] and "matrix" [{"learned_in": i, "episode": j,
+        "learned": |learned_i|, "forgotten": n, "rate"}].
     """
     learned: dict[int, set[Pair]] = {}
     learned_rows = []
@@ -161,8 +155,7 @@ def jaccard(a: Iterable[str], b: Iterable[str]) -> float:
     """|a & b| / |a | b| of two sets of ids.
 
     Args:
-        a: ids.
-        b: ids.
+        a, b: the ids.
 
     Returns:
         The overlap; 1.0 when both are empty.
@@ -214,18 +207,17 @@ def consecutive_overlap(negatives_by_episode: Mapping[int, Pairs]) -> list[dict]
 def source_contribution(
     sources_by_query: Mapping[str, Mapping[str, Iterable[str]]], table: ScoreTable, positives: Positives
 ) -> dict:
-    """Per source, how much of the pool it supplies and how many of its negatives still outrank the
-    positive after the episode (S > S+). A negative found by two sources counts for both sources but
-    once in the totals, so `pool_fraction` values can sum to more than 1.
+    """Per source, how much of the pool it supplies and how many of its negatives still outrank the positive after the
+    episode (S > S+). A negative found by two sources counts for both sources but once in the totals, so `pool_fraction`
+    values can sum to more than 1.
 
     Args:
         sources_by_query: {query id: {source: negatives}} of one pool.
-        table: the episode's score table.
-        positives: each query's positives.
+        table, positives: the episode's score table; each query's positives.
 
     Returns:
-        {"total": {"pool", "above_positive"}, "per_query": mean unique negatives per query, "sources":
-        {source: {"pool", "pool_fraction", "per_query", "above_positive", "above_fraction", "above_rate"}}}.
+        {"total": {"pool", "above_positive"}, "per_query": mean unique negatives per query, "sources": {source: {"pool",
+        "pool_fraction", "per_query", "above_positive", "above_fraction", "above_rate"}}}.
     """
     per_source: dict[str, set[Pair]] = {}
     all_pairs: set[Pair] = set()
@@ -256,9 +248,8 @@ def source_contribution(
 # ---- Convergence ---------------------------------------------------------------------------------------
 
 def _numeric_metrics(obj: Mapping) -> dict[str, float]:
-    """The numeric leaves of an eval.json-like mapping, nested keys joined by '/' (a collection's
-    metrics under {"scifact": {"nDCG@10": ...}} become "scifact/nDCG@10"), in the mapping's order; a
-    "metrics" level is dropped, and so are query counts ("num_*"), which are not quality measures."""
+    """The numeric leaves of an eval.json-like mapping in its order, nested keys joined by '/' ({"scifact": {"nDCG@10":
+    ..}} gives "scifact/nDCG@10"); a "metrics" level and query counts ("num_*", not quality measures) are dropped."""
     out: dict[str, float] = {}
 
     def walk(prefix: str, value) -> None:
@@ -279,13 +270,13 @@ def convergence(evals_by_episode: Mapping[int, Mapping], rel_tol: float = 0.01) 
     """Retrieval quality per episode, and per evaluation step where an eval.json lists them.
 
     Args:
-        evals_by_episode: {i: episode i's eval.json}; steps are read from its "steps" (or "history") list of
-            {"step": n, <metric>: value}.
+        evals_by_episode: {i: episode i's eval.json}; steps are read from its "steps" (or "history") list of {"step": n,
+            <metric>: value}.
         rel_tol: relative tolerance of `first_within_tol`.
 
     Returns:
-        {"episodes", "steps", "best": {metric: {"best", "best_episode", "first_within_tol": the first episode
-        within rel_tol of the best (higher is better for every measure here)}}, "rel_tol"}.
+        {"episodes", "steps", "best": {metric: {"best", "best_episode", "first_within_tol": the first episode within
+        rel_tol of the best (higher is better for every measure here)}}, "rel_tol"}.
     """
     episodes = [{"episode": i, **_numeric_metrics(evals_by_episode[i])} for i in sorted(evals_by_episode)]
     steps = []

@@ -1,12 +1,12 @@
-"""Retrieval quality: MRR@k, Recall@k, nDCG@k (ir-measures / pytrec_eval, or Pyserini's trec_eval) and
-top-k answer accuracy for QA collections (DPR's rule).
+"""Retrieval quality: MRR@k, Recall@k, nDCG@k (ir-measures / pytrec_eval, or Pyserini's trec_eval) and top-k answer
+accuracy for QA collections (DPR's rule).
 
 Conventions shared by both backends, so their numbers agree exactly:
 - relevance for MRR and Recall is grade >= 1; nDCG uses the grade itself as gain;
-- only queries with at least one relevant judgement are scored, and the mean is over all of them:
-  a query missing from the run scores 0 (trec_eval's `-c`);
-- MRR@k sees the top k of each query after trec_eval's ordering (score descending, ties by docid
-  descending), which is what `trec_eval -M k -m recip_rank` does.
+- only queries with at least one relevant judgement are scored, and the mean is over all of them: a query missing from
+  the run scores 0 (trec_eval's `-c`);
+- MRR@k sees the top k of each query after trec_eval's ordering (score descending, ties by docid descending), as
+  `trec_eval -M k -m recip_rank` does.
 """
 from __future__ import annotations
 
@@ -82,11 +82,10 @@ def relevant_qrels(qrels: Qrels) -> dict[str, dict[str, int]]:
 
 
 def write_trec_qrels(path: PathLike, qrels: Qrels) -> Path:
-    """Write the qrels the measures here score as 4-column TREC qrels (`qid 0 docid grade`), atomically.
+    """Write the judged queries' qrels as 4-column TREC qrels (`qid 0 docid grade`), atomically.
 
-    This is the file Pyserini's trec_eval reads (a BEIR qrels tsv's header is a "Malformed line 1" there), and
-    `trec_eval -c` on it gives the figures of `evaluate_run`: only the judged queries are written, as only they
-    are scored.
+    Pyserini's trec_eval reads this file (a BEIR qrels tsv's header is a "Malformed line 1" there), and `trec_eval -c`
+    on it gives the figures of `evaluate_run`, which scores only the judged queries.
 
     Args:
         path: the file to write.
@@ -108,8 +107,8 @@ def _trec_order(ranked: Iterable[tuple[str, float]]) -> list[tuple[str, float]]:
 
 
 def _scored_run(run: Ranking, judged: Iterable[str], m: Measure | None = None) -> dict:
-    """The judged queries' results as pytrec_eval reads them; for RR, which has no cutoff there, each query's
-    list is cut at k first, as `trec_eval -M k` does."""
+    """The judged queries' results for pytrec_eval; RR (no cutoff there) gets each list cut at k, as `trec_eval -M k`.
+    """
     wanted = set(judged)
     if m is not None and m.kind == "rr":
         run = {q: _trec_order(ranked)[:m.cutoff] for q, ranked in run.items()}
@@ -169,8 +168,8 @@ def per_query_values(run: Ranking, qrels: Qrels, measure: str) -> dict[str, floa
 # ---- Pyserini's trec_eval (Java) -------------------------------------------------------------------
 
 def _java_env() -> dict[str, str]:
-    """The environment with a Java 21+ runtime as JAVA_HOME and first on PATH (Pyserini's jars need >= 21, and
-    its trec_eval runs the first `java` on PATH); unchanged, with a warning, when there is none."""
+    """The environment with a Java 21+ runtime as JAVA_HOME and first on PATH (Pyserini's jars need it, and its
+    trec_eval runs the first `java` on PATH); unchanged, with a warning, when there is none."""
     try:
         return java.java_env(dict(os.environ))
     except java.PyseriniUnavailableError as e:
@@ -210,8 +209,7 @@ def evaluate_with_trec_eval(
 
     Args:
         run_path: a TREC run file.
-        qrels_path: qrels in any format `read_qrels` accepts (reduced to the judged queries and written as
-            4-column TREC qrels for trec_eval).
+        qrels_path: qrels in any format `read_qrels` accepts (passed on as `write_trec_qrels` writes them).
         measures: measure names (`parse_measure`).
         timeout: seconds each trec_eval may take.
 
@@ -248,8 +246,7 @@ def _dpr_has_answer(text: str, answers: Sequence[str]) -> bool:
 
 
 def _passage(corpus: Corpus, docid: str, qid: str) -> int:
-    """A ranked passage's position; one the corpus lacks (its text, where answers are looked for, is not
-    there) is refused."""
+    """A ranked passage's position; refused when the corpus lacks it (its text is where answers are looked for)."""
     try:
         return corpus.position(docid)
     except (KeyError, ValueError):
@@ -263,8 +260,8 @@ def qa_accuracy(run: Ranking, answers: Mapping[str, Sequence[str]], corpus: Corp
                 ) -> dict[str, float]:
     """Top-k accuracy: the share of questions whose top k passages (run order) hold an answer string.
 
-    Like DPR and Pyserini, the passage text without its title is checked. Every question in `answers`
-    counts; one missing from the run is a miss.
+    As in DPR and Pyserini, the passage text without its title is checked. Every question in `answers` counts; one
+    missing from the run is a miss.
 
     Args:
         run: {question id: [(docid, score), ...]}.
@@ -317,14 +314,12 @@ def write_dpr_retrieval(path: PathLike, run: Ranking, questions: Mapping[str, st
 
 def evaluate_collection(run: Ranking, collection: Collection | PathLike, measures: Sequence[str] = DEFAULT_MEASURES,
                         qa_ks: Sequence[int] = DEFAULT_QA_KS) -> dict:
-    """All measures that apply to a collection: qrels measures when it has judgements, top-k accuracy when it
-    has answers.
+    """All measures for a collection: qrels measures when it has judgements, top-k accuracy when it has answers.
 
     Args:
         run: {query id: [(docid, score), ...]}.
         collection: a loaded `Collection`, or a path to one (read with its test split).
-        measures: the qrels measures.
-        qa_ks: the depths of top-k accuracy.
+        measures, qa_ks: the qrels measures; the depths of top-k accuracy.
 
     Returns:
         {"collection", "num_queries", "num_judged_queries", "num_ranked_queries", then each measure's mean}.

@@ -25,8 +25,8 @@ def metric_names(runs: Sequence[Mapping]) -> list[str]:
         runs: `analyze_run` results.
 
     Returns:
-        Names as `collection/metric`: `PREFERRED_METRICS` first and, for each metric, the collections in the
-        order eval.json lists them (the training collection first).
+        Names as `collection/metric`: `PREFERRED_METRICS` first and, for each metric, the collections in the order
+        eval.json lists them (the training collection first).
     """
     sets, collections = [], []
     for run in runs:
@@ -57,8 +57,8 @@ def run_series(run: Mapping) -> dict:
         run: an `analyze_run` result.
 
     Returns:
-        {"own_pool", "probe", "probe_above", "ann_jaccard", "pool_per_query": {episode: value},
-        "composition": {episode: {source: per query}}, "metrics": {metric: {episode: value}}}.
+        {"own_pool", "probe", "probe_above", "ann_jaccard", "pool_per_query": {episode: value}, "composition": {episode:
+        {source: per query}}, "metrics": {metric: {episode: value}}}.
     """
     forgetting = run.get("forgetting") or {}
     conv = run.get("convergence") or {}
@@ -105,8 +105,7 @@ def _mean(values) -> float | None:
 # ---- markdown -------------------------------------------------------------------------------------------
 
 def verdict_lines(verdict: Mapping | None) -> list[str]:
-    """The report's opening section: each run's kept episode in plain words, then the runs against each other
-    and the baselines.
+    """The report's opening section: each run's kept episode, then the runs against each other and the baselines.
 
     Args:
         verdict: `evaluation.verdict.compare_runs`'s result, or None.
@@ -349,8 +348,7 @@ def write_report(analysis: Mapping, out_dir: PathLike, main_metric: str | None =
 
 def analyze_and_report(run_dirs: Sequence[PathLike], out_dir: PathLike, *, main_metric: str | None = None,
                        **analysis_options) -> tuple[dict, dict[str, Path]]:
-    """Analyse runs and write their report, the verdict first: the one path `driver.analyze`, the episode runner
-    and the demo all take.
+    """Analyse runs and write their report, verdict first (the one path of `driver.analyze`, the runner and the demo).
 
     Args:
         run_dirs: run folders (each with manifest.json and episode-<i>/).
@@ -359,8 +357,7 @@ def analyze_and_report(run_dirs: Sequence[PathLike], out_dir: PathLike, *, main_
         **analysis_options: `analyze_runs`' options (probe, probe_k, max_queries, cache_dir, device, ...).
 
     Returns:
-        (the analysis, with "verdict": each judged run's kept episode, the runs against each other and the
-        baselines (`compare_runs`, None when no run has a best.json); the written files' paths).
+        (the analysis, with "verdict": `compare_runs`' result or None; the written files' paths).
     """
     analysis = analyze_runs(run_dirs, **analysis_options)
     analysis["verdict"] = compare_runs(run_dirs)

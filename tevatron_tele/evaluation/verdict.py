@@ -1,11 +1,10 @@
 """Which episode to keep, and whether it is better than where training started and than BM25.
 
-The episode is chosen on a dev split (never on the test split it is reported on). Two rules
-(`SELECTION_RULES`): `guarded` (the default) keeps the start model (episode 0) and lets a later episode replace
-the kept one only when its per-query dev gain over it is beyond noise (the lower end of the paired bootstrap
-95% interval above zero); `best` keeps the best dev figure, ties to the earlier episode, episode 0 unless a
-trained episode beats it at all. The verdict compares the selected episode's test figures with the start's and BM25's
-as per-query differences with a paired bootstrap 95% interval.
+The episode is chosen on a dev split (never on the test split). Two rules (`SELECTION_RULES`): `guarded` (the default)
+keeps the start model (episode 0) and lets a later episode replace the kept one only when its per-query dev gain over it
+is beyond noise (the lower end of the paired bootstrap 95% interval above zero); `best` keeps the best dev figure, ties
+to the earlier episode, episode 0 unless a trained episode beats it at all. The verdict compares the selected episode's
+per-query test figures with the start's and BM25's (paired bootstrap 95% interval).
 """
 from __future__ import annotations
 
@@ -49,8 +48,7 @@ def compare(a: Mapping[str, float], b: Mapping[str, float], seed: int = 0) -> di
     """Paired bootstrap of a - b over the queries both score.
 
     Args:
-        a: {query id: value} (e.g. `per_query_values`).
-        b: the same for the other side.
+        a, b: {query id: value} of each side (e.g. `per_query_values`).
         seed: RNG seed.
 
     Returns:
@@ -79,17 +77,16 @@ def select_episode(dev: Mapping[int, float]) -> int:
 
 
 def select_episode_guarded(dev: Mapping[int, Mapping[str, float]], seed: int = 0) -> tuple[int, dict[int, dict]]:
-    """The episode to keep when only a gain beyond noise counts: episodes are visited in order, and one replaces
-    the kept episode (at first the start, episode 0) only when the paired bootstrap 95% interval of its per-query
-    dev differences from the kept one lies above zero.
+    """The episode to keep under the `guarded` rule: visited in order, an episode replaces the kept one (first episode
+    0) only when the paired bootstrap 95% interval of its per-query dev differences from the kept one lies above zero.
 
     Args:
         dev: {episode: {query id: dev value of the selection metric}}; must contain episode 0.
         seed: bootstrap seed.
 
     Returns:
-        (the selected episode, {episode: the bootstrap of it against the episode kept at its turn, with
-        "against": that episode and "replaced": whether it took its place}).
+        (the selected episode, {episode: the bootstrap of it against the episode kept at its turn, with "against": that
+        episode and "replaced": whether it took its place}).
     """
     if 0 not in dev:
         raise ValueError("select_episode_guarded needs the start model's dev values (episode 0)")
@@ -140,14 +137,13 @@ def verdict(selected: int, dev: Mapping[int, float] | None, test: Mapping[int, M
 
     Args:
         selected: the episode chosen on dev (`select_episode` or `select_episode_guarded`).
-        dev: {episode: dev figure}, or None when there was no dev split (the selected episode is then
-            just the last one, and the sentence says so).
+        dev: {episode: dev figure}; None without a dev split (the last episode is then taken, as the sentence says).
         test: {episode: {query id: test value}} (episode 0 and the selected one at least).
         baselines: {name: {query id: test value}}, e.g. {"BM25": ...}.
         metric: the metric's name, for the sentence.
         seed: bootstrap seed.
-        selection: how the episode was chosen, {"rule": a `SELECTION_RULES` name, "tests": {episode: bootstrap}}
-            (the guarded rule's tests, named in the sentence); None reads as the `best` rule.
+        selection: how the episode was chosen, {"rule": a `SELECTION_RULES` name, "tests": {episode: bootstrap}} (the
+            guarded rule's tests, named in the sentence); None reads as the `best` rule.
 
     Returns:
         {"selected", "metric", "dev", "test_mean", "vs": {name: bootstrap}, "selection", "text"}.
@@ -178,8 +174,8 @@ def compare_runs(run_dirs: Sequence[PathLike], seed: int = 0) -> dict | None:
         seed: bootstrap seed.
 
     Returns:
-        {"metric", "runs": {name: {selected, test_mean, text}}, "pairs": [{a, b, ...bootstrap}],
-        "baselines": {name: mean}}, or None when no run has a verdict.
+        {"metric", "runs": {name: {selected, test_mean, text}}, "pairs": [{a, b, ...bootstrap}], "baselines": {name:
+        mean}}, or None when no run has a verdict.
     """
     judged = {}
     for run_dir in run_dirs:

@@ -1,10 +1,9 @@
 """QA collections (DPR-style NQ / TriviaQA): a retrieved passage that contains an answer is not a negative.
 
-The answer test is DPR's: both texts are Unicode-NFD normalised, split into runs of letters,
-digits and marks or single other visible characters, lower-cased, and an answer matches when its
-token sequence occurs contiguously in the passage's. (Pyserini's `evaluate_dpr_retrieval`
-applies the same rule; tests check that the two agree. One deliberate difference: an empty
-answer matches nothing here, where DPR's rule would match, and so exclude, every passage.)
+The answer test is DPR's (as Pyserini's `evaluate_dpr_retrieval`; tests check that they agree): both texts are
+Unicode-NFD normalised, split into runs of letters, digits and marks or single other visible characters, lower-cased,
+and an answer matches when its token sequence occurs contiguously in the passage's. One deliberate difference: an empty
+answer matches nothing here, where DPR's rule would match, and so exclude, every passage.
 """
 from __future__ import annotations
 
@@ -38,8 +37,7 @@ def has_answer(answers: Sequence[str], text: str) -> bool:
     """Whether a passage holds an answer (DPR's rule).
 
     Args:
-        answers: the query's answers.
-        text: the passage's text.
+        answers, text: the query's answers and the passage's text.
 
     Returns:
         True when any answer's token sequence occurs contiguously in the text's.
@@ -92,19 +90,16 @@ def answer_positives_and_exclusions(
     depth: int = 200,
     positive_run: Mapping[str, Sequence[tuple[str, float]]] | None = None,
 ) -> tuple[dict[str, list[str]], dict[str, set[str]]]:
-    """(positives, exclusions) for a QA collection.
-
-    Every passage holding an answer in a query's rankings (`query_runs`, keyed by query id, and
-    `positive_run`, keyed by positive docid) is excluded from its negatives. A query without a
-    judged positive takes its best-ranked such passage in the first query run as its positive,
-    as the reference NQ recipe does.
+    """(positives, exclusions) for a QA collection: passages holding an answer in a query's rankings are never its
+    negatives, and a query without a judged positive takes its best-ranked one in the first query run (as the reference
+    NQ recipe does).
 
     Args:
         collection: the QA collection (`answers`, `corpus`).
-        query_runs: rankings of the queries, the first one's answer passages promoted to positives.
+        query_runs: rankings keyed by query id; only the first one's answer passages become positives.
         positives: each query's judged positives.
         depth: the passages looked at per ranking.
-        positive_run: the rankings of the positive passages, keyed by docid (lookahead), or None.
+        positive_run: the rankings of the positive passages, keyed by positive docid (lookahead), or None.
 
     Returns:
         (each query's positives, each query's passages that are never negatives).

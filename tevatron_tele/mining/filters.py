@@ -1,36 +1,31 @@
 """Positive-aware negative filtering and forgotten-negative replay, from the mining model's S(q, d).
 
-Positive-aware filter (NV-Retriever's TopK-PercPos / TopK-MarginPos, sentence-transformers'
-`mine_hard_negatives` with `relative_margin` / `absolute_margin` / `range_min`): a mined candidate that the
-mining model scores too close to the query's positive is likely an unlabelled relevant passage (a false
-negative), so it is dropped before the sample is drawn. s+ is the score of one of the query's positives, chosen
-by `filter_positive`: the *weakest* (the lowest S(q, d+); a candidate close to any positive is suspect, which on
-a collection with dozens of judged positives per query drops nearly every candidate) or the *best* (the highest
-S(q, d+), as a miner that compares each candidate with the one positive it trains on does for its best case):
+Positive-aware filter (NV-Retriever's TopK-PercPos / TopK-MarginPos; sentence-transformers' `mine_hard_negatives` with
+`relative_margin` / `absolute_margin` / `range_min`): a mined candidate that the mining model scores too close to the
+query's positive is likely an unlabelled relevant passage (a false negative), so it is dropped before sampling. s+ is
+the score of the positive chosen by `filter_positive`: the *weakest* (the lowest S(q, d+): a candidate close to any
+positive is suspect, which on a collection with dozens of judged positives per query drops nearly every candidate) or
+the *best* (the highest, as a miner comparing each candidate with the one positive it trains on would). A candidate goes
+when any rule set fires:
 
-- `max_negative_ratio R`: drop d when S(q, d) > s+ - (1 - R) * |s+|. For s+ > 0 this is S(q, d) > R * s+,
-  "above a share R of the positive's score". Written this way it stays right when s+ < 0 (unnormalized dot
-  products, or cosine scores of a poor model): R * s+ would then lie *above* s+ and a smaller R would drop
-  *less*, while here the threshold is always s+ minus (1 - R) of its magnitude, so it never exceeds s+ for
-  R <= 1 and a smaller R always drops more, whatever the sign. R > 1 puts the threshold above s+ (drop only
-  candidates clearly above the positive). s+ = 0 makes the threshold 0 for every R.
-- `negative_margin M`: drop d when S(q, d) > s+ - M (M = 0: anything scored above the weakest positive).
-- `skip_top K`: the K best-ranked candidates of each ranking (after the query's positives are removed) are
-  never negatives. It needs no scores and does not apply to momentum, which is not a ranking.
+- `max_negative_ratio R`: drop d when S(q, d) > s+ - (1 - R) * |s+|, i.e. S(q, d) > R * s+ for s+ > 0. For s+ < 0
+  (unnormalized dot products, a poor model's cosines) R * s+ would lie *above* s+ and a smaller R would drop *less*;
+  this threshold never exceeds s+ for R <= 1, and a smaller R always drops more. R > 1 drops only candidates clearly
+  above the positive; s+ = 0 makes the threshold 0 for every R.
+- `negative_margin M`: drop d when S(q, d) > s+ - M (M = 0: anything scored above s+).
+- `skip_top K`: the K best-ranked candidates of each ranking (after the query's positives are removed) are never
+  negatives. It needs no scores and does not apply to momentum, which is not a ranking.
 
-Ratio and margin both apply when both are set (a candidate goes when either rule fires). A candidate or a
-query's positives without a score are kept and counted as `unscored`. Scores come from a `Scorer`: stored
-tables (`TableScorer`, e.g. a runner's `scores.npz`) or an episode's embedding files (`EmbeddingScorer`).
+A candidate without a score (every candidate, when no positive of the query has one) is kept and counted as `unscored`.
 
-Forgotten-negative replay (a momentum variant): a negative of the earlier pools that model i-1 again scores
-above the query's weakest positive is one it has forgotten. `momentum="forgotten-only"` keeps just those;
-`"forgotten-first"` lists them (each once, in pool order) ahead of the whole momentum list, so they appear
-once more than under `"all"`: both mixing rules shuffle a query's list, so a mere reordering would change
-nothing in training, whereas the extra copy makes concat mixing (the default) draw a forgotten negative about
-twice as often, as it does a negative found by two sources. (`weighted` mixing de-duplicates each source, so
-there `forgotten-first` equals `all`; `--dedupe` removes the copy too.) Replay comes before the filter, and the
-two pull apart: a forgotten negative scores above the positive, which is just what the filter takes for a false
-negative, so with R <= 1 or M >= 0 the filter removes every replayed one (pool.stats.json counts both).
+Forgotten-negative replay (a momentum variant): a negative of the earlier pools that model i-1 again scores above the
+query's weakest positive has been forgotten. `momentum="forgotten-only"` keeps just those; `"forgotten-first"` puts them
+(each once, in pool order) ahead of the whole momentum list. As both mixing rules shuffle a query's list, what counts is
+the extra copy: concat mixing (the default) draws a forgotten negative about twice as often, as it does one found by two
+sources (`weighted` mixing, which de-duplicates each source, and `--dedupe` make `forgotten-first` equal `all`). Replay
+precedes the filter, and the two pull apart: a forgotten negative scores above the positive, just what the filter takes
+for a false negative, so with R <= 1 or M >= 0 against the weakest positive the filter removes every replayed one
+(pool.stats.json counts both).
 """
 from __future__ import annotations
 
@@ -56,8 +51,7 @@ class Scorer(Protocol):
         """S(q, d) of the given passages.
 
         Args:
-            qid: the query.
-            docids: the passages.
+            qid, docids: the query and the passages.
 
         Returns:
             {docid: score}; passages (or a query) without a score are left out.
@@ -98,8 +92,7 @@ def weakest_positive_score(scores: Mapping[str, float], positives: Iterable[str]
     """The lowest score among the query's positives that have one.
 
     Args:
-        scores: S(q, d) of the query's positives (and candidates).
-        positives: the query's positives.
+        scores, positives: as for `reference_positive_score`.
 
     Returns:
         The score, or None when no positive has one.
@@ -129,8 +122,7 @@ def best_positive(scores: Mapping[str, float], positives: Sequence[str]) -> str 
     """The positive the mining model scores highest (the first of a tie).
 
     Args:
-        scores: S(q, d) of the query's positives.
-        positives: the query's positives.
+        scores, positives: S(q, d) of the query's positives, and the positives.
 
     Returns:
         Its id, or None when no positive has a score.
@@ -143,8 +135,7 @@ def ratio_threshold(positive_score: float, ratio: float) -> float:
     """The score above which `max_negative_ratio` drops a candidate.
 
     Args:
-        positive_score: s+.
-        ratio: R.
+        positive_score, ratio: s+ and R.
 
     Returns:
         s+ - (1 - R) * |s+| (= R * s+ for s+ >= 0).
@@ -191,19 +182,16 @@ def filter_candidates(candidates: Sequence[str], scores: Mapping[str, float], po
                       settings: FilterSettings, *, ranked: bool = True) -> tuple[list[str], Counter]:
     """The candidates the filter keeps (order and repeats kept), and what each rule removed.
 
-    `candidates` are in rank order (`ranked`; `skip_top` then drops the first K) or an unranked list
-    (momentum: `skip_top` does not apply). Ratio and margin are counted independently (a candidate both
-    drop counts under both), `removed` counts each dropped candidate once.
-
     Args:
         candidates: a query's candidates.
         scores: their S(q, d).
         positive_score: s+ (None: the score rules keep every candidate, counted as unscored).
         settings: the filter's options.
-        ranked: the candidates are in rank order.
+        ranked: the candidates are in rank order (`skip_top` then drops the first K); False for momentum's list.
 
     Returns:
-        (the kept candidates, the counts per rule).
+        (the kept candidates, the counts per rule). Ratio and margin are counted independently (a candidate both drop
+        counts under both); `removed` counts each dropped candidate once.
     """
     counts: Counter = Counter(candidates=len(candidates))
     skip = settings.skip_top if ranked else 0
@@ -233,12 +221,11 @@ def filter_candidates(candidates: Sequence[str], scores: Mapping[str, float], po
 
 
 class PositiveAwareFilter:
-    """The filter of one mining step: `keeper(source)` gives the per-query function the negative hooks call
-    (`keep(qid, candidates) -> kept`), and `stats()` what each rule removed per source.
+    """The filter of one mining step: `keeper(source)` gives the hooks' per-query `keep(qid, candidates) -> kept`,
+    `stats()` what each rule removed per source.
 
-    The positives' scores of each query it scores are kept in `positive_scores` (its first look-up of the query,
-    until the caller clears it), so that a choice among the positives (`train_positives best`) need not score them
-    again.
+    The positives' scores of each query it scores are kept in `positive_scores` (from its first look-up of the query
+    until the caller clears it), so that `train_positives best` need not score them again.
 
     Args:
         settings: the filter's options.
@@ -316,9 +303,7 @@ def replay_momentum(negatives: Sequence[str], scores: Mapping[str, float], posit
     """A query's momentum list under `mode` (see the module doc).
 
     Args:
-        negatives: the query's momentum list.
-        scores: their S(q, d).
-        positive_score: the weakest positive's score.
+        negatives, scores, positive_score: as for `forgotten`.
         mode: all | forgotten-first | forgotten-only.
 
     Returns:
@@ -341,7 +326,7 @@ def replay_momentum_negatives(momentum: Mapping[str, Sequence[str]], positives: 
         momentum: each query's momentum list (the previous pool's negatives).
         positives: each query's positives.
         scorer: model i-1's S(q, d).
-        mode: all | forgotten-first | forgotten-only.
+        mode: as for `replay_momentum`.
 
     Returns:
         (each query's replayed list, the counts of `momentum_replay`).

@@ -1,20 +1,16 @@
 """Teleportation negatives: the hooks that turn rankings into episode i's negative pool.
 
-Each hook is a plain function from rankings to `{query id: [docid, ...]}`; `build_pool` unions
-what they return into pool entries plus statistics, and `mine_episode` wires files to both.
-Replace any hook by passing your own function in `Hooks`. `mine_episode`'s `BatchMiner` calls the hooks on a
-batch of `MINE_BATCH` queries at a time, over run files and the previous pool looked up by query (`IndexedRun`,
-`IndexedPool`), and writes each batch's entries before the next (`PoolBuilder`): a hook samples each query
-on its own, so the pool does not depend on the batches. `mining_stats` completes pool.stats.json.
+Each hook is a plain function from rankings to `{query id: [docid, ...]}` (`Hooks`); `build_pool` unions what they
+return into pool entries plus statistics. `mine_episode` runs them on `MINE_BATCH` queries at a time (`BatchMiner`),
+over run files and the previous pool looked up by query (`IndexedRun`, `IndexedPool`), and writes each batch's entries
+before the next (`PoolBuilder`); a hook samples each query on its own, so batching does not change the pool.
 
 - ann: the query's own ranking by the model of episode i-1 (the present);
 - lookahead: the ranking of the query's positive passage (where the ANN negatives move next);
 - momentum: the whole negative pool of episode i-1 (the past, which accumulates);
 - bm25: a BM25 ranking of the query (optional ablation).
-A judged positive (or, for QA sets, any retrieved passage holding an answer) is never a negative.
-Optionally (`MiningConfig`, see `filters`): a positive-aware filter drops the candidates of every source that
-the mining model scores too close to the query's positive (likely false negatives) before the sample is drawn,
-and momentum can replay the negatives model i-1 has forgotten.
+A judged positive (or, for QA sets, any retrieved passage holding an answer) is never a negative. `MiningConfig` can add
+the positive-aware filter (likely false negatives dropped before sampling) and momentum replay of `filters`.
 """
 from __future__ import annotations
 
@@ -61,7 +57,7 @@ def _query_rng(rng: int | random.Random, source: str, qid: str) -> random.Random
 
 
 def _sample(candidates: list[str], sample: int | None, rng: random.Random) -> list[str]:
-    """`sample` of the candidates drawn uniformly, kept in rank order; all of them if fewer or sample is None."""
+    """`sample` of the candidates drawn uniformly, in rank order; all of them if fewer, or if sample is None or <= 0."""
     if sample is None or sample <= 0 or len(candidates) <= sample:
         return list(candidates)
     chosen = sorted(rng.sample(range(len(candidates)), sample))
@@ -81,19 +77,16 @@ def ranked_negatives(
 ) -> Negatives:
     """From each query's top `depth` in `run`, drop its positives (and `exclude`), then sample `sample`.
 
-    Queries are those of `positives` that `run` ranks, visited in sorted order (so a shared
-    `random.Random` also gives a reproducible result).
-
     Args:
         run: {query id: [(docid, score), ...]} in rank order.
-        positives: each query's positives (the queries mined).
-        depth: the candidates looked at (the top `depth`).
+        positives: each query's positives; its queries that `run` ranks are mined, in sorted order (so a shared
+            `random.Random` also gives a reproducible result).
+        depth: the candidates looked at per query (its top `depth`).
         sample: negatives drawn per query, kept in rank order (None or <= 0: all candidates).
         rng: a seed (each query then draws from its own generator) or a shared `random.Random`.
         source: the source name, part of each query's seed.
         exclude: per query, more passages that are never negatives.
-        keep: `keep(qid, candidates) -> kept`, applied to the rank-ordered candidates before the sample is
-            drawn (the positive-aware filter, `filters`).
+        keep: `keep(qid, rank-ordered candidates) -> kept`, applied before sampling (the positive-aware filter).
 
     Returns:
         {query id: negatives}.
@@ -116,8 +109,7 @@ def ann_negatives(query_run: Run, positives: Mapping[str, Sequence[str]], *args:
 
     Args:
         query_run: the ranking of the training queries by the model of episode i-1.
-        positives: each query's positives.
-        *args, **options: `ranked_negatives`'s depth, sample, rng (positional or by name), exclude, keep.
+        positives, *args, **options: as `ranked_negatives`'s (depth, sample, rng positional or by name; exclude, keep).
 
     Returns:
         {query id: negatives}.
@@ -130,8 +122,7 @@ def bm25_negatives(bm25_run: Run, positives: Mapping[str, Sequence[str]], *args:
 
     Args:
         bm25_run: the BM25 ranking of the training queries.
-        positives: each query's positives.
-        *args, **options: as `ann_negatives`'s.
+        positives, *args, **options: as `ann_negatives`'s.
 
     Returns:
         {query id: negatives}.
@@ -153,11 +144,9 @@ def lookahead_negatives(
 
     Args:
         positive_run: the ranking of each positive passage, keyed by positive docid.
-        positives: each query's positives.
-        depth, sample, rng, exclude: as `ranked_negatives`'s.
+        positives, depth, sample, rng, exclude: as `ranked_negatives`'s.
         all_positives: merge the rankings of all the query's positives by best score (else its first's).
-        keep: the positive-aware filter; it judges the candidates by the query's S(q, d), not by the scores of
-            this ranking (positive-to-passage).
+        keep: the positive-aware filter; it judges candidates by the query's S(q, d), not by this ranking's scores.
 
     Returns:
         {query id: negatives}.
@@ -203,8 +192,8 @@ def _mean(values: Sequence[float]) -> float | None:
 class PoolBuilder:
     """Pool entries and their statistics, built a batch of queries at a time (what `build_pool` returns).
 
-    `mine_episode` streams: it mines and writes a few thousand queries at a time, so only the statistics
-    (a few numbers per query, 8 bytes per negative for the distinct-document counts) outlive a batch.
+    `mine_episode` streams a few thousand queries at a time, so only the statistics (a few numbers per query, 8 bytes
+    per negative for the distinct-document counts) outlive a batch.
 
     Args:
         order: the source names, in the order a query's negatives are concatenated (`ordered_sources`).
@@ -235,16 +224,16 @@ class PoolBuilder:
             previous: Iterable[PoolEntry] = (), *, positives: Mapping[str, Sequence[str]],
             exclude: Mapping[str, Iterable[str]] | None = None,
             train_positives: Mapping[str, Sequence[str]] | None = None) -> list[PoolEntry]:
-        """The entries of these queries ((id, text) pairs, in pool order); their statistics are kept.
+        """The entries of this batch's queries, in pool order; their statistics are kept.
 
         Args:
-            queries: the (query id, text) pairs of this batch.
+            queries: the batch's (query id, text) pairs.
             sources: per source name, {query id: negatives} of (at least) these queries.
             previous: the previous pool's entries of these queries (for the ANN overlap).
-            positives: each query's positives (never negatives).
-            exclude: per query, more passages that are never negatives (QA: passages holding an answer).
-            train_positives: per query, the positives its entry keeps for training (default: all of
-                `positives`; every positive is still kept out of the negatives).
+            positives, exclude: per query, its positives and more passages that are never negatives (QA: answer
+                passages).
+            train_positives: per query, the positives its entry trains on (default: all; every positive still stays out
+                of the negatives).
 
         Returns:
             One entry per query with a positive and a negative.
@@ -336,18 +325,16 @@ def build_pool(
 ) -> tuple[list[PoolEntry], dict]:
     """Union the per-source negatives into pool entries (one per training query) and statistics.
 
-    `negative_document_ids` concatenates the sources in the order ann, lookahead, momentum, bm25,
-    with repeats kept unless `dedupe` (a negative found by several sources then weighs more, as in
-    the reference recipe). Queries without a positive or without any negative are dropped and
-    counted in the statistics. (`PoolBuilder` does the same a batch of queries at a time.)
+    `negative_document_ids` concatenates the sources in the order ann, lookahead, momentum, bm25, with repeats kept
+    unless `dedupe` (a negative found by several sources then weighs more, as in the reference recipe). Queries without
+    a positive or without any negative are dropped and counted. (`PoolBuilder` does this a batch at a time.)
 
     Args:
         collection: the training collection (its queries, in order, and their positives).
         sources: per source name, {query id: negatives}.
         previous_pool: the previous pool's entries, or None.
         positives: each query's positives (default: the collection's).
-        exclude: per query, more passages that are never negatives.
-        dedupe: keep each negative once per query.
+        exclude, dedupe: as for `PoolBuilder`.
 
     Returns:
         (entries, statistics).
@@ -360,8 +347,7 @@ def build_pool(
 
 
 def _query_runs(runs: Mapping[str, Run]) -> list[Run]:
-    """The rankings of the training queries whose answer passages a QA collection looks at, in order: the first
-    one's best answer passage becomes the positive of a query that has none."""
+    """Runs searched for answers; the first one's best answer passage becomes a positive-less query's positive."""
     return [runs[name] for name in ("ann", "bm25") if name in runs]
 
 
@@ -374,14 +360,13 @@ def mining_positives(
 ) -> dict[str, list[str]]:
     """The positives `mine_episode` gives each training query when mining from these rankings.
 
-    The judged positives; for a QA collection (`collection.answers`), a query without one takes the
-    best-ranked passage holding an answer (in `query_run`, else `bm25_run`), as `mine_episode` does. The
-    runner gathers the lookahead vectors of exactly these, so a promoted positive has a lookahead ranking.
+    The judged positives; for a QA collection (`collection.answers`), a query without one takes the best-ranked passage
+    holding an answer (in `query_run`, else `bm25_run`). The runner gathers the lookahead vectors of exactly these, so a
+    promoted positive has a lookahead ranking.
 
     Args:
         collection: the training collection.
-        query_run: the ANN ranking of the training queries (a TREC file or a Run), if mined from.
-        bm25_run: their BM25 ranking, if mined from.
+        query_run, bm25_run: the ANN and BM25 rankings of the training queries (TREC files or Runs), if mined from.
         depth: the candidates looked at per ranking.
 
     Returns:
@@ -398,12 +383,11 @@ def mining_positives(
 class Hooks:
     """The functions `mine_episode` calls; swap any of them for your own with the same signature.
 
-    The source hooks are called a batch of queries at a time (their `positives` hold that batch); a replaced
-    `combine` is called once with every query's negatives, which then are all in memory.
-
-    With a positive-aware filter set, the ann, lookahead and bm25 hooks also receive `keep=` (a function
-    `keep(qid, rank-ordered candidates) -> kept` to apply before sampling); momentum's lists are filtered
-    after the hook."""
+    The source hooks are called a batch of queries at a time (their `positives` hold that batch); a replaced `combine`
+    is called once with every query's negatives, which then are all in memory. With a positive-aware filter set, the
+    ann, lookahead and bm25 hooks also receive `keep=` (`keep(qid, rank-ordered candidates) -> kept`, applied before
+    sampling); momentum's lists are filtered after the hook.
+    """
 
     ann: Callable[..., Negatives] = ann_negatives
     lookahead: Callable[..., Negatives] = lookahead_negatives
@@ -417,19 +401,17 @@ class MiningConfig:
     """How `mine_episode` mines each source (the defaults are the reference recipe's).
 
     Args:
-        depth: the candidates looked at per ranking (its top `depth`).
-        sample: negatives drawn per source and query (None or <= 0: every candidate).
+        depth, sample: as for `ranked_negatives` (`sample` per source and query).
         seed: the seed of each query's draw.
         all_positives: lookahead merges the rankings of all of a query's positives (else its first's).
         dedupe: keep each negative once per query.
         hooks: the functions that mine each source and combine them.
-        max_negative_ratio: the positive-aware filter's ratio rule (`filters`; None: off).
-        negative_margin: its margin rule (None: off).
+        max_negative_ratio, negative_margin: the positive-aware filter's ratio and margin rules (`filters`; None: off).
         skip_top: the best-ranked candidates of each ranking that are never negatives.
         filter_positive: the positive whose score the filter compares with (`data.names.FILTER_POSITIVES`).
         momentum: momentum replay (`data.names.MOMENTUM_MODES`; "all": none).
-        train_positives: the positives each entry keeps for training: all judged ones, or the one the mining
-            model scores highest (`data.names.TRAIN_POSITIVES`).
+        train_positives: each entry's training positives: all judged ones, or the one the mining model scores highest
+            (`data.names.TRAIN_POSITIVES`).
     """
 
     depth: int = DEFAULT_DEPTH
@@ -455,8 +437,7 @@ class MiningConfig:
         return FilterSettings(self.max_negative_ratio, self.negative_margin, self.skip_top, self.filter_positive)
 
     def needs_scores(self, *, with_previous: bool) -> bool:
-        """Whether mining needs the mining model's S(q, d) (the filter's score rules, `train_positives best`,
-        momentum replay).
+        """Whether mining needs the mining model's S(q, d): score rules, `train_positives best` or momentum replay.
 
         Args:
             with_previous: a previous pool is mined (momentum, which replay needs).
@@ -469,10 +450,8 @@ class MiningConfig:
 
 
 class BatchMiner:
-    """Every source's negatives of a batch of training queries, by the hooks of `config` (`mine_episode`'s miner).
-
-    The hooks sample each query on its own, so the negatives do not depend on the batches; the filter's counts
-    (`filter`) and momentum replay's (`replay_stats`) add up over them.
+    """Every source's negatives of a batch of training queries, by `config`'s hooks (`mine_episode`'s miner); the
+    filter's counts (`filter`) and momentum replay's (`replay_stats`) add up over the batches.
 
     Args:
         collection: the training collection (its queries, their positives and, for QA sets, answers).
@@ -542,8 +521,8 @@ class BatchMiner:
             qids: the batch's query ids.
 
         Returns:
-            None (all of them), or under `train_positives best` each query's best-scored positive, by the
-            scores the filter looked up while mining the batch where it did (scored once, not again).
+            None (all of them), or under `train_positives best` each query's best-scored positive (reusing the scores
+            the filter looked up while mining, where it did).
         """
         if self.config.train_positives == "all":
             return None
@@ -607,8 +586,7 @@ class BatchMiner:
 
 
 def mining_stats(pool_stats: dict, miner: BatchMiner, pool_path: Path) -> dict:
-    """pool.stats.json's mining fields: the pool's statistics, the settings, and the filter's and replay's counts
-    (logged).
+    """pool.stats.json's mining fields: the pool's statistics, the settings, the filter's and replay's counts (logged).
 
     Args:
         pool_stats: the statistics of the mined entries (`PoolBuilder.stats`, or a combine hook's).
@@ -616,8 +594,8 @@ def mining_stats(pool_stats: dict, miner: BatchMiner, pool_path: Path) -> dict:
         pool_path: the pool they are written to (named in the log).
 
     Returns:
-        `pool_stats` with `config` (and `positive_aware_filter`, `momentum_replay`) added; the keys of an option
-        appear only when it is set, so the stats of a pool mined without it stay what they were.
+        `pool_stats` with `config` (and `positive_aware_filter`, `momentum_replay`) added; an option's keys appear only
+        when it is set, so the stats of a pool mined without it stay what they were.
     """
     cfg = miner.config
     config = pool_stats["config"] = {"depth": cfg.depth, "sample": cfg.sample, "seed": cfg.seed,
@@ -650,21 +628,20 @@ def mine_episode(
 ) -> Path:
     """Build and write episode i's pool (`pool.jsonl` + `pool.stats.json`) from the given rankings.
 
-    Missing inputs leave their source out. For QA collections (`collection.answers`), retrieved passages holding
-    an answer are never negatives and the best of them becomes the positive of a query that has none. The pool
-    is mined and written `MINE_BATCH` queries at a time (`BatchMiner`), unless the combine hook is replaced.
+    Missing inputs leave their source out; for a QA collection, a query without a positive takes its best answer
+    passage. Unless the combine hook is replaced, the pool is mined and written `MINE_BATCH` queries at a time
+    (`BatchMiner`).
 
     Args:
         collection: the training collection.
         pool_path: the pool.jsonl to write; an existing pool (with its stats) is kept unless `overwrite`.
-        query_run: the ANN ranking of the training queries (a TREC file or a Run).
+        query_run, bm25_run: the ANN and (optional) BM25 rankings of the training queries (TREC files or Runs).
         positive_run: the ranking of their positive passages, keyed by positive docid (lookahead).
         previous_pool: episode i-1's pool file or entries (momentum).
-        bm25_run: a BM25 ranking of the training queries (optional).
         config: the mining settings.
         overwrite: mine again over an existing pool.
-        scores: the mining model's S(q, d) (a `filters.Scorer`, a score table or a stored `.npz` table), which
-            the positive-aware filter, momentum replay and `train_positives best` need.
+        scores: the mining model's S(q, d) (a `filters.Scorer`, a score table or a stored `.npz` table), which the
+            positive-aware filter, momentum replay and `train_positives best` need.
 
     Returns:
         `pool_path`.

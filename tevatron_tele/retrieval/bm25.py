@@ -1,8 +1,8 @@
 """BM25 through Pyserini: a Lucene index of the collection, BM25 runs, and BM25 negatives.
 
 `ensure_pyserini()` makes Pyserini start in this process (a Java 21+ runtime, the JVM options it lacks, a dummy
-OPENAI_API_KEY: see `retrieval.java`); every function here calls it before importing from `pyserini`. Pyserini's
-named topics, qrels and prebuilt indexes are never used: indexes are built from local files, queries passed as text.
+OPENAI_API_KEY: see `retrieval.java`); every function here calls it before importing from `pyserini`. Pyserini's named
+topics, qrels and prebuilt indexes are never used: indexes are built from local files, queries passed as text.
 """
 from __future__ import annotations
 
@@ -31,8 +31,7 @@ _NOT_INSTALLED = "Pyserini is not installed; install the extra: pip install -e '
 
 
 def _pyserini(module: str) -> ModuleType:
-    """A module of Pyserini (or pyjnius), imported only now: an optional extra, whose JVM needs the process
-    prepared first (`ensure_pyserini`)."""
+    """A Pyserini (or pyjnius) module, imported only now: an optional extra, whose JVM needs `ensure_pyserini` first."""
     try:
         return importlib.import_module(module)
     except ImportError as e:
@@ -40,8 +39,8 @@ def _pyserini(module: str) -> ModuleType:
 
 
 def ensure_pyserini() -> dict:
-    """Prepare the process so that Pyserini can start its JVM; idempotent. Must run before the first import of
-    a Pyserini module that starts the JVM (pyserini.search, pyserini.index.lucene, pyserini.eval.trec_eval).
+    """Prepare the process so that Pyserini can start its JVM; idempotent. Must run before the first import of a
+    Pyserini module that starts the JVM (pyserini.search, pyserini.index.lucene, pyserini.eval.trec_eval).
 
     Returns:
         What it set up: {"java_home", "java_version", "vector_module"} (and "jvm_already_running").
@@ -62,8 +61,8 @@ def ensure_pyserini() -> dict:
 
 
 def write_index_docs(corpus: Corpus, docs_dir: PathLike) -> Path:
-    """The corpus as Pyserini's JsonCollection, the input of `python -m pyserini.index.lucene -collection
-    JsonCollection -input DOCS_DIR ...`: title and text in one field, title first (BEIR's "flat" indexes).
+    """The corpus as Pyserini's JsonCollection, the input of `python -m pyserini.index.lucene -collection JsonCollection
+    -input DOCS_DIR ...`: title and text in one field, title first (BEIR's "flat" indexes).
 
     Args:
         corpus: the passages.
@@ -117,8 +116,7 @@ def bm25_search(index_dir: PathLike, queries: Mapping[str, str], k: int = 1000, 
         queries: {query id: text}.
         k: depth.
         threads: search threads.
-        k1: BM25's k1 (Pyserini's default).
-        b: BM25's b (Pyserini's default).
+        k1, b: BM25's parameters (Pyserini's defaults).
         batch_size: queries per batch search.
 
     Returns:

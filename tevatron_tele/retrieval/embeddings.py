@@ -1,8 +1,8 @@
 """Embedding files: `<prefix>.npy` (float16/float32, rows = items) beside `<prefix>.ids` (one id per line).
 
-A sharded output is a family of prefixes `<prefix>.shard-<i>-of-<n>`; `shard_prefixes` finds them in order.
-The `.ids` file is written first and the `.npy` last, each atomically, so a prefix whose `.npy`
-exists is complete and a rerun can skip it.
+A sharded output is a family of prefixes `<prefix>.shard-<i>-of-<n>`; `shard_prefixes` finds them in order. The `.ids`
+file is written first and the `.npy` last, each atomically, so a prefix whose `.npy` exists is complete and a rerun can
+skip it.
 """
 from __future__ import annotations
 
@@ -46,8 +46,7 @@ def shard_prefix(prefix: PathLike, shard_index: int, num_shards: int) -> Path:
 
     Args:
         prefix: the output's prefix.
-        shard_index: the shard.
-        num_shards: shards in all.
+        shard_index, num_shards: the shard, and shards in all.
 
     Returns:
         `<prefix>.shard-<i>-of-<n>`; a single shard keeps the plain prefix.
@@ -74,8 +73,7 @@ def save_embeddings(prefix: PathLike, array: np.ndarray, ids: Sequence[str]) -> 
 
     Args:
         prefix: the prefix.
-        array: one row per id.
-        ids: the items' ids (no whitespace).
+        array, ids: one row per id, and the items' ids (no whitespace).
     """
     if array.ndim != 2 or array.shape[0] != len(ids):
         raise ValueError(f"{prefix}: array of shape {array.shape} for {len(ids)} ids")

@@ -1,12 +1,11 @@
 """Encode token-cached texts (corpus, queries, or queries' positive passages) with either backend's encoder.
 
-Items are batched in order of token length (longest first, as sentence-transformers' `encode` orders its
-inputs), so a batch holds items of similar length and pads to its own longest item, not to max_len; results
-are put back in the requested order. Where lengths vary (MS MARCO) this saves most of the padding a batch in
-corpus order carries (BENCHMARKS.md, "Encoding speed"). On a GPU, fp16/bf16 autocast is available.
-Work can be split into shards (`shard_index` / `num_shards`, and torchrun's RANK / WORLD_SIZE on
-top): each shard is a contiguous slice of the items written to its own file, and a shard whose
-file exists is not computed again.
+Items are batched in order of token length (longest first, as sentence-transformers' `encode` orders its inputs), so a
+batch holds items of similar length and pads to its own longest item, not to max_len; results are put back in the
+requested order. Where lengths vary (MS MARCO) this saves most of the padding a batch in corpus order carries
+(BENCHMARKS.md, "Encoding speed"). Work can be split into shards (`shard_index` / `num_shards`, and torchrun's RANK /
+WORLD_SIZE on top): each shard is a contiguous slice of the items written to its own file, and a shard whose file exists
+is not computed again.
 """
 from __future__ import annotations
 
@@ -62,20 +61,19 @@ def encode_texts(
     """Embeddings of the cached items (all of them when `positions_or_ids` is None), one row per item.
 
     Args:
-        model: a backend's encoder (`backends.load_encoder`), called as both Tevatrons' models are:
-            `model(query=batch).q_reps` for queries, `model(passage=batch).p_reps` for passages; its
-            `input_format` (prefixes, appended EOS) shapes the inputs.
+        model: a backend's encoder (`backends.load_encoder`), called as both Tevatrons' models are
+            (`model(query=batch).q_reps`, `model(passage=batch).p_reps`); its `input_format` (prefixes, appended EOS)
+            shapes the inputs.
         tokenizer: its tokenizer (pads each batch).
         token_cache: the items' token cache (`data.token_cache`).
         positions_or_ids: the items, as cache positions or ids (default: the whole cache).
         is_query: encode with the query side of the model.
-        max_len: token length.
-        batch_size: items per forward pass.
+        max_len, batch_size: tokens per item, items per forward pass.
         dtype: the returned type, float16 or float32.
         amp: "fp16" / "bf16" autocast when the model is on a GPU; ignored on CPU.
         progress: show a progress bar.
-        sort_by_length: batch items of similar length together (longest first); False batches them in the
-            order given, each batch still padded to its own longest item (same embeddings, more padding).
+        sort_by_length: batch items of similar length together (longest first); False batches them in the order given,
+            each batch still padded to its own longest item (same embeddings, more padding).
 
     Returns:
         One row per item, in the order of `positions_or_ids`.
@@ -141,8 +139,7 @@ def distributed_shard(shard_index: int = 0, num_shards: int = 1) -> tuple[int, i
     """Refine a shard by torchrun's RANK / WORLD_SIZE: each process takes one sub-shard.
 
     Args:
-        shard_index: the shard asked for.
-        num_shards: shards asked for.
+        shard_index, num_shards: the shard asked for, and shards asked for.
 
     Returns:
         (this process' shard index, shards in all).
@@ -174,24 +171,16 @@ def encode_to_file(
 ) -> Path:
     """Encode one shard of the items (`ids`, or the whole cache) to `<prefix>[.shard-i-of-n].{npy,ids}`.
 
-    An existing complete shard is kept as it is (unless `overwrite`), and then no model is needed.
-
     Args:
         token_cache: the items' token cache (`data.token_cache`).
         prefix: the output prefix.
-        is_query: encode with the query side of the model.
         ids: the items to encode (default: the whole cache).
-        shard_index: this process' shard.
-        num_shards: shards in all.
-        max_len: token length.
-        batch_size: items per forward pass.
-        dtype: stored type, float16 or float32.
-        amp: autocast on GPU, bf16 or fp16.
-        device: where the model runs.
-        model: a loaded encoder (`backends.load_encoder`), required unless the shard exists.
-        tokenizer: its tokenizer.
-        progress: show a progress bar.
-        overwrite: encode even when the shard exists.
+        shard_index, num_shards: this process' shard, and shards in all.
+        is_query, max_len, batch_size, amp, progress: as for `encode_texts`.
+        dtype: the stored type, float16 or float32.
+        device: unused; the model runs where it was loaded.
+        model, tokenizer: a loaded encoder (`backends.load_encoder`) and its tokenizer, unless the shard exists.
+        overwrite: encode even when the shard exists (which is otherwise kept as it is).
 
     Returns:
         The shard's prefix.

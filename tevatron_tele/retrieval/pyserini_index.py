@@ -4,9 +4,9 @@
     DIR/docid            one passage id per line, line i = vector i (Pyserini's FaissSearcher reads both)
     DIR/tele_index.json  what it was made from (each embedding file's size and mtime) and what it holds
 
-An existing folder of these files only is this step's own: it is reused when its record names the same
-embedding files, and replaced only with `overwrite` when they changed (or it has no record). Any other existing
-path (a file, a folder holding anything else) is refused and left as it is; an empty folder is written into.
+An existing folder of these files only is this step's own: it is reused when its record names the same embedding files,
+and replaced only with `overwrite` when they changed (or it has no record). Any other existing path (a file, a folder
+holding anything else) is refused and left as it is; an empty folder is written into.
 """
 from __future__ import annotations
 

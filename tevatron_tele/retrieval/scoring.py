@@ -1,7 +1,7 @@
 """Score chosen (query, passage) pairs with one episode's model.
 
-Forgetting needs S_j(q, d) only for the queries, positives and pool/probe negatives involved, so
-only those are encoded: a few thousand texts per episode instead of the whole corpus again.
+Forgetting needs S_j(q, d) only for the queries, positives and pool/probe negatives involved, so only those are encoded:
+a few thousand texts per episode instead of the whole corpus again.
 """
 from __future__ import annotations
 
@@ -32,8 +32,7 @@ def with_positives(pairs: Mapping[str, Iterable[str]], positives: Mapping[str, S
     """Pairs with each query's positives added (S(q, d+) needs them).
 
     Args:
-        pairs: {query id: docids}.
-        positives: each query's positives.
+        pairs, positives: {query id: docids}, and each query's positives.
 
     Returns:
         {query id: its positives, then its docids}, without duplicates, order kept.
@@ -57,21 +56,16 @@ def score_pairs(
     dtype: str = "float32",
     progress: bool = True,
 ) -> ScoreTable:
-    """S(q, d) for every `pairs[qid]` docid, as `table[qid][docid]` (the model's dot product).
+    """S(q, d) (the model's dot product) of every `pairs[qid]` docid, each distinct query and passage encoded once.
 
-    Each distinct query and passage is encoded once, from the token caches (queries by qid, passages
-    by docid). Embeddings are rounded to `dtype` before the float32 dot product: with the run's
-    `embedding_dtype` the scores equal those the runner stores from its embeddings, so that episodes scored
-    either way can be compared.
+    Embeddings are rounded to `dtype` before the float32 dot product: with the run's `embedding_dtype` the scores equal
+    those the runner stores from its embeddings, so that episodes scored either way can be compared.
 
     Args:
-        model: a loaded encoder (`backends.load_encoder`).
-        tokenizer: its tokenizer.
-        query_cache: the queries' token cache.
-        corpus_cache: the passages' token cache.
+        model, tokenizer: a loaded encoder (`backends.load_encoder`) and its tokenizer.
+        query_cache, corpus_cache: the token caches of the queries (by qid) and of the passages (by docid).
         pairs: {query id: passage ids} to score.
-        q_max_len: query length in tokens.
-        p_max_len: passage length in tokens.
+        q_max_len, p_max_len: query and passage lengths in tokens.
         batch_size: items per forward pass.
         dtype: the type embeddings are rounded to.
         progress: show progress bars.
@@ -97,15 +91,13 @@ def score_pairs(
 
 
 class EmbeddingScorer:
-    """S(q, d) = <q, d> from an episode's embedding files: the training queries' and the corpus' (sharded or
-    not), all memory-mapped, only the rows asked for read; vectors as stored, float32 dot products. The runner's
-    `scores.npz`, the positive-aware filter and `score_pairs_from_embeddings` all score through it. Passages are
-    found through an `IdIndex` over the corpus ids (12 bytes per passage besides the ids themselves) rather than
-    a dict of them.
+    """S(q, d) = <q, d>, float32 dot products of the vectors as stored in an episode's embedding files (training queries
+    and corpus, sharded or not), memory-mapped so that only the rows asked for are read. The runner's `scores.npz`, the
+    positive-aware filter and `score_pairs_from_embeddings` all score through it. Passages are found through an
+    `IdIndex` over the corpus ids (12 bytes per passage besides the ids) rather than a dict.
 
     Args:
-        query_prefix: the training queries' embedding prefix.
-        corpus_prefix: the corpus' embedding prefix (or its shards' common prefix).
+        query_prefix, corpus_prefix: the training queries' and corpus' embedding prefixes (or shards' common prefix).
     """
 
     def __init__(self, query_prefix: PathLike, corpus_prefix: PathLike):
@@ -123,8 +115,7 @@ class EmbeddingScorer:
         """S(qid, d) of the given passages.
 
         Args:
-            qid: the query.
-            docids: the passages.
+            qid, docids: the query and the passages.
 
         Returns:
             {docid: score}, in their order; passages (or a query) without a vector are left out.
@@ -178,8 +169,7 @@ def score_pairs_from_embeddings(query_prefix: PathLike, corpus_prefix: PathLike,
     """S(q, d) from embeddings an episode already wrote (no encoding at all), by `EmbeddingScorer`.
 
     Args:
-        query_prefix: the queries' embeddings prefix.
-        corpus_prefix: the corpus' embeddings prefix.
+        query_prefix, corpus_prefix: the queries' and the corpus' embeddings prefixes.
         pairs: {query id: docids}.
 
     Returns:
@@ -201,9 +191,9 @@ def save_score_table(path: PathLike, table: ScoreTable) -> None:
 def save_score_rows(path: PathLike, rows: Iterable[tuple[str, Sequence[str], Sequence[float]]]) -> None:
     """Write a score table given one query at a time, as a compressed .npz, atomically.
 
-    The file holds the query ids once each (`query_ids`, `query_counts`: each query's number of pairs), the
-    passage ids as UTF-8 bytes (`docids_utf8`) and float32 `scores`, the pairs grouped by query: a few bytes
-    per pair in memory while it is written, where a table of Python dicts takes hundreds.
+    The file holds the query ids once each (`query_ids`, `query_counts`: each query's number of pairs), the passage ids
+    as UTF-8 bytes (`docids_utf8`) and float32 `scores`, the pairs grouped by query: a few bytes per pair in memory
+    while it is written, where a table of Python dicts takes hundreds.
 
     Args:
         path: the .npz to write.
@@ -232,13 +222,11 @@ def save_score_rows(path: PathLike, rows: Iterable[tuple[str, Sequence[str], Seq
 
 
 def save_scored_pairs(path: PathLike, scorer: Scorer, pairs: Iterable[tuple[str, Sequence[str]]]) -> int:
-    """Score pairs given a query at a time (`iter_scores`) and write them as a table (`save_score_rows`), never
-    all in memory.
+    """Score pairs a query at a time (`iter_scores`) and write them (`save_score_rows`), never all in memory.
 
     Args:
         path: the .npz to write.
-        scorer: as for `iter_scores`.
-        pairs: (query id, passage ids) per query.
+        scorer, pairs: as for `iter_scores`.
 
     Returns:
         The number of pairs written (a query with none scored has no row).
@@ -256,14 +244,13 @@ def save_scored_pairs(path: PathLike, scorer: Scorer, pairs: Iterable[tuple[str,
 
 
 class StoredScores(Mapping[str, dict[str, float]]):
-    """A stored score table read as {query id: {passage id: score}}, one query's row made when it is asked for.
-
-    The file's arrays stay as they are (a few bytes per pair); a row is decoded on access, and the last row
-    asked for is kept, since readers look up one query's passages one after the other.
+    """A stored score table read as {query id: {passage id: score}}; the file's arrays stay as they are (a few bytes per
+    pair), a query's row is decoded when asked for, and the last one is kept, since readers look up one query's passages
+    one after the other.
 
     Args:
-        path: a .npz written by `save_score_rows` / `save_score_table` (or by earlier versions: one query id
-            per pair, `qids` / `docids` / `scores`).
+        path: a .npz written by `save_score_rows` / `save_score_table` (or by earlier versions: one query id per pair,
+            `qids` / `docids` / `scores`).
     """
 
     def __init__(self, path: PathLike) -> None:

@@ -1,10 +1,9 @@
 """Exact inner-product top-k search over corpus embeddings that need not fit in memory.
 
-The corpus is read shard by shard and, inside a shard, in row chunks mapped from the `.npy` file
-only while they are scored, so resident memory stays near `memory_budget_mb` whatever the corpus
-size. Each chunk's top-k is merged into a running top-k; since every document is scored exactly
-once, the merged list is the exact top-k. Two interchangeable backends: FAISS (`faiss.knn`, GPU
-when a GPU build is installed) and torch (matmul + topk, CPU or CUDA).
+The corpus is read shard by shard and, inside a shard, in row chunks mapped from the `.npy` file only while they are
+scored, so resident memory stays near `memory_budget_mb` whatever the corpus size. Each chunk's top-k is merged into a
+running top-k; since every document is scored exactly once, the merged list is the exact top-k. Two interchangeable
+backends: FAISS (`faiss.knn`, GPU when a GPU build is installed) and torch (matmul + topk, CPU or CUDA).
 """
 from __future__ import annotations
 
@@ -63,14 +62,12 @@ def _chunks(info: _NpyInfo, rows: int) -> Iterator[tuple[int, np.ndarray]]:
 def plan_chunks(dim: int, n_queries: int, depth: int, memory_budget_mb: float) -> tuple[int, int]:
     """The block sizes that keep the working set within the budget.
 
-    Working set per block: query block (q*dim*4), score matrix (q*c*4), corpus rows mapped + as
-    float32 (c*dim*6 for float16 input, at most c*dim*8), running and merged top-k (q*depth*12*3).
-    Half the budget is kept in reserve for allocator slack and library buffers.
+    Working set per block: query block (q*dim*4), score matrix (q*c*4), corpus rows mapped + as float32 (c*dim*6 for
+    float16 input, at most c*dim*8), running and merged top-k (q*depth*12*3). Half the budget is kept in reserve for
+    allocator slack and library buffers.
 
     Args:
-        dim: vector size.
-        n_queries: queries in all.
-        depth: top-k depth.
+        dim, n_queries, depth: the vector size, the number of queries and the top-k depth.
         memory_budget_mb: the budget.
 
     Returns:
@@ -128,8 +125,7 @@ def search_arrays(
         query_emb: query vectors, one row each.
         corpus_prefixes: an embeddings prefix (sharded or not), or several.
         depth: top-k depth.
-        backend: "faiss" or "torch".
-        device: where the scores are computed ("cuda" needs a GPU build of the backend).
+        backend, device: "faiss" or "torch", and where it computes the scores ("cuda" needs a GPU build of it).
         memory_budget_mb: the working set's budget (default DEFAULT_MEMORY_BUDGET_MB).
         progress: show a progress bar.
 

@@ -1,7 +1,7 @@
 """Episode 0 (the base model's rankings and evaluation) shared between runs through --base_cache_dir.
 
-A run whose settings give the base model the same inputs copies its episode 0 from `BASE_CACHE/<key>/` (the
-finished episode-0 folder of the first such run, without its embeddings) instead of encoding the corpus again.
+A run whose settings give the base model the same inputs copies its episode 0 from `BASE_CACHE/<key>/` (the finished
+episode-0 folder of the first such run, without its embeddings) instead of encoding the corpus again.
 """
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ logger = logging.getLogger(__name__)
 
 
 def base_cache_dir(args: EpisodeArguments) -> Path | None:
-    """The folder of the shared episode 0 these settings give, keyed on every input of the base model's
-    embeddings, rankings and evaluation (not on training settings).
+    """The folder of the shared episode 0 these settings give, keyed on every input of the base model's embeddings,
+    rankings and evaluation (not on training settings).
 
     Args:
         args: the run's settings.
@@ -36,8 +36,7 @@ def base_cache_dir(args: EpisodeArguments) -> Path | None:
            a.pooling, a.normalize, a.depth, a.eval_depth, a.embedding_dtype]
     if any(input_options(a).values()):
         key.append(input_options(a))
-    # more options that change the base model's embeddings or its corpus, only when set (so the keys of
-    # caches made without them stay what they were)
+    # more options that change the base model's embeddings or corpus, only when set (older caches keep their keys)
     extra = {"encode_amp": a.encode_amp, "passages": str(Path(a.passages).resolve()) if a.passages else None,
              "dev_split": a.dev_split, "dev_from_train": a.dev_from_train}
     if any(extra.values()):

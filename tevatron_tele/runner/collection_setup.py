@@ -1,9 +1,5 @@
-"""The collections of one run, as the episode runner reads them, and their token caches.
-
-`load_run_collections` reads the training split and the evaluated splits (`main`: --eval_split, `dev`: --dev_split
-or queries held out of training by `hold_out_dev`, then each of --eval_collections) over one corpus in memory, and
-keeps what the manifest records of them; `TokenCaches` tokenizes each collection's queries and corpus once per run.
-"""
+"""The collections of one run, as the episode runner reads them (`load_run_collections`), and their token caches, made
+once per run (`TokenCaches`)."""
 from __future__ import annotations
 
 import dataclasses
@@ -67,10 +63,9 @@ class RunCollections:
         train: the training split (without the queries held out as dev, if any).
         evals: {name: collection} evaluated after every episode: 'main' (--eval_split), 'dev', then each of
             --eval_collections by its folder's name; the training collection's splits share its corpus.
-        sources: {id(collection): (resolved path, split)}, the key of each collection's query token cache (names,
-            folder/split, repeat across folders).
-        train_files: the files the training collection's queries and qrels, and its corpus, were read from (kept
-            before a dev split is held out: the parts of a collection record none).
+        sources: {id(collection): (resolved path, split)}, key of its query token cache (names repeat across folders).
+        train_files: the files the training queries, qrels and corpus were read from (kept before a dev split is held
+            out: the parts of a collection record none).
     """
 
     train: Collection
@@ -84,8 +79,8 @@ class RunCollections:
         self.sources[id(collection)] = source
 
     def report(self) -> dict:
-        """What was read of each collection, by role: its counts and the qrels lines dropped as naming an unknown
-        query or document (Collection.stats), written into the manifest so that a drop is seen in the run folder.
+        """What was read of each collection, by role: its counts and the qrels lines dropped as naming an unknown query
+        or document (Collection.stats), written into the manifest so that a drop is seen in the run folder.
 
         Returns:
             {"train": stats, "eval:<name>": stats, ...}.
@@ -99,8 +94,8 @@ class RunCollections:
         """The files the collections were read from, by role, for the manifest's fingerprints (`RunFolder.open`).
 
         Returns:
-            {"collection": the training collection's query and qrels files (every split read), "corpus": its
-            corpus files, "eval_collections/<name>": each further evaluation collection's files}.
+            {"collection": the training collection's query and qrels files (every split read), "corpus": its corpus
+            files, "eval_collections/<name>": each further evaluation collection's files}.
         """
         splits, corpus = self.train_files
         out = {"collection": sorted({*splits, *(f for name in OWN_SPLITS if name in self.evals
@@ -140,8 +135,8 @@ class RunCollections:
 def load_run_collections(args: EpisodeArguments) -> RunCollections:
     """Read a run's collections as its settings name them.
 
-    A collection without splits (DPR json, Tevatron jsonl) refuses --eval_split test, which would be its training
-    queries, with a message saying what to pass.
+    A collection without splits (DPR json, Tevatron jsonl) refuses --eval_split test, its training queries, saying what
+    to pass.
 
     Args:
         args: the run's settings (collection, splits, passages, dev split or --dev_from_train, eval collections).

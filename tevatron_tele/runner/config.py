@@ -91,13 +91,12 @@ class ScheduleFields(FieldGroup):
 @dataclass
 class EpisodeArguments(TrainerFields, MixingFields, LengthFields, TeleModelFields, FilterFields, MiningFields,
                        ScheduleFields, RunFields):
-    """Every setting of a run of episodes. With a ratio or margin filter, or momentum replay, the mining model's
-    scores come from RUN/episode-<i-1>/scores.npz or the episode's embeddings (pool i+1 is then mined before
-    episode i's corpus embeddings are removed)."""
+    """Every setting of a run of episodes. With a ratio or margin filter, or momentum replay, the mining model's scores
+    come from RUN/episode-<i-1>/scores.npz or the episode's embeddings (pool i+1 is then mined before episode i's corpus
+    embeddings are removed)."""
 
-    # the runner's own defaults, from the defaults study (BENCHMARKS.md): every source filtered against the
-    # best-scored positive, and each query trained on that positive; `--max_negative_ratio none
-    # --train_positives all` is the paper's recipe
+    # the runner's own defaults (the defaults study, BENCHMARKS.md): every source filtered against the best-scored
+    # positive, each query trained on it; `--max_negative_ratio none --train_positives all` is the paper's recipe
     max_negative_ratio: float | None = option(FilterFields, "max_negative_ratio", 0.95)
     filter_positive: FilterPositive = option(FilterFields, "filter_positive", "best")
     train_positives: TrainPositives = option(FilterFields, "train_positives", "best")
@@ -243,8 +242,8 @@ def _key_line(text: str, key: str) -> int | None:
 def load_config_file(path: str | Path) -> dict:
     """Settings from a .json or .yaml/.yml file (keys are the flag names without dashes).
 
-    Malformed YAML/JSON, a file that is not a mapping, and an unknown setting raise ConfigError naming
-    file, line and setting (with the closest known name).
+    A malformed or non-mapping file, or an unknown setting, raises ConfigError (file, line, setting, closest known
+    name).
 
     Args:
         path: the settings file.
@@ -281,8 +280,8 @@ def load_config_file(path: str | Path) -> dict:
 
 
 def config_differences(old: dict, new: dict) -> list[str]:
-    """Human-readable differences between two result configs; a setting one of them lacks (a run made before
-    the setting existed) counts as its default."""
+    """Human-readable differences between two result configs; a setting one of them lacks (a run made before the setting
+    existed) counts as its default."""
     defaults = {f.name: f.default for f in dataclasses.fields(EpisodeArguments) if f.default is not dataclasses.MISSING}
     keys = sorted(set(old) | set(new))
     return [f"{k}: {old.get(k, defaults.get(k))!r} -> {new.get(k, defaults.get(k))!r}" for k in keys

@@ -1,13 +1,9 @@
 """ANCE-Tele's training loop: mine with model i-1, train episode i from the base model, evaluate, repeat.
 
-The recipe, each step a method of `EpisodeRunner` that can be called alone: `mine(i)` (pool i from episode i-1's
-rankings), `train(i)`, `encode(i)` (episode i's rankings of the training queries, of their positives for
-lookahead, and its stored scores), `evaluate(i)` (eval.json), `finish(i)` (both, then the DONE marker), `select()`
-(the kept episode, best.json) and `analyze()` (the forgetting report). The collections are set up by
-`runner.collection_setup`, training launched by `runner.launch`, episode 0 shared by `runner.base_cache`.
-
-Every step writes its output atomically and is skipped when that output exists, so a killed run
-resumes at the first unfinished step; an episode with a DONE marker is never written again.
+Each step is a method of `EpisodeRunner` that can be called alone (`mine`, `train`, `encode`, `evaluate`, `finish`,
+`select`, `analyze`); the collections are set up by `runner.collection_setup`, training launched by `runner.launch`,
+episode 0 shared by `runner.base_cache`. Every step writes its output atomically and is skipped when that output exists,
+so a killed run resumes at the first unfinished step; an episode with a DONE marker is never written again.
 """
 from __future__ import annotations
 
@@ -94,8 +90,7 @@ class EpisodeRunner:
             i: the episode (>= 1).
 
         Returns:
-            RUN/episode-i/pool.jsonl; complete when it and its stats are both there (a pool left without stats is
-            mined again).
+            RUN/episode-i/pool.jsonl; complete when it and its stats are there (a pool without stats is mined again).
         """
         a, folder, out, prev = self.args, self.folder, self.folder.pool(i), i - 1
         sources, train = a.sources(), self.collections.train
@@ -123,12 +118,11 @@ class EpisodeRunner:
     def mining_scores(self, prev: int) -> EmbeddingScorer | Path | None:
         """The mining model's S(q, d) for pool prev+1, or None when no option needs them.
 
-        The positive-aware filter scores every candidate (any source) from episode prev's embeddings of the
-        training queries and the corpus. Pool prev+1 is mined before `finish(prev)` removes the corpus
-        embeddings, so they are there; only when they are not (episode 0 copied from --base_cache_dir, which
-        holds no embeddings) are they encoded again, and removed after mining unless --keep_embeddings.
-        Momentum replay alone reads the stored RUN/episode-<prev>/scores.npz (S_prev of pools 1..prev and the
-        positives, which covers the momentum candidates: pool prev's negatives).
+        The positive-aware filter scores every candidate (any source) from episode prev's embeddings of the training
+        queries and the corpus. These are there, since pool prev+1 is mined before `finish(prev)` removes them, unless
+        episode 0 was copied from --base_cache_dir (which holds no embeddings): they are then encoded again, and removed
+        after mining unless --keep_embeddings. Momentum replay alone reads RUN/episode-<prev>/scores.npz (S_prev of
+        pools 1..prev and the positives, which covers the momentum candidates: pool prev's negatives).
 
         Args:
             prev: the mining model's episode.
@@ -163,8 +157,8 @@ class EpisodeRunner:
         return out
 
     def encode(self, i: int, model_state: dict | None = None) -> Path:
-        """Episode i's model's rankings of the training queries (and of their positives, for lookahead, unless i
-        is the last episode), and for i >= 1 its stored scores (`_store_scores`).
+        """Episode i's model's rankings of the training queries (and of their positives, for lookahead, unless i is the
+        last episode), and for i >= 1 its stored scores (`_store_scores`).
 
         Args:
             i: the episode.
@@ -189,9 +183,9 @@ class EpisodeRunner:
     def evaluate(self, i: int, corpus: Path | None = None, model_state: dict | None = None) -> Path | None:
         """Rank and measure every evaluated split with episode i's model (RUN/episode-i/eval.json).
 
-        Each evaluated split's qrels are written once as TREC qrels beside the runs, RUN/qrels/<label>.qrels: the
-        file Pyserini's trec_eval reads, e.g. `python -m pyserini.eval.trec_eval -c -m ndcg_cut.10
-        RUN/qrels/scifact-test.qrels RUN/episode-1/rankings/test.trec` gives eval.json's nDCG@10.
+        Each split's qrels are also written once as TREC qrels, RUN/qrels/<label>.qrels, for Pyserini's trec_eval: e.g.
+        `python -m pyserini.eval.trec_eval -c -m ndcg_cut.10 RUN/qrels/scifact-test.qrels
+        RUN/episode-1/rankings/test.trec` gives eval.json's nDCG@10.
 
         Args:
             i: the episode.
@@ -230,8 +224,8 @@ class EpisodeRunner:
     def finish(self, i: int) -> None:
         """Encode and evaluate with episode i's model (loaded once), then mark the episode done (RUN/episode-i/DONE).
 
-        The positive-aware filter scores pool i+1's candidates with this episode's corpus embeddings: pool i+1 is
-        mined here, before they are removed (the loop then finds it done).
+        With the positive-aware filter, pool i+1 is mined here, before this episode's corpus embeddings (which score its
+        candidates) are removed; the loop then finds it done.
 
         Args:
             i: the episode.
@@ -256,8 +250,7 @@ class EpisodeRunner:
         share_episode_zero(self.folder, shared)
 
     def select(self) -> dict | None:
-        """Choose the episode to keep on the dev split and compare it with the start and BM25 (RUN/best.json,
-        RUN/best -> episode-k; `selection.judge_run`).
+        """Choose the episode to keep on dev, compare it with the start and BM25 (`judge_run`: RUN/best.json, RUN/best).
 
         Returns:
             The verdict, or None without an evaluated test split.
@@ -362,8 +355,8 @@ def _bm25_baseline(folder: RunFolder, args: EpisodeArguments, collection: Collec
 
 def _mining_positives(folder: RunFolder, args: EpisodeArguments, collection: Collection, i: int
                       ) -> dict[str, list[str]]:
-    """The positives pool i+1 gives each training query: the judged ones and, for a QA collection, the answer
-    passages `mine_episode` promotes from episode i's rankings."""
+    """The positives pool i+1 gives each training query: the judged ones and, for a QA collection, the answer passages
+    `mine_episode` promotes from episode i's rankings."""
     if not collection.answers:
         return {q: collection.positives(q) for q in collection.queries}
     sources = args.sources()
@@ -373,9 +366,8 @@ def _mining_positives(folder: RunFolder, args: EpisodeArguments, collection: Col
 
 
 def _positive_embeddings(folder: RunFolder, i: int, corpus: Path, positives: Callable[[], dict]) -> Path:
-    """Lookahead queries: the passage-encoder vectors of the positives pool i+1 will hold (corpus rows; a QA
-    query's promoted answer passage too), gathered shard by shard from memory-mapped files so the corpus is
-    never loaded whole. `positives()` gives `_mining_positives`, called only when the step runs."""
+    """Lookahead queries: passage-encoder vectors of the positives pool i+1 will hold (QA: promoted answer passages
+    too), read shard by shard from memory-mapped corpus rows; `positives()` is called only when the step runs."""
     prefix = folder.embeddings(i, "positives")
 
     def work():
@@ -388,9 +380,8 @@ def _positive_embeddings(folder: RunFolder, i: int, corpus: Path, positives: Cal
 
 def _store_scores(folder: RunFolder, i: int, queries: Path, corpus: Path, positives: Callable[[], dict],
                   probe_k: int) -> Path:
-    """S_i(q, d) of pools 1..i and of the analysis probe, from the embeddings just made, so that the
-    forgetting analysis never encodes anything again. Streamed a query at a time: pools and the base
-    ranking are looked up by query, the corpus vectors memory-mapped."""
+    """S_i(q, d) of pools 1..i and the analysis probe, from the embeddings just made, so the forgetting analysis never
+    encodes again; streamed a query at a time (`store_episode_scores`)."""
     out = folder.scores(i)
 
     def work():

@@ -47,8 +47,8 @@ def train_settings(args: EpisodeArguments, folder: RunLayout, i: int, token_cach
         device: 'cpu' trains on the CPU.
 
     Returns:
-        (model settings, data settings, training settings); current Tevatron's options only when set, since
-        Tevatron 0.1.0's dataclasses do not have them.
+        (model settings, data settings, training settings); current Tevatron's options only when set, since Tevatron
+        0.1.0's dataclasses do not have them.
     """
     a = args
     start = folder.model(i - 1) if a.continue_training and i > 1 else Path(a.model_name_or_path)
@@ -83,17 +83,14 @@ def train_settings(args: EpisodeArguments, folder: RunLayout, i: int, token_cach
 
 
 def check_settings(args: EpisodeArguments, folder: RunLayout, token_cache_dir: Path, device: str) -> None:
-    """Every check a later step would make of the settings and the model, made before the run folder is written:
-    a refused flag then leaves no manifest, and the corrected command works in the same folder.
+    """Every check a later step would make of the settings and the model, made before the run folder is written: a
+    refused flag then leaves no manifest, and the corrected command works in the same folder.
 
-    The training arguments of episode 1 are built as training builds them (mixing, source weights, passages per
-    query, pooling, precision), the mining counts checked, and the model folder's config read.
+    Episode 1's training arguments are built as training builds them (mixing, source weights, passages per query,
+    pooling, precision), the mining counts checked, and the model folder's config read.
 
     Args:
-        args: the run's settings.
-        folder: the run folder.
-        token_cache_dir: where the token caches live.
-        device: the run's device.
+        args, folder, token_cache_dir, device: as for `train_settings`.
 
     Raises:
         ValueError: a setting a step would refuse.
@@ -115,15 +112,11 @@ def check_settings(args: EpisodeArguments, folder: RunLayout, token_cache_dir: P
 
 
 def train_episode(args: EpisodeArguments, folder: RunLayout, i: int, token_cache_dir: Path, device: str) -> Path:
-    """Train episode i's model on its pool, in this process or, with `--train_nproc` above 1, under torchrun
-    (negatives shared across devices). A killed run's leftover `model.partial` is removed first.
+    """Train episode i's model on its pool, in this process or, with `--train_nproc` above 1, under torchrun (negatives
+    shared across devices). A killed run's leftover `model.partial` is removed first.
 
     Args:
-        args: the run's settings.
-        folder: the run folder.
-        i: the episode (>= 1).
-        token_cache_dir: where the token caches live.
-        device: the run's device.
+        args, folder, i, token_cache_dir, device: as for `train_settings`.
 
     Returns:
         The model folder.

@@ -1,11 +1,10 @@
 """The model card (`README.md`) of a run's kept model: what it is, how it was made, how well it does, how to use it.
 
-`judge_run` writes it into the kept episode's model folder (`RUN/best/model/README.md`) once the episode is
-chosen: base model, recipe and settings (RUN/manifest.json), the collection, the dev and test figures of the
-start and the kept episode (their eval.json) with the BM25 baseline, the verdict line (RUN/best.json), the
-command that reproduces the run, and how to load the model with sentence-transformers, Pyserini and Tevatron.
-When the start model is kept (episode 0), no card is written: its folder is the base model's, never ours to
-write into. A README.md in the folder that this module did not write is left as it is.
+`judge_run` writes it into the kept episode's model folder (`RUN/best/model/README.md`) once the episode is chosen: base
+model, recipe and settings (RUN/manifest.json), the collection, the dev and test figures of the start and the kept
+episode (their eval.json) with the BM25 baseline, the verdict line (RUN/best.json), the command that reproduces the run,
+and how to load the model with sentence-transformers, Pyserini and Tevatron. No card goes into the start model's folder
+(episode 0 kept: the base model's, never ours to write into), nor over a README.md this module did not write.
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The episode a run keeps, chosen on a dev split, and the verdict against the start model and BM25.
 
-`judge_run` reads the finished episodes' dev figures and test rankings, writes `RUN/best.json`, points
-`RUN/best` at the selected episode and writes the model card into its model folder (`runner.model_card`).
+`judge_run` reads the finished episodes' dev figures and test rankings, writes `RUN/best.json`, points `RUN/best` at the
+selected episode and writes the model card into its model folder (`runner.model_card`).
 """
 from __future__ import annotations
 
@@ -35,16 +35,15 @@ def judge_run(folder: RunFolder, test_qrels, metric: str, dev_name: str | None, 
     """Select the episode on dev, compare it with the start and BM25 on test, and record the choice.
 
     Args:
-        folder: the run folder (episodes with eval.json and rankings/test.trec, and rankings/dev.trec with a
-            dev split).
+        folder: the run folder (episodes with eval.json and rankings/test.trec, and rankings/dev.trec with a dev split).
         test_qrels: qrels of the test split.
         metric: the selection metric, e.g. 'nDCG@10'.
         dev_name: the dev collection's key in eval.json (None: no dev split; the last episode is reported).
         bm25_run: a BM25 TREC run of the test queries, for the baseline.
         seed: bootstrap seed.
         dev_qrels: qrels of the dev split (the guarded rule compares episodes query by query on it).
-        rule: 'guarded' (an episode replaces the kept one only with a dev gain beyond noise) or 'best' (the best
-            dev figure); see `evaluation.verdict`.
+        rule: 'guarded' (an episode replaces the kept one only with a dev gain beyond noise) or 'best' (the best dev
+            figure); see `evaluation.verdict`.
 
     Returns:
         The verdict dict (also written to RUN/best.json).

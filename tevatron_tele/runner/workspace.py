@@ -1,13 +1,10 @@
 """The run folder of the episode runner: its manifest, one process at a time, and step bookkeeping.
 
-Every path of the folder is `data.run_folder.RunLayout`'s (its description lists them); `RunFolder` builds on it
-with what needs the run's settings: the manifest (config comparison, versions, seeds, per-step timings), the lock
-held by the one process running in the folder, and the timing of each step.
-
-The step contract (DESIGN.md), for the runner's own steps: a step's output files are fingerprinted when written
-(the manifest's `steps[<step>].outputs`, `data.outputs.fingerprint_outputs`), and a finished output that no longer
-holds its fingerprint is refused, never removed; the collections' files are fingerprinted into the manifest's
-`collections`, so a resume is compared with its data by content (the same data at another path is accepted).
+Paths are `data.run_folder.RunLayout`'s. The step contract (DESIGN.md), for the runner's own steps: a step's output
+files are fingerprinted when written (the manifest's `steps[<step>].outputs`, `data.outputs.fingerprint_outputs`), and a
+finished output that no longer holds its fingerprint is refused, never removed; the collections' files are fingerprinted
+into the manifest's `collections`, so a resume is compared with its data by content (the same data at another path is
+accepted).
 """
 from __future__ import annotations
 
@@ -106,8 +103,8 @@ class RunFolder(RunLayout):
     # ---- manifest ----
     def open(self, args: EpisodeArguments, data: dict | None = None,
              collections: Mapping[str, Sequence[PathLike]] | None = None) -> dict:
-        """Hold the folder for this process (`lock`), then create the manifest, or check that an existing run
-        folder was made with the same settings and the same data.
+        """Hold the folder for this process (`lock`), then create the manifest, or check that an existing run folder was
+        made with the same settings and the same data.
 
         Args:
             args: the run's settings.
@@ -143,19 +140,9 @@ class RunFolder(RunLayout):
 
     def _check_resume(self, manifest: dict, new: dict, collections: Mapping[str, Sequence[PathLike]] | None
                       ) -> dict | None:
-        """Compare a stored manifest with the settings and data given now.
-
-        Args:
-            manifest: the stored manifest (its config takes the data paths given now when the data is the same).
-            new: the result config given now.
-            collections: {role: files} given now, or None.
-
-        Returns:
-            The fingerprints of the collections' files now (None when not given).
-
-        Raises:
-            ConfigMismatchError: listing every difference (settings; changed data files by role).
-        """
+        """Compare a stored manifest with the settings and data given now; return the collections' fingerprints now
+        (None when not given), or raise ConfigMismatchError listing every difference. With the same data, the stored
+        config takes the data paths given now."""
         stored_config, stored_data = manifest.get("config", {}), manifest.get("collections")
         by_content = collections is not None and isinstance(stored_data, dict)
         if by_content:
@@ -175,12 +162,9 @@ class RunFolder(RunLayout):
         return now
 
     def remove_temporaries(self) -> list[Path]:
-        """Remove what a process killed mid-write left under a temporary name (`.tmp-*`, see utils.atomic_path,
-        e.g. a truncated file after a crash or a full disk), outside finished episodes and the token caches.
-
-        Nothing reads such names, so this only frees the space; a DONE episode is never touched, and the token
-        caches are left to their own locking (several runs may share them).
-        """
+        """Remove what a process killed mid-write left under a temporary name (`.tmp-*`, see utils.atomic_path), outside
+        finished episodes and the token caches: nothing reads such names, so this only frees the space; the token caches
+        are left to their own locking (several runs may share them)."""
         removed = []
         for path in sorted(self.root.rglob(".tmp-*")):
             top = path.relative_to(self.root).parts[0]
@@ -214,8 +198,8 @@ class RunFolder(RunLayout):
 
     def step(self, name: str, output: Path, work: Callable[[], object], *, done: Callable[[], bool] | None = None,
              files: Callable[[], Sequence[Path]] | None = None):
-        """Run `work` unless `output` exists (or `done()` says so); time it into the manifest with the fingerprints
-        of what it wrote, and check those fingerprints when the output is found finished (`check_output`).
+        """Run `work` unless `output` exists (or `done()` says so); time it into the manifest with the fingerprints of
+        what it wrote, and check those fingerprints when the output is found finished (`check_output`).
 
         Args:
             name: the step's name (its key in the manifest's `timings` and `steps`).
@@ -242,9 +226,9 @@ class RunFolder(RunLayout):
         return result
 
     def check_output(self, step: str) -> None:
-        """Refuse a finished step's output whose files no longer hold the fingerprints recorded when they were
-        written (cut short, edited or removed since); it is never removed. An output recorded before fingerprints
-        were kept has none and is trusted as before.
+        """Refuse a finished step's output whose files no longer hold the fingerprints recorded when they were written
+        (cut short, edited or removed since); it is never removed. An output recorded before fingerprints were kept has
+        none and is trusted as before.
 
         Args:
             step: the step's name.

@@ -1,9 +1,7 @@
-"""`train()`, the library entry point of training, on whichever Tevatron backend is chosen.
-
-`train()` builds tokenizer, dataset, model and trainer through the backend, trains from the base model,
-and writes the final model to `training_args.output_dir` atomically (checkpoints and trainer state live
-in a `<output_dir>.partial` scratch folder while it runs).
-"""
+"""`train()`, the library entry point of training, on whichever Tevatron backend is chosen: it builds tokenizer,
+dataset, model and trainer through the backend, trains from the base model, and writes the final model to
+`training_args.output_dir` atomically (checkpoints and trainer state live in a `<output_dir>.partial` scratch folder
+while it runs)."""
 from __future__ import annotations
 
 import logging
@@ -50,8 +48,8 @@ def build_train_dataset(data_args: Any, tokenizer: Any, *, seed: int, cache_dir:
         backend: a backend module or name (default: the one installed).
 
     Returns:
-        The dataset: for id pools over token caches of `data_args.collection`; for reference tokenized
-        pools over the file's own token ids.
+        The dataset: over token caches of `data_args.collection` for id pools, over the file's own token ids for
+        reference tokenized pools.
     """
     backend = get_backend(backend) if backend is None or isinstance(backend, str) else backend
     if not data_args.pool:
@@ -88,12 +86,11 @@ def _is_trained_model(folder: Path) -> bool:
 def train(model_args: Any, data_args: Any, training_args: Any, callbacks: list | None = None) -> Path:
     """Train a dense retriever on `data_args.pool` and return the saved model directory.
 
-    Refuses a non-empty `output_dir` unless `overwrite_output_dir`. Safe to call in-process several
-    times (one model per call) and under torchrun (rank 0 writes, the others wait).
+    Refuses a non-empty `output_dir` unless `overwrite_output_dir`. Safe to call in-process several times (one model per
+    call) and under torchrun (rank 0 writes, the others wait).
 
     Args:
-        model_args: the backend's TeleModelArguments.
-        data_args: the backend's TeleDataArguments.
+        model_args, data_args: the backend's TeleModelArguments and TeleDataArguments.
         training_args: the backend's TeleTrainingArguments; its `backend` picks the Tevatron.
         callbacks: extra Trainer callbacks.
 

@@ -1,16 +1,16 @@
 """Everything that lets tevatron 0.1.0 run on transformers 5, and nothing else.
 
 Four things broke when transformers 5 came out (see ENVIRONMENT.md):
-1. `tokenizer.encode_plus` is gone, and fast tokenizers refuse lists of ids -> the dataset builds examples
-   with `tevatron_tele.data.examples.build_example`.
+1. `tokenizer.encode_plus` is gone, and fast tokenizers refuse lists of ids -> the dataset builds examples with
+   `tevatron_tele.data.examples.build_example`.
 2. `Trainer` calls `compute_loss(model, inputs, return_outputs, num_items_in_batch)` -> `CompatDenseTrainer`.
-3. `TrainingArguments.warmup_ratio` no longer exists, so Tevatron's field parses but does nothing
-   -> `CompatTrainingArguments.get_warmup_steps`.
-4. GradCache: `GCTrainer` uses Trainer internals that are gone and its package is not installable
-   -> `--grad_cache` is refused with a message saying so.
-Besides, Tevatron's `get_train_dataloader` bypasses `accelerator.prepare`, which transformers 5 relies
-on to shard batches across processes (`CompatDenseTrainer` restores the sharding), and under torchrun
-without a GPU transformers 5 only sets up distributed training with `use_cpu` (set automatically).
+3. `TrainingArguments.warmup_ratio` no longer exists, so Tevatron's field parses but does nothing ->
+   `CompatTrainingArguments.get_warmup_steps`.
+4. GradCache: `GCTrainer` uses Trainer internals that are gone and its package is not installable -> `--grad_cache` is
+   refused with a message saying so.
+Besides, Tevatron's `get_train_dataloader` bypasses `accelerator.prepare`, which transformers 5 relies on to shard
+batches across processes (`CompatDenseTrainer` restores the sharding), and under torchrun without a GPU transformers 5
+only sets up distributed training with `use_cpu` (set automatically).
 """
 from __future__ import annotations
 
@@ -59,8 +59,8 @@ class CompatTrainingArguments(DenseTrainingArguments):
 class CompatDenseTrainer(DenseTrainer):
     """Tevatron's DenseTrainer with the Trainer API of transformers 5.
 
-    Inputs are `(query_batch, passage_batch)` as built by Tevatron's QPCollator, optionally followed by
-    a dict of extra keyword tensors for the model's forward (e.g. in-batch positive keys).
+    Inputs are `(query_batch, passage_batch)` as built by Tevatron's QPCollator, optionally followed by a dict of extra
+    keyword tensors for the model's forward (e.g. in-batch positive keys).
     """
 
     def __init__(self, *args, **kwargs):

@@ -18,8 +18,7 @@ class TeleTrainDataset(PoolSampler, TrainDataset):
         entries: pool entries (`read_pool`, or `iter_pool` to stream them) or reference tokenized dicts
             (`read_reference_pool`).
         tokenizer: the model's tokenizer.
-        query_cache: TokenCache of the queries.
-        corpus_cache: TokenCache of the corpus (required for id pools).
+        query_cache, corpus_cache: TokenCaches of the queries and of the corpus (the latter required for id pools).
         trainer: the Trainer whose epoch and seed drive the choice (Tevatron sets it after building).
         seed: seed used while no trainer is attached.
     """

@@ -1,8 +1,8 @@
 """Tevatron 0.1.0's bi-encoder with a choice of pooling, cosine scores, a temperature and false-negative masking.
 
-A saved model directory holds the HF encoder (or `query_model/` and `passage_model/` when untied, each
-with tokenizer files), the tokenizer files, Tevatron's `pooler.pt` / `pooler_config.json` when a pooler
-is used, and `tele_config.json` with the options below, which `load_encoder` reads back.
+A saved model directory holds the HF encoder (or `query_model/` and `passage_model/` when untied, each with tokenizer
+files), the tokenizer files, Tevatron's `pooler.pt` / `pooler_config.json` when a pooler is used, and `tele_config.json`
+with the options below, which `load_encoder` reads back.
 """
 from __future__ import annotations
 
@@ -75,10 +75,10 @@ class _TeleEncoding:
 class TeleDenseModel(_TeleEncoding, DenseModel):
     """Training model: scores = q.p / temperature; softmax over own positive, own negatives, in-batch passages.
 
-    Options come from `model_args` (pooling, normalize, temperature) and `data_args.mask_batch_positives`,
-    or as keyword arguments. With masking, forward takes `passage_keys` (one int key per passage) and
-    `query_positive_keys` (keys of each query's judged positives, -1 padded); a passage whose key is a
-    positive of a query, other than that query's own target, is removed from that query's softmax.
+    Options come from `model_args` (pooling, normalize, temperature) and `data_args.mask_batch_positives`, or as keyword
+    arguments. With masking, forward takes `passage_keys` (one int key per passage) and `query_positive_keys` (keys of
+    each query's judged positives, -1 padded); a passage whose key is a positive of a query, other than that query's own
+    target, is removed from that query's softmax.
     """
 
     def __init__(self, lm_q, lm_p, pooler=None, model_args=None, data_args=None, train_args=None, *,
@@ -168,8 +168,7 @@ class TeleDenseModelForInference(_TeleEncoding, DenseModelForInference):
         Args:
             model_name_or_path: the model folder (default: `model_args.model_name_or_path`).
             model_args, data_args, train_args: Tevatron's signature; only `model_args` is read.
-            pooling: overrides the saved pooling (for models saved without one).
-            normalize: overrides the saved normalisation.
+            pooling, normalize: override the saved pooling (for models saved without one) and normalisation.
             **hf_kwargs: passed to Tevatron's loader.
 
         Returns:
@@ -186,9 +185,9 @@ class TeleDenseModelForInference(_TeleEncoding, DenseModelForInference):
 
 
 def save_encoders(model: _TeleEncoding, output_dir: str | os.PathLike, tokenizer: Any = None) -> None:
-    """Save in Tevatron's layout (root or query_model/ + passage_model/), pooler, tele_config.json and,
-    when given, the tokenizer (in the root and, untied, in each encoder folder so each loads alone); a tied
-    model without a pooler is also written as a sentence-transformers model (`model_export`).
+    """Save in Tevatron's layout (root or query_model/ + passage_model/), pooler, tele_config.json and, when given, the
+    tokenizer (in the root and, untied, in each encoder folder so each loads alone); a tied model without a pooler is
+    also written as a sentence-transformers model (`model_export`).
 
     Args:
         model: a training or inference model.
@@ -220,8 +219,7 @@ def load_encoder(path: str | os.PathLike, device: str | torch.device = "cpu", *,
     Args:
         path: the model folder.
         device: where to put it.
-        pooling: overrides the saved pooling.
-        normalize: overrides the saved normalisation.
+        pooling, normalize: override the saved pooling and normalisation.
 
     Returns:
         (model, tokenizer).

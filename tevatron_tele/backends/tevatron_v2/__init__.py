@@ -1,5 +1,5 @@
-"""The current-Tevatron backend (`tevatron.retriever`, installed from its repository): LoRA, decoder models
-with last-token pooling, query/passage prefixes and GradCache, on our pools and token caches."""
+"""The current-Tevatron backend (`tevatron.retriever`, installed from its repository): LoRA, decoder models with
+last-token pooling, query/passage prefixes and GradCache, on our pools and token caches."""
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -31,8 +31,8 @@ def make_dataset(data_args: TeleDataArguments, entries: Iterable, tokenizer: Any
 
 def make_collator(data_args: TeleDataArguments, tokenizer: Any, dataset: Any = None
                   ) -> TeleTextCollator | TeleTokenCollator:
-    """The collator for the dataset's feed; sets the tokenizer's pad token (EOS when it has none, as Tevatron's
-    driver does for decoder models) and padding side.
+    """The collator for the dataset's feed; sets the tokenizer's pad token (EOS when it has none, as Tevatron's driver
+    does for decoder models) and padding side.
 
     Args:
         data_args: the feed, lengths and padding are read.

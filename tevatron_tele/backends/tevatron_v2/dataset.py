@@ -1,8 +1,8 @@
 """TeleTrainDataset on current Tevatron: its `TrainDataset` over a negative pool, fed from token caches or text.
 
-Tevatron's own `TrainDataset.__init__` loads the pool and corpus with HF `datasets`; here the pool is
-already read (with its per-source lists) and the corpus lives in a memory-mapped token cache, so that
-constructor is not called: the attributes its methods use are set instead.
+Tevatron's own `TrainDataset.__init__` loads the pool and corpus with HF `datasets`; here the pool is already read (with
+its per-source lists) and the corpus lives in a memory-mapped token cache, so that constructor is not called: the
+attributes its methods use are set instead.
 """
 from __future__ import annotations
 
@@ -20,18 +20,17 @@ from ...data.pool_sampler import PoolSampler, TrainGroup, batch_keys
 class TeleTrainDataset(PoolSampler, TrainDataset):
     """Current Tevatron's TrainDataset over a pool.
 
-    With `data_args.feed == "token_cache"` an example is (query ids, [passage ids]) built from the caches
-    (with --query_prefix / --passage_prefix tokenized once, and --append_eos_token), for `TeleTokenCollator`;
-    with `"text"` it is Tevatron's own ((text, None, None, None), [...]) for its `TrainCollator`, the texts
-    read from `collection` (passages as `title <sep> text`, like the token cache and `export_corpus`).
+    With `data_args.feed == "token_cache"` an example is (query ids, [passage ids]) built from the caches (with
+    --query_prefix / --passage_prefix tokenized once, and --append_eos_token), for `TeleTokenCollator`; with `"text"` it
+    is Tevatron's own ((text, None, None, None), [...]) for its `TrainCollator`, the texts read from `collection`
+    (passages as `title <sep> text`, like the token cache and `export_corpus`).
 
     Args:
         data_args: TeleDataArguments of this backend.
-        entries: pool entries (`read_pool`, or `iter_pool` to stream them) or reference tokenized dicts
-            (token_cache feed only).
+        entries: pool entries (`read_pool`, or `iter_pool` to stream them) or reference tokenized dicts (token_cache
+            feed only).
         tokenizer: the model's tokenizer.
-        query_cache: TokenCache of the queries.
-        corpus_cache: TokenCache of the corpus.
+        query_cache, corpus_cache: TokenCaches of the queries and of the corpus.
         trainer: the Trainer whose epoch and seed drive the choice (set by `set_trainer`).
         seed: seed used while no trainer is attached.
         collection: the collection (needed by the text feed).
@@ -86,8 +85,8 @@ class TeleTrainDataset(PoolSampler, TrainDataset):
 
 @dataclass
 class TeleTokenCollator:
-    """Pads token-id examples as Tevatron's TrainCollator pads its own (pad_to_multiple_of, attention mask);
-    examples carrying passage keys also yield the masking tensors."""
+    """Pads token-id examples as Tevatron's TrainCollator pads its own (pad_to_multiple_of, attention mask); examples
+    carrying passage keys also yield the masking tensors."""
 
     data_args: Any
     tokenizer: Any
@@ -108,8 +107,8 @@ class TeleTokenCollator:
 
 
 class TeleTextCollator(TrainCollator):
-    """Tevatron's TrainCollator (it tokenizes the texts); examples carrying passage keys also yield the
-    masking tensors."""
+    """Tevatron's TrainCollator (it tokenizes the texts); examples carrying passage keys also yield the masking
+    tensors."""
 
     def __call__(self, features):
         query, passage = super().__call__([(f[0], f[1]) for f in features])

@@ -1,7 +1,7 @@
 """Current Tevatron's DenseModel with in-batch positive masking, the tele save layout, and the encoder loader.
 
-A saved model folder holds the encoder as `save_pretrained` writes it (a LoRA adapter when trained with
---lora; `tele_config.json` then names the base model), the tokenizer, and `tele_config.json`.
+A saved model folder holds the encoder as `save_pretrained` writes it (a LoRA adapter when trained with --lora;
+`tele_config.json` then names the base model), the tokenizer, and `tele_config.json`.
 """
 from __future__ import annotations
 
@@ -72,8 +72,8 @@ def build_model(model_args: Any, data_args: Any, training_args: Any) -> TeleDens
 
 
 def save_model(model: DenseModel, output_dir: str | os.PathLike, tokenizer: Any = None) -> None:
-    """The encoder (or its LoRA adapter), the tokenizer and tele_config.json into `output_dir`; without LoRA or
-    an appended EOS token the folder is also a sentence-transformers model (`model_export`).
+    """The encoder (or its LoRA adapter), the tokenizer and tele_config.json into `output_dir`; without LoRA or an
+    appended EOS token the folder is also a sentence-transformers model (`model_export`).
 
     Args:
         model: the model.
@@ -102,15 +102,11 @@ def load_encoder(path: str | os.PathLike, device: str | torch.device = "cpu", *,
     Args:
         path: the model folder.
         device: where to put it.
-        pooling: overrides the saved pooling.
-        normalize: overrides the saved normalisation.
         attn_implementation: the attention kernel.
-        query_prefix: overrides the saved query prefix.
-        passage_prefix: overrides the saved passage prefix.
-        append_eos_token: overrides the saved EOS switch.
+        pooling, normalize, query_prefix, passage_prefix, append_eos_token: override the saved values.
 
     Returns:
-        (model, tokenizer); `model.input_format` carries the saved prefixes and EOS switch.
+        (model, tokenizer); `model.input_format` carries the prefixes and EOS switch.
     """
     path = Path(path)
     if not path.exists():

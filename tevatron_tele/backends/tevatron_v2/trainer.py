@@ -1,5 +1,5 @@
-"""The trainers of the current-Tevatron backend: Tevatron's own, with quick-refresh early stop, the tele save
-layout, masking keys, and (GradCache) a loss that honours the model's temperature."""
+"""The trainers of the current-Tevatron backend: Tevatron's own, with quick-refresh early stop, the tele save layout,
+masking keys, and (GradCache) a loss that honours the model's temperature."""
 from __future__ import annotations
 
 import logging
@@ -47,8 +47,8 @@ class TeleTrainer(_TeleTrainerMixin, TevatronTrainer):
 class TemperatureContrastiveLoss:
     """Softmax cross-entropy of q.p / temperature over all passages (gathered across processes under DDP).
 
-    Tevatron's GradCache loss leaves the temperature out, so with --temperature below 1 it would train
-    another objective than the model's own loss; this one computes the model's (same order of operations).
+    Tevatron's GradCache loss leaves the temperature out, so with --temperature below 1 it would train another objective
+    than the model's own loss; this one computes the model's (same order of operations).
     """
 
     def __init__(self, temperature: float):
