@@ -176,7 +176,7 @@ def transfer_eval(run_dir: Path, episode: int, profile: dict, paths: dict) -> Pa
     collection = load_collection(paths["transfer"], split="test")
     name = Path(paths["transfer"]).name
     common = dict(batch_size=profile["encode_batch_size"], dtype=profile.get("embedding_dtype", "float16"),
-                  amp=profile.get("encode_amp"), device=device, model=model, tokenizer=tokenizer, progress=False)
+                  amp=profile.get("encode_amp"), model=model, tokenizer=tokenizer, progress=False)
     with tempfile.TemporaryDirectory(prefix="transfer-", dir=run_dir) as tmp:
         c_prefix = encode_to_file(corpus_token_cache(collection, tokenizer, profile["p_max_len"],
                                                            paths["token_cache"]),

@@ -72,7 +72,7 @@ def evaluate_model(model_dir: str | Path, collection: Collection, work: Path, *,
     """
     model, tokenizer = load_encoder(model_dir, device, pooling=pooling, normalize=normalize)
     caches = work.parent / "token_cache"
-    common = dict(model=model, tokenizer=tokenizer, batch_size=128, dtype="float16", progress=False, device=device)
+    common = dict(model=model, tokenizer=tokenizer, batch_size=128, dtype="float16", progress=False)
     corpus = encode_to_file(corpus_token_cache(collection, tokenizer, p_max_len, caches), work / "corpus",
                             is_query=False, max_len=p_max_len, **common)
     queries = encode_to_file(query_token_cache(collection, tokenizer, q_max_len, caches), work / "queries",

@@ -117,7 +117,7 @@ def run(args: EncodeArguments) -> Path:
     output.begin()
     prefix = encode_to_file(cache, args.output, is_query=is_query, ids=ids, shard_index=shard_index,
                             num_shards=num_shards, max_len=args.q_max_len if is_query else args.p_max_len,
-                            batch_size=args.batch_size, dtype=args.dtype, amp=args.amp, device=device,
+                            batch_size=args.batch_size, dtype=args.dtype, amp=args.amp,
                             model=model, tokenizer=tokenizer, overwrite=True)
     output.commit(counts={"vectors": len(read_ids(prefix))})
     return prefix

@@ -163,7 +163,6 @@ def encode_to_file(
     batch_size: int = 64,
     dtype: str = "float16",
     amp: str | None = None,
-    device: str = "cpu",
     model: Any = None,
     tokenizer: Any = None,
     progress: bool = True,
@@ -178,7 +177,6 @@ def encode_to_file(
         shard_index, num_shards: this process' shard, and shards in all.
         is_query, max_len, batch_size, amp, progress: as for `encode_texts`.
         dtype: the stored type, float16 or float32.
-        device: unused; the model runs where it was loaded.
         model, tokenizer: a loaded encoder (`backends.load_encoder`) and its tokenizer, unless the shard exists.
         overwrite: encode even when the shard exists (which is otherwise kept as it is).
 

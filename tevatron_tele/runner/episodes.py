@@ -76,7 +76,7 @@ class EpisodeRunner:
             is_query = kind == "queries"
             return encode_to_file(self.caches.get(collection, kind), prefix, is_query=is_query,
                                   max_len=a.q_max_len if is_query else a.p_max_len, batch_size=a.encode_batch_size,
-                                  dtype=a.embedding_dtype, amp=a.encode_amp, device=self.device,
+                                  dtype=a.embedding_dtype, amp=a.encode_amp,
                                   model=model_state["model"], tokenizer=model_state["tokenizer"], progress=a.progress)
 
         self.folder.step(f"episode-{i}/encode-{name}", prefix, work, done=lambda: is_complete(prefix),
