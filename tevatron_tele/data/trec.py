@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from ..utils import InputFileError, PathLike, atomic_path, iter_lines, location
@@ -194,29 +194,3 @@ def write_qrels(path: PathLike, qrels: Mapping[str, Mapping[str, int]]) -> None:
             for qid, docs in qrels.items():
                 for docid, grade in docs.items():
                     f.write(f"{qid} 0 {docid} {int(grade)}\n")
-
-
-def run_from_lists(qids: Iterable[str], docids: Iterable[Sequence[str]], scores: Iterable[Sequence[float]]) -> Run:
-    """A Run from parallel lists (a search's output).
-
-    Args:
-        qids, docids, scores: the query ids, each query's docids (best first) and their scores.
-
-    Returns:
-        {query id: [(docid, score), ...]}.
-    """
-    return {q: list(zip(ds, map(float, ss))) for q, ds, ss in zip(qids, docids, scores)}
-
-
-def ensure_parent(path: PathLike) -> Path:
-    """Create the folder of `path` if it is missing.
-
-    Args:
-        path: a file to be written.
-
-    Returns:
-        `path` as a Path.
-    """
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    return p
